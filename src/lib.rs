@@ -1,0 +1,4 @@
+//! Portcullis: a mail submission server (RFC 6409).
+
+pub mod smtp;
+pub mod timefmt;

@@ -1,0 +1,460 @@
+//! SMTP replies: a basic code (RFC 5321 §4.2), an optional enhanced status code (RFC 3463 / 2034)
+//! and text. Every reply Portcullis sends is built by one of the named constructors below, so the
+//! complete catalogue of what the server can say lives in this file.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// An enhanced status code `class.subject.detail` (RFC 3463).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Status(pub u8, pub u16, pub u16);
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// One reply. Multi-line text is separated by `\n`; each line goes out with the code (and the
+/// enhanced code, RFC 2034 §3) in front of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    code: u16,
+    status: Option<Status>,
+    text: Cow<'static, str>,
+}
+
+impl Reply {
+    const fn fixed(code: u16, status: Status, text: &'static str) -> Reply {
+        Reply {
+            code,
+            status: Some(status),
+            text: Cow::Borrowed(text),
+        }
+    }
+
+    fn owned(code: u16, status: Option<Status>, text: String) -> Reply {
+        Reply {
+            code,
+            status,
+            text: Cow::Owned(text),
+        }
+    }
+
+    pub fn code(&self) -> u16 {
+        self.code
+    }
+
+    pub fn status(&self) -> Option<Status> {
+        self.status
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// 4xx and 5xx replies count towards the session's error limit.
+    pub fn is_error(&self) -> bool {
+        self.code >= 400
+    }
+
+    /// Appends the wire form (with CRLF line endings) to `out`.
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut lines = self.text.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            let separator = if lines.peek().is_some() { '-' } else { ' ' };
+            let code = self.code;
+            let line_text = match self.status {
+                Some(status) => format!("{code}{separator}{status} {line}\r\n"),
+                None if line.is_empty() => format!("{code}{separator}\r\n"),
+                None => format!("{code}{separator}{line}\r\n"),
+            };
+            out.extend_from_slice(line_text.as_bytes());
+        }
+    }
+
+    pub fn to_wire(&self) -> String {
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+impl fmt::Display for Reply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.status {
+            Some(status) => write!(f, "{} {} {}", self.code, status, self.text),
+            None => write!(f, "{} {}", self.code, self.text),
+        }
+    }
+}
+
+// ---- Connection-level -------------------------------------------------------------------------
+
+pub fn greeting(hostname: &str) -> Reply {
+    // RFC 2034 §3: no enhanced code on the greeting.
+    Reply::owned(220, None, format!("{hostname} ESMTP Portcullis ready"))
+}
+
+pub fn closing(hostname: &str) -> Reply {
+    Reply::owned(221, Some(Status(2, 0, 0)), format!("{hostname} closing connection, goodbye"))
+}
+
+pub const TOO_MANY_ERRORS: Reply = Reply::fixed(
+    421,
+    Status(4, 7, 0),
+    "Too many errors in this session; closing. Check the client's settings (TLS mode, user name, password) before reconnecting",
+);
+pub const IDLE_TIMEOUT: Reply = Reply::fixed(
+    421,
+    Status(4, 4, 2),
+    "Timeout: no command received in time; closing. Reconnect to continue",
+);
+pub const SHUTTING_DOWN: Reply = Reply::fixed(
+    421,
+    Status(4, 3, 2),
+    "Server is shutting down; nothing you sent without a 250 reply was accepted. Retry in a few minutes",
+);
+pub const TOO_MANY_CONNECTIONS: Reply = Reply::fixed(
+    421,
+    Status(4, 7, 0),
+    "Too many connections; try again in a few minutes or reuse an open connection",
+);
+pub const TOO_MANY_CONNECTIONS_FROM_IP: Reply = Reply::fixed(
+    421,
+    Status(4, 7, 0),
+    "Too many connections from your address; close idle connections or send more messages per connection",
+);
+
+// ---- Generic command handling ------------------------------------------------------------------
+
+pub const OK: Reply = Reply::fixed(250, Status(2, 0, 0), "OK");
+pub const RESET: Reply = Reply::fixed(250, Status(2, 0, 0), "OK, transaction reset");
+pub const UNKNOWN_COMMAND: Reply = Reply::fixed(
+    500,
+    Status(5, 5, 2),
+    "Command not recognized; send HELP for the list of commands",
+);
+pub const LINE_TOO_LONG: Reply = Reply::fixed(
+    500,
+    Status(5, 5, 6),
+    "Command line too long; the limit is 512 octets including CRLF (RFC 5321 §4.5.3.1.4)",
+);
+pub const AUTH_LINE_TOO_LONG: Reply = Reply::fixed(
+    500,
+    Status(5, 5, 6),
+    "Authentication exchange line too long; the limit is 12288 octets (RFC 4954 §4)",
+);
+pub const BARE_LINE_ENDING_IN_COMMAND: Reply = Reply::fixed(
+    500,
+    Status(5, 5, 2),
+    "Bare CR or LF in command; SMTP lines must end with CRLF. Fix the client's line endings",
+);
+
+pub fn syntax_error(usage: &'static str) -> Reply {
+    Reply::owned(501, Some(Status(5, 5, 4)), format!("Syntax error; usage: {usage}"))
+}
+
+pub const EHLO_FIRST: Reply = Reply::fixed(
+    503,
+    Status(5, 5, 1),
+    "Bad sequence of commands: send EHLO first",
+);
+pub const EXPN_DISABLED: Reply = Reply::fixed(
+    502,
+    Status(5, 5, 1),
+    "EXPN is not available: this server does not expand mailing lists",
+);
+pub const VRFY_CANNOT_VERIFY: Reply = Reply::fixed(
+    252,
+    Status(2, 5, 0),
+    "Cannot VRFY users; send the message and this server will attempt delivery",
+);
+
+// ---- TLS (RFC 3207) ----------------------------------------------------------------------------
+
+pub const MUST_STARTTLS: Reply = Reply::fixed(
+    530,
+    Status(5, 7, 0),
+    "Must issue a STARTTLS command first. Set the client to use STARTTLS on this port (587), or implicit TLS (SSL/TLS) on port 465",
+);
+pub const READY_FOR_TLS: Reply =
+    Reply::fixed(220, Status(2, 0, 0), "Ready to start TLS; send the TLS ClientHello now");
+pub const STARTTLS_ARGUMENTS: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: STARTTLS takes no arguments",
+);
+pub const ALREADY_TLS: Reply = Reply::fixed(
+    503,
+    Status(5, 5, 1),
+    "TLS is already active on this connection; continue with EHLO",
+);
+pub const TLS_UNAVAILABLE: Reply = Reply::fixed(
+    454,
+    Status(4, 7, 0),
+    "TLS not available on this listener; ask the administrator, or connect to the implicit-TLS port",
+);
+
+// ---- AUTH (RFC 4954) ---------------------------------------------------------------------------
+
+pub const AUTH_REQUIRED: Reply = Reply::fixed(
+    530,
+    Status(5, 7, 0),
+    "Authentication required. Set the client to log in (SMTP AUTH) with your full email address and password",
+);
+pub const AUTH_SUCCEEDED: Reply = Reply::fixed(235, Status(2, 7, 0), "Authentication successful");
+pub const AUTH_FAILED: Reply = Reply::fixed(
+    535,
+    Status(5, 7, 8),
+    "Authentication credentials invalid. Check the user name (your full email address) and the password; a pasted password may carry a stray space or newline",
+);
+pub const AUTH_UNAVAILABLE: Reply = Reply::fixed(
+    454,
+    Status(4, 7, 0),
+    "Temporary authentication failure: the server cannot check credentials right now. Retry later; your password was not rejected",
+);
+pub const AUTH_MECHANISM_UNKNOWN: Reply = Reply::fixed(
+    504,
+    Status(5, 5, 4),
+    "Unrecognized authentication mechanism; this server offers PLAIN and LOGIN",
+);
+pub const AUTH_BAD_BASE64: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 2),
+    "Cannot decode the authentication response; it must be valid base64 (RFC 4954)",
+);
+pub const AUTH_CANCELLED: Reply = Reply::fixed(
+    501,
+    Status(5, 7, 0),
+    "Authentication cancelled by the client",
+);
+pub const AUTH_ALREADY_DONE: Reply = Reply::fixed(
+    503,
+    Status(5, 5, 1),
+    "Already authenticated; AUTH may be used once per session",
+);
+pub const AUTH_IN_TRANSACTION: Reply = Reply::fixed(
+    503,
+    Status(5, 5, 1),
+    "AUTH is not permitted during a mail transaction; send RSET first",
+);
+
+/// A server challenge (`334 <base64>`); RFC 4954 gives it no enhanced code.
+pub fn auth_challenge(base64: &'static str) -> Reply {
+    Reply {
+        code: 334,
+        status: None,
+        text: Cow::Borrowed(base64),
+    }
+}
+
+// ---- Mail transaction (RFC 5321 §3.3) ---------------------------------------------------------
+
+pub fn sender_ok(sender: &str) -> Reply {
+    Reply::owned(250, Some(Status(2, 1, 0)), format!("Sender <{sender}> OK"))
+}
+
+pub fn recipient_ok(recipient: &str) -> Reply {
+    Reply::owned(250, Some(Status(2, 1, 5)), format!("Recipient <{recipient}> OK"))
+}
+
+pub const NESTED_MAIL: Reply = Reply::fixed(
+    503,
+    Status(5, 5, 1),
+    "Bad sequence of commands: a transaction is already open; finish it with DATA or send RSET",
+);
+pub const RCPT_BEFORE_MAIL: Reply = Reply::fixed(
+    503,
+    Status(5, 5, 1),
+    "Bad sequence of commands: send MAIL FROM before RCPT TO",
+);
+pub const DATA_BEFORE_MAIL: Reply = Reply::fixed(
+    503,
+    Status(5, 5, 1),
+    "Bad sequence of commands: send MAIL FROM and RCPT TO before DATA",
+);
+pub const DATA_WITHOUT_RECIPIENTS: Reply = Reply::fixed(
+    503,
+    Status(5, 5, 1),
+    "Bad sequence of commands: no valid recipients yet; send RCPT TO before DATA",
+);
+pub const DATA_ARGUMENTS: Reply =
+    Reply::fixed(501, Status(5, 5, 4), "Syntax error: DATA takes no arguments");
+pub const START_DATA: Reply = Reply {
+    code: 354,
+    status: None,
+    text: Cow::Borrowed("Start mail input; end with <CRLF>.<CRLF>"),
+};
+
+pub fn bad_sender(reason: &str) -> Reply {
+    Reply::owned(
+        501,
+        Some(Status(5, 1, 7)),
+        format!("Bad sender address syntax: {reason}. Use MAIL FROM:<you@example.com>"),
+    )
+}
+
+pub fn bad_recipient(reason: &str) -> Reply {
+    Reply::owned(
+        501,
+        Some(Status(5, 1, 3)),
+        format!("Bad recipient address syntax: {reason}. Use RCPT TO:<someone@example.com>"),
+    )
+}
+
+pub fn unknown_parameter(parameter: &str) -> Reply {
+    Reply::owned(
+        555,
+        Some(Status(5, 5, 4)),
+        format!("Parameter {parameter} not recognized or not implemented"),
+    )
+}
+
+pub const NON_ASCII_WITHOUT_SMTPUTF8: Reply = Reply::fixed(
+    553,
+    Status(5, 6, 7),
+    "Address contains non-ASCII characters; the client must send SMTPUTF8 on MAIL FROM to use it",
+);
+
+pub fn too_many_recipients(limit: usize) -> Reply {
+    Reply::owned(
+        452,
+        Some(Status(4, 5, 3)),
+        format!(
+            "Too many recipients; at most {limit} per message. The recipients accepted so far are kept; send the rest in another message"
+        ),
+    )
+}
+
+pub fn message_too_big(limit: u64) -> Reply {
+    Reply::owned(
+        552,
+        Some(Status(5, 3, 4)),
+        format!("Message size exceeds the limit of {limit} octets; send a smaller message or a link"),
+    )
+}
+
+pub const BARE_LINE_ENDING_IN_DATA: Reply = Reply::fixed(
+    554,
+    Status(5, 6, 0),
+    "Message refused: it contains a bare CR or LF (or a NUL). Lines must end with CRLF; nothing was queued",
+);
+
+pub fn text_line_too_long(limit: usize) -> Reply {
+    Reply::owned(
+        554,
+        Some(Status(5, 6, 0)),
+        format!(
+            "Message refused: a line is longer than {} octets (RFC 5321 §4.5.3.1.6); encode the body (quoted-printable or base64)",
+            limit - 2
+        ),
+    )
+}
+
+pub fn queued(id: &str) -> Reply {
+    Reply::owned(250, Some(Status(2, 0, 0)), format!("OK: queued as {id}"))
+}
+
+pub const SPOOL_FAILED: Reply = Reply::fixed(
+    452,
+    Status(4, 3, 1),
+    "Insufficient system storage: the message was NOT accepted. Retry later",
+);
+
+// ---- HELP (RFC 5321 §4.1.1.8) -----------------------------------------------------------------
+
+pub fn help(topic: Option<&str>) -> Reply {
+    let Some(topic) = topic else {
+        return Reply::owned(
+            214,
+            Some(Status(2, 0, 0)),
+            "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP\nSend HELP <command> for its usage; see RFC 5321 and RFC 6409".into(),
+        );
+    };
+    match help_topic(topic) {
+        Some(usage) => Reply::owned(214, Some(Status(2, 0, 0)), usage.to_string()),
+        None => Reply::owned(
+            504,
+            Some(Status(5, 5, 4)),
+            format!("No help for {topic:?}; send HELP for the list of commands"),
+        ),
+    }
+}
+
+fn help_topic(topic: &str) -> Option<&'static str> {
+    let usage = match topic.to_ascii_uppercase().as_str() {
+        "EHLO" => "EHLO <your-hostname> - start a session and list extensions",
+        "HELO" => "HELO <your-hostname> - start a session without extensions",
+        "STARTTLS" => "STARTTLS - upgrade this connection to TLS; send EHLO again afterwards",
+        "AUTH" => "AUTH PLAIN [initial-response] | AUTH LOGIN [username] - log in (after STARTTLS)",
+        "MAIL" => "MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8]",
+        "RCPT" => "RCPT TO:<address>",
+        "DATA" => "DATA - then the message, ended by a line with a single dot",
+        "RSET" => "RSET - abort the current transaction",
+        "NOOP" => "NOOP - do nothing",
+        "QUIT" => "QUIT - close the session",
+        "VRFY" => "VRFY <address> - answered with 252; users are never disclosed",
+        "EXPN" => "EXPN <list> - not available here",
+        "HELP" => "HELP [command]",
+        _ => return None,
+    };
+    Some(usage)
+}
+
+/// The EHLO reply: the greeting line then one extension per line (RFC 2034 §3: no enhanced codes).
+pub fn ehlo(hostname: &str, client: &str, extensions: &[String]) -> Reply {
+    let mut text = format!("{hostname} greets {client}");
+    for extension in extensions {
+        text.push('\n');
+        text.push_str(extension);
+    }
+    Reply::owned(250, None, text)
+}
+
+pub fn helo(hostname: &str, client: &str) -> Reply {
+    Reply::owned(250, None, format!("{hostname} greets {client}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_line_has_code_status_and_crlf() {
+        assert_eq!(
+            AUTH_SUCCEEDED.to_wire(),
+            "235 2.7.0 Authentication successful\r\n"
+        );
+    }
+
+    #[test]
+    fn multi_line_uses_dash_continuations_and_repeats_status() {
+        let wire = help(None).to_wire();
+        let lines: Vec<&str> = wire.split_terminator("\r\n").collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("214-2.0.0 Commands:"));
+        assert!(lines[1].starts_with("214 2.0.0 Send HELP"));
+    }
+
+    #[test]
+    fn replies_without_enhanced_codes() {
+        assert_eq!(auth_challenge("").to_wire(), "334 \r\n");
+        assert_eq!(
+            auth_challenge("VXNlcm5hbWU6").to_wire(),
+            "334 VXNlcm5hbWU6\r\n"
+        );
+        assert!(START_DATA.to_wire().starts_with("354 Start"));
+        assert_eq!(
+            ehlo("h", "c", &["SIZE 10".into()]).to_wire(),
+            "250-h greets c\r\n250 SIZE 10\r\n"
+        );
+    }
+
+    #[test]
+    fn help_for_a_command_and_for_an_unknown_topic() {
+        assert_eq!(help(Some("rcpt")).to_wire(), "214 2.0.0 RCPT TO:<address>\r\n");
+        let unknown = help(Some("FOO"));
+        assert_eq!((unknown.code(), unknown.status()), (504, Some(Status(5, 5, 4))));
+    }
+}

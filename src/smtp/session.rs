@@ -1,0 +1,614 @@
+//! The submission session state machine (RFC 5321, 3207, 4954, 6409), without I/O.
+//!
+//! The network layer feeds received bytes in with [`Session::receive`] and asks for
+//! [`Session::next_action`] until it returns `None` (more input needed). Actions that need the
+//! outside world (TLS handshake, credential check, spooling) pause the session until the matching
+//! `*_finished` call, so replies to pipelined commands always come out in order.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::address::Mailbox;
+use super::command::{self, Body, Command, MailFrom};
+use super::data::{DataReceiver, Defect, Progress};
+use super::reply::{self, Reply};
+use super::sasl::{self, Credentials, Step};
+use crate::timefmt;
+
+/// Limits of one session. Line limits include the CRLF.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_errors: u32,
+    pub max_command_line: usize,
+    pub max_text_line: usize,
+    pub max_auth_line: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_errors: 20,
+            max_command_line: 512,  // RFC 5321 §4.5.3.1.4
+            max_text_line: 1000,    // §4.5.3.1.6
+            max_auth_line: 12_288,  // RFC 4954 §4
+        }
+    }
+}
+
+/// What a listener tells each of its sessions.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub hostname: String,
+    /// STARTTLS can be offered (the listener has a certificate and is not implicit TLS).
+    pub starttls_available: bool,
+    pub limits: Limits,
+    pub clock: fn() -> SystemTime,
+}
+
+/// The negotiated TLS parameters, recorded in the envelope and the Received header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsInfo {
+    pub version: String,
+    pub cipher: String,
+}
+
+/// Everything known about a message besides its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The reverse-path; empty for the null sender `<>`.
+    pub from: String,
+    pub to: Vec<String>,
+    pub auth_user: Option<String>,
+    pub client_ip: IpAddr,
+    pub client_helo: String,
+    pub tls: Option<TlsInfo>,
+    pub received_at: String,
+    pub smtputf8: bool,
+    pub eight_bit_mime: bool,
+}
+
+/// A complete message handed to the spool.
+#[derive(Debug)]
+pub struct Submission {
+    pub envelope: Envelope,
+    /// The message as it goes to disk: our Received header, then the client's bytes.
+    pub message: Vec<u8>,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Send(Reply),
+    /// Flush the replies, then run the TLS handshake and call [`Session::tls_established`].
+    StartTls,
+    /// Check the credentials and call [`Session::auth_finished`].
+    Authenticate(Credentials),
+    /// Store durably and call [`Session::spool_finished`].
+    Spool(Box<Submission>),
+    /// Flush the replies and close the connection.
+    Close,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// Authenticated; carries the canonical account name.
+    Accepted(String),
+    Rejected,
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SpoolOutcome {
+    Queued(String),
+    Failed,
+}
+
+enum Mode {
+    Command,
+    Auth(sasl::Exchange),
+    Data(Box<DataReceiver>),
+    /// Waiting for the outcome of an action; input stays buffered.
+    Paused,
+    Closed,
+}
+
+struct Transaction {
+    mail: MailFrom,
+    recipients: Vec<Mailbox>,
+}
+
+pub struct Session {
+    config: Arc<SessionConfig>,
+    client_ip: IpAddr,
+    /// Extra trust for clients in the listener's trusted networks: they may submit without TLS
+    /// and without AUTH (but never send AUTH in clear).
+    trusted: bool,
+    input: Vec<u8>,
+    consumed: usize,
+    /// Inside an over-long line: dropping bytes until its CRLF.
+    discarding_line: bool,
+    outbox: VecDeque<Action>,
+    mode: Mode,
+    helo: Option<String>,
+    esmtp: bool,
+    tls: Option<TlsInfo>,
+    auth_user: Option<String>,
+    transaction: Option<Transaction>,
+    errors: u32,
+}
+
+impl Session {
+    /// A new session; `tls` is `Some` on an implicit-TLS listener. The greeting is the first action.
+    pub fn new(config: Arc<SessionConfig>, client_ip: IpAddr, trusted: bool, tls: Option<TlsInfo>) -> Session {
+        let mut session = Session {
+            client_ip,
+            trusted,
+            input: Vec::new(),
+            consumed: 0,
+            discarding_line: false,
+            outbox: VecDeque::new(),
+            mode: Mode::Command,
+            helo: None,
+            esmtp: false,
+            tls,
+            auth_user: None,
+            transaction: None,
+            errors: 0,
+            config,
+        };
+        session.send(reply::greeting(&session.config.hostname));
+        session
+    }
+
+    /// Appends bytes read from the client.
+    pub fn receive(&mut self, bytes: &[u8]) {
+        if matches!(self.mode, Mode::Closed) {
+            return;
+        }
+        self.input.drain(..self.consumed);
+        self.consumed = 0;
+        self.input.extend_from_slice(bytes);
+    }
+
+    /// The next thing to do, or `None` when the session needs more input (or an outcome).
+    pub fn next_action(&mut self) -> Option<Action> {
+        while self.outbox.is_empty() && self.process_input() {}
+        self.outbox.pop_front()
+    }
+
+    /// Whether the client is in the middle of sending a message (timeouts and shutdown differ).
+    pub fn in_data(&self) -> bool {
+        matches!(self.mode, Mode::Data(_))
+    }
+
+    pub fn is_closed(&self) -> bool {
+        matches!(self.mode, Mode::Closed)
+    }
+
+    /// The handshake after STARTTLS succeeded: RFC 3207 §4.2 says to forget everything learned
+    /// before it.
+    pub fn tls_established(&mut self, tls: TlsInfo) {
+        self.tls = Some(tls);
+        self.helo = None;
+        self.esmtp = false;
+        self.auth_user = None;
+        self.transaction = None;
+        self.mode = Mode::Command;
+    }
+
+    pub fn auth_finished(&mut self, outcome: AuthOutcome) {
+        self.mode = Mode::Command;
+        match outcome {
+            AuthOutcome::Accepted(user) => {
+                self.auth_user = Some(user);
+                self.send(reply::AUTH_SUCCEEDED);
+            }
+            AuthOutcome::Rejected => self.send(reply::AUTH_FAILED),
+            AuthOutcome::Unavailable => self.send(reply::AUTH_UNAVAILABLE),
+        }
+    }
+
+    pub fn spool_finished(&mut self, outcome: SpoolOutcome) {
+        self.mode = Mode::Command;
+        self.transaction = None;
+        match outcome {
+            SpoolOutcome::Queued(id) => self.send(reply::queued(&id)),
+            SpoolOutcome::Failed => self.send(reply::SPOOL_FAILED),
+        }
+    }
+
+    /// No complete command arrived in time.
+    pub fn timed_out(&mut self) {
+        self.close_with(reply::IDLE_TIMEOUT);
+    }
+
+    /// The server is stopping; called between commands, never in the middle of DATA.
+    pub fn shut_down(&mut self) {
+        self.close_with(reply::SHUTTING_DOWN);
+    }
+
+    fn close_with(&mut self, reply: Reply) {
+        if !self.is_closed() {
+            self.outbox.push_back(Action::Send(reply));
+            self.close();
+        }
+    }
+
+    fn close(&mut self) {
+        self.outbox.push_back(Action::Close);
+        self.mode = Mode::Closed;
+        self.input.clear();
+        self.consumed = 0;
+    }
+
+    /// Queues a reply, counting 5xx replies towards the error limit.
+    fn send(&mut self, reply: Reply) {
+        let permanent_error = reply.code() >= 500;
+        self.outbox.push_back(Action::Send(reply));
+        if permanent_error {
+            self.errors += 1;
+            if self.errors >= self.config.limits.max_errors {
+                self.close_with(reply::TOO_MANY_ERRORS);
+            }
+        }
+    }
+
+    /// Handles one unit of buffered input; false when nothing more can be done without input.
+    fn process_input(&mut self) -> bool {
+        match self.mode {
+            Mode::Command | Mode::Auth(_) => self.process_line(),
+            Mode::Data(_) => self.process_data(),
+            Mode::Paused | Mode::Closed => false,
+        }
+    }
+
+    fn process_line(&mut self) -> bool {
+        let in_auth = matches!(self.mode, Mode::Auth(_));
+        let limit = if in_auth {
+            self.config.limits.max_auth_line
+        } else {
+            self.config.limits.max_command_line
+        };
+        let pending = &self.input[self.consumed..];
+        let Some(end) = pending.windows(2).position(|w| w == b"\r\n") else {
+            if pending.len() >= limit {
+                // Keep a trailing CR: its LF may come in the next read.
+                let keep = usize::from(pending.last() == Some(&b'\r'));
+                self.consumed = self.input.len() - keep;
+                self.discarding_line = true;
+            }
+            return false;
+        };
+        let line_start = self.consumed;
+        self.consumed += end + 2;
+        if std::mem::take(&mut self.discarding_line) || end + 2 > limit {
+            self.line_too_long(in_auth);
+            return true;
+        }
+        let line = self.input[line_start..line_start + end].to_vec();
+        match std::mem::replace(&mut self.mode, Mode::Command) {
+            Mode::Auth(exchange) => self.continue_auth(exchange, &line),
+            _ => self.handle_command_line(&line),
+        }
+        true
+    }
+
+    fn line_too_long(&mut self, in_auth: bool) {
+        if in_auth {
+            self.mode = Mode::Command;
+            self.send(reply::AUTH_LINE_TOO_LONG);
+        } else {
+            self.send(reply::LINE_TOO_LONG);
+        }
+    }
+
+    fn process_data(&mut self) -> bool {
+        let Mode::Data(receiver) = &mut self.mode else {
+            return false;
+        };
+        match receiver.feed(&self.input[self.consumed..]) {
+            Progress::NeedMore => {
+                self.consumed = self.input.len();
+                false
+            }
+            Progress::Complete(used) => {
+                self.consumed += used;
+                let Mode::Data(receiver) = std::mem::replace(&mut self.mode, Mode::Command) else {
+                    unreachable!("matched Data above");
+                };
+                self.end_of_data(receiver.finish());
+                true
+            }
+        }
+    }
+
+    fn handle_command_line(&mut self, line: &[u8]) {
+        match Command::parse(line) {
+            Ok(command) => self.handle(command),
+            Err(reply) => self.send(reply),
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Ehlo(client) => self.ehlo(client),
+            Command::Helo(client) => self.helo(client),
+            Command::StartTls => self.starttls(),
+            Command::Auth { mechanism, initial_response } => self.auth(&mechanism, initial_response.as_deref()),
+            Command::Mail(argument) => self.mail(&argument),
+            Command::Rcpt(argument) => self.rcpt(&argument),
+            Command::Data => self.data(),
+            Command::Rset => {
+                self.transaction = None;
+                self.send(reply::RESET);
+            }
+            Command::Noop => self.send(reply::OK),
+            Command::Quit => {
+                let goodbye = reply::closing(&self.config.hostname);
+                self.close_with(goodbye);
+            }
+            Command::Vrfy => self.vrfy(),
+            Command::Expn => self.send(reply::EXPN_DISABLED),
+            Command::Help(topic) => self.send(reply::help(topic.as_deref())),
+        }
+    }
+
+    fn ehlo(&mut self, client: String) {
+        let limits = &self.config.limits;
+        let mut extensions = vec![
+            "PIPELINING".to_string(),
+            format!("SIZE {}", limits.max_message_size),
+            "8BITMIME".to_string(),
+            "SMTPUTF8".to_string(),
+            "ENHANCEDSTATUSCODES".to_string(),
+            "HELP".to_string(),
+        ];
+        if self.tls.is_none() && self.config.starttls_available {
+            extensions.push("STARTTLS".to_string());
+        }
+        if self.tls.is_some() {
+            extensions.push("AUTH PLAIN LOGIN".to_string());
+        }
+        let reply = reply::ehlo(&self.config.hostname, &client, &extensions);
+        self.transaction = None;
+        self.helo = Some(client);
+        self.esmtp = true;
+        self.send(reply);
+    }
+
+    fn helo(&mut self, client: String) {
+        let reply = reply::helo(&self.config.hostname, &client);
+        self.transaction = None;
+        self.helo = Some(client);
+        self.esmtp = false;
+        self.send(reply);
+    }
+
+    fn starttls(&mut self) {
+        if self.tls.is_some() {
+            return self.send(reply::ALREADY_TLS);
+        }
+        if !self.config.starttls_available {
+            return self.send(reply::TLS_UNAVAILABLE);
+        }
+        self.send(reply::READY_FOR_TLS);
+        // RFC 3207 §5 (and CVE-2011-0411): whatever the client pipelined after STARTTLS was
+        // sent in clear and must never be read as if it came over TLS.
+        self.input.clear();
+        self.consumed = 0;
+        self.mode = Mode::Paused;
+        self.outbox.push_back(Action::StartTls);
+    }
+
+    /// Commands that carry mail or credentials need TLS on a submission listener (RFC 3207 §4).
+    fn needs_tls(&self) -> bool {
+        self.tls.is_none() && !self.trusted
+    }
+
+    fn needs_auth(&self) -> bool {
+        self.auth_user.is_none() && !self.trusted
+    }
+
+    fn auth(&mut self, mechanism: &str, initial_response: Option<&str>) {
+        let refusal = if self.tls.is_none() {
+            Some(reply::MUST_STARTTLS)
+        } else if self.helo.is_none() {
+            Some(reply::EHLO_FIRST)
+        } else if self.auth_user.is_some() {
+            Some(reply::AUTH_ALREADY_DONE)
+        } else if self.transaction.is_some() {
+            Some(reply::AUTH_IN_TRANSACTION)
+        } else {
+            None
+        };
+        if let Some(reply) = refusal {
+            return self.send(reply);
+        }
+        let (exchange, step) = sasl::Exchange::start(mechanism, initial_response);
+        self.auth_step(exchange, step);
+    }
+
+    fn continue_auth(&mut self, mut exchange: sasl::Exchange, line: &[u8]) {
+        let step = exchange.respond(line);
+        self.auth_step(Some(exchange), step);
+    }
+
+    fn auth_step(&mut self, exchange: Option<sasl::Exchange>, step: Step) {
+        match (step, exchange) {
+            (Step::Challenge(challenge), Some(exchange)) => {
+                self.mode = Mode::Auth(exchange);
+                self.send(challenge);
+            }
+            (Step::Verify(credentials), _) => {
+                self.mode = Mode::Paused;
+                self.outbox.push_back(Action::Authenticate(credentials));
+            }
+            (Step::Refuse(reply), _) => self.send(reply),
+            (Step::Challenge(_), None) => unreachable!("a challenge always keeps its exchange"),
+        }
+    }
+
+    fn mail(&mut self, argument: &str) {
+        let refusal = if self.needs_tls() {
+            Some(reply::MUST_STARTTLS)
+        } else if self.helo.is_none() {
+            Some(reply::EHLO_FIRST)
+        } else if self.needs_auth() {
+            Some(reply::AUTH_REQUIRED)
+        } else if self.transaction.is_some() {
+            Some(reply::NESTED_MAIL)
+        } else {
+            None
+        };
+        if let Some(reply) = refusal {
+            return self.send(reply);
+        }
+        let mail = match command::parse_mail_from(argument) {
+            Ok(mail) => mail,
+            Err(reply) => return self.send(reply),
+        };
+        let sender = mail.sender.as_ref().map_or("", Mailbox::as_str).to_string();
+        if !mail.smtputf8 && !sender.is_ascii() {
+            return self.send(reply::NON_ASCII_WITHOUT_SMTPUTF8);
+        }
+        let limit = self.config.limits.max_message_size;
+        if mail.declared_size.is_some_and(|size| size > limit as u64) {
+            return self.send(reply::message_too_big(limit as u64));
+        }
+        self.transaction = Some(Transaction {
+            mail,
+            recipients: Vec::new(),
+        });
+        self.send(reply::sender_ok(&sender));
+    }
+
+    fn rcpt(&mut self, argument: &str) {
+        if self.needs_tls() {
+            return self.send(reply::MUST_STARTTLS);
+        }
+        if self.needs_auth() {
+            return self.send(reply::AUTH_REQUIRED);
+        }
+        let max_recipients = self.config.limits.max_recipients;
+        let hostname = &self.config.hostname;
+        let Some(transaction) = &mut self.transaction else {
+            return self.send(reply::RCPT_BEFORE_MAIL);
+        };
+        let reply = match command::parse_rcpt_to(argument, hostname) {
+            Err(reply) => reply,
+            Ok(mailbox) if !mailbox.is_ascii() && !transaction.mail.smtputf8 => reply::NON_ASCII_WITHOUT_SMTPUTF8,
+            Ok(_) if transaction.recipients.len() >= max_recipients => reply::too_many_recipients(max_recipients),
+            Ok(mailbox) => {
+                let reply = reply::recipient_ok(mailbox.as_str());
+                transaction.recipients.push(mailbox);
+                reply
+            }
+        };
+        self.send(reply);
+    }
+
+    fn data(&mut self) {
+        let refusal = if self.needs_tls() {
+            Some(reply::MUST_STARTTLS)
+        } else if self.needs_auth() {
+            Some(reply::AUTH_REQUIRED)
+        } else {
+            match &self.transaction {
+                None => Some(reply::DATA_BEFORE_MAIL),
+                Some(t) if t.recipients.is_empty() => Some(reply::DATA_WITHOUT_RECIPIENTS),
+                Some(_) => None,
+            }
+        };
+        if let Some(reply) = refusal {
+            return self.send(reply);
+        }
+        let limits = &self.config.limits;
+        let received = self.received_header((self.config.clock)());
+        let receiver = DataReceiver::new(limits.max_message_size, limits.max_text_line, received.into_bytes());
+        self.mode = Mode::Data(Box::new(receiver));
+        self.send(reply::START_DATA);
+    }
+
+    fn vrfy(&mut self) {
+        let reply = if self.needs_tls() {
+            reply::MUST_STARTTLS
+        } else if self.needs_auth() {
+            reply::AUTH_REQUIRED
+        } else {
+            reply::VRFY_CANNOT_VERIFY
+        };
+        self.send(reply);
+    }
+
+    fn end_of_data(&mut self, message: Result<Vec<u8>, Defect>) {
+        let limits = &self.config.limits;
+        let refusal = match message {
+            Ok(message) => {
+                let envelope = self.envelope();
+                self.mode = Mode::Paused;
+                self.outbox.push_back(Action::Spool(Box::new(Submission { envelope, message })));
+                return;
+            }
+            Err(Defect::TooBig) => reply::message_too_big(limits.max_message_size as u64),
+            Err(Defect::BareLineEnding) => reply::BARE_LINE_ENDING_IN_DATA,
+            Err(Defect::LineTooLong) => reply::text_line_too_long(limits.max_text_line),
+        };
+        self.transaction = None;
+        self.send(refusal);
+    }
+
+    fn envelope(&self) -> Envelope {
+        let transaction = self.transaction.as_ref().expect("DATA only starts inside a transaction");
+        Envelope {
+            from: transaction.mail.sender.as_ref().map_or(String::new(), |s| s.to_string()),
+            to: transaction.recipients.iter().map(Mailbox::to_string).collect(),
+            auth_user: self.auth_user.clone(),
+            client_ip: self.client_ip,
+            client_helo: self.helo.clone().unwrap_or_default(),
+            tls: self.tls.clone(),
+            received_at: timefmt::rfc3339((self.config.clock)()),
+            smtputf8: transaction.mail.smtputf8,
+            eight_bit_mime: transaction.mail.body == Body::EightBitMime,
+        }
+    }
+
+    /// The trace header of RFC 5321 §4.4, with the protocol name of RFC 3848 and the
+    /// authenticated identity (RFC 4954 §7). The recipient is named only when there is exactly
+    /// one, so that Bcc recipients are not disclosed to each other.
+    fn received_header(&self, now: SystemTime) -> String {
+        let protocol = match (self.esmtp, self.tls.is_some(), self.auth_user.is_some()) {
+            (false, _, _) => "SMTP",
+            (true, false, false) => "ESMTP",
+            (true, true, false) => "ESMTPS",
+            (true, false, true) => "ESMTPA",
+            (true, true, true) => "ESMTPSA",
+        };
+        let mut header = format!(
+            "Received: from {} ([{}])\r\n\tby {} (Portcullis) with {protocol}",
+            self.helo.as_deref().unwrap_or("unknown"),
+            self.client_ip,
+            self.config.hostname
+        );
+        if let Some(tls) = &self.tls {
+            header.push_str(&format!("\r\n\t(version={} cipher={})", tls.version, tls.cipher));
+        }
+        if let Some(user) = &self.auth_user {
+            header.push_str(&format!("\r\n\t(authenticated as {user})"));
+        }
+        if let Some([recipient]) = self.transaction.as_ref().map(|t| t.recipients.as_slice()) {
+            header.push_str(&format!("\r\n\tfor <{recipient}>"));
+        }
+        header.push_str(&format!(";\r\n\t{}\r\n", timefmt::rfc5322(now)));
+        header
+    }
+}
+
+#[cfg(test)]
+mod tests;

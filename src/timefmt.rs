@@ -1,0 +1,84 @@
+//! Date formats for mail headers (RFC 5322 §3.3) and for machine-readable output (RFC 3339),
+//! both in UTC. Small enough that a date-time crate would be a worse fit.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+struct Civil {
+    year: i64,
+    month: u32,
+    day: u32,
+    weekday: usize,
+    hour: u64,
+    minute: u64,
+    second: u64,
+}
+
+fn civil(time: SystemTime) -> Civil {
+    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Civil {
+        year,
+        month,
+        day,
+        weekday: (days + 4).rem_euclid(7) as usize, // 1970-01-01 was a Thursday
+        hour: rem / 3600,
+        minute: rem % 3600 / 60,
+        second: rem % 60,
+    }
+}
+
+/// `Sun, 22 Nov 2026 11:22:43 +0000`
+pub fn rfc5322(time: SystemTime) -> String {
+    const DAYS: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let c = civil(time);
+    format!(
+        "{}, {} {} {} {:02}:{:02}:{:02} +0000",
+        DAYS[c.weekday],
+        c.day,
+        MONTHS[c.month as usize - 1],
+        c.year,
+        c.hour,
+        c.minute,
+        c.second
+    )
+}
+
+/// `2026-11-22T11:22:43Z`
+pub fn rfc3339(time: SystemTime) -> String {
+    let c = civil(time);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        c.year, c.month, c.day, c.hour, c.minute, c.second
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats_known_instants() {
+        let epoch = UNIX_EPOCH;
+        assert_eq!(rfc5322(epoch), "Thu, 1 Jan 1970 00:00:00 +0000");
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_346_563);
+        assert_eq!(rfc3339(t), "2026-11-22T11:22:43Z");
+        assert_eq!(rfc5322(t), "Sun, 22 Nov 2026 11:22:43 +0000");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+    }
+}
