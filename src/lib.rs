@@ -2,3 +2,5 @@
 
 pub mod smtp;
 pub mod timefmt;
+pub mod spool;
+pub mod auth;

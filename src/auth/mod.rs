@@ -1,0 +1,212 @@
+//! Authentication: the account store behind a small trait, and the verifier that checks SMTP
+//! AUTH credentials against it.
+
+pub mod password;
+pub mod store;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ring::hmac;
+use ring::rand::SystemRandom;
+use tokio::sync::Semaphore;
+
+use crate::smtp::AuthOutcome;
+use crate::smtp::sasl::Credentials;
+
+pub use store::FileAccountStore;
+
+/// Where credentials live. The embedded default is [`FileAccountStore`].
+pub trait AccountStore: Send + Sync {
+    /// The argon2 PHC hash of the account's password, or `None` when there is no such account.
+    fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    Io(String),
+    Corrupt(String),
+    Exists(String),
+    NoSuchAccount(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Io(reason) => write!(f, "account store unavailable: {reason}"),
+            StoreError::Corrupt(reason) => write!(f, "account store is damaged: {reason}"),
+            StoreError::Exists(address) => write!(f, "account {address} already exists"),
+            StoreError::NoSuchAccount(address) => write!(f, "no account {address}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// User names are email addresses and are matched case-insensitively, as users expect.
+pub fn canonical_username(username: &str) -> String {
+    username.to_lowercase()
+}
+
+/// How long a verified login stays in the cache (Dovecot's auth_cache_ttl default is 1 hour).
+const CACHE_TTL: Duration = Duration::from_secs(3600);
+const CACHE_CAPACITY: usize = 100_000;
+
+/// Checks credentials. Unknown users cost exactly what a wrong password costs: both run one
+/// argon2id verification with the same parameters, so timing tells nothing about which users
+/// exist. Successful logins are remembered so that a client that logs in for every message does
+/// not pay argon2 each time.
+pub struct Authenticator {
+    store: Arc<dyn AccountStore>,
+    cache: VerifiedCache,
+    /// A hash of a random password nobody knows, verified against for unknown users.
+    decoy_hash: String,
+    /// argon2id takes 19 MiB per verification: bound how many run at once.
+    verifications: Semaphore,
+}
+
+impl Authenticator {
+    pub fn new(store: Arc<dyn AccountStore>) -> Result<Authenticator, String> {
+        let decoy_hash = password::hash(&password::generate()?)?;
+        let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Authenticator {
+            store,
+            cache: VerifiedCache::new()?,
+            decoy_hash,
+            verifications: Semaphore::new(parallel),
+        })
+    }
+
+    pub async fn verify(&self, credentials: Credentials) -> AuthOutcome {
+        let username = canonical_username(&credentials.username);
+        let stored = match self.store.password_hash(&username) {
+            Ok(stored) => stored,
+            Err(error) => {
+                tracing::error!(%error, "cannot check credentials");
+                return AuthOutcome::Unavailable;
+            }
+        };
+        if let Some(hash) = &stored
+            && self.cache.contains(&username, &credentials.password, hash)
+        {
+            return AuthOutcome::Accepted(username);
+        }
+        let hash = stored.clone().unwrap_or_else(|| self.decoy_hash.clone());
+        let password = credentials.password.clone();
+        let Ok(_permit) = self.verifications.acquire().await else {
+            return AuthOutcome::Unavailable;
+        };
+        let matches = tokio::task::spawn_blocking(move || password::verify(&hash, &password))
+            .await
+            .unwrap_or(false);
+        match stored {
+            Some(hash) if matches => {
+                self.cache.insert(&username, &credentials.password, &hash);
+                AuthOutcome::Accepted(username)
+            }
+            _ => AuthOutcome::Rejected,
+        }
+    }
+}
+
+/// Remembers verified (user, password, stored hash) triples as HMAC tags under a key that exists
+/// only in this process's memory. A tag is useless to present to the server, nothing is ever
+/// written to disk, and a changed password (a new stored hash) no longer matches its old tag.
+struct VerifiedCache {
+    key: hmac::Key,
+    entries: Mutex<HashMap<[u8; 32], Instant>>,
+}
+
+impl VerifiedCache {
+    fn new() -> Result<VerifiedCache, String> {
+        let key = hmac::Key::generate(hmac::HMAC_SHA256, &SystemRandom::new())
+            .map_err(|_| "the system random number generator failed".to_string())?;
+        Ok(VerifiedCache {
+            key,
+            entries: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn tag(&self, username: &str, password: &str, hash: &str) -> [u8; 32] {
+        let mut context = hmac::Context::with_key(&self.key);
+        for part in [username, password, hash] {
+            context.update(&(part.len() as u64).to_le_bytes());
+            context.update(part.as_bytes());
+        }
+        let mut tag = [0u8; 32];
+        tag.copy_from_slice(context.sign().as_ref());
+        tag
+    }
+
+    fn contains(&self, username: &str, password: &str, hash: &str) -> bool {
+        let tag = self.tag(username, password, hash);
+        let Ok(entries) = self.entries.lock() else {
+            return false;
+        };
+        entries.get(&tag).is_some_and(|added| added.elapsed() < CACHE_TTL)
+    }
+
+    fn insert(&self, username: &str, password: &str, hash: &str) {
+        let tag = self.tag(username, password, hash);
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        if entries.len() >= CACHE_CAPACITY {
+            entries.retain(|_, added| added.elapsed() < CACHE_TTL);
+            if entries.len() >= CACHE_CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(tag, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct MemoryStore(Mutex<HashMap<String, String>>);
+
+    impl AccountStore for MemoryStore {
+        fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
+            Ok(self.0.lock().unwrap().get(username).cloned())
+        }
+    }
+
+    struct BrokenStore;
+
+    impl AccountStore for BrokenStore {
+        fn password_hash(&self, _: &str) -> Result<Option<String>, StoreError> {
+            Err(StoreError::Io("disk on fire".into()))
+        }
+    }
+
+    fn credentials(username: &str, password: &str) -> Credentials {
+        Credentials { username: username.into(), password: password.into() }
+    }
+
+    #[tokio::test]
+    async fn accepts_the_right_password_case_insensitively_and_rejects_the_rest() {
+        let store = Arc::new(MemoryStore(Mutex::new(HashMap::new())));
+        store.0.lock().unwrap().insert("alice@example.test".into(), password::hash("pw").unwrap());
+        let auth = Authenticator::new(store.clone()).unwrap();
+        let alice = AuthOutcome::Accepted("alice@example.test".into());
+        assert_eq!(auth.verify(credentials("Alice@Example.TEST", "pw")).await, alice);
+        // Second time from the cache.
+        assert_eq!(auth.verify(credentials("alice@example.test", "pw")).await, alice);
+        assert_eq!(auth.verify(credentials("alice@example.test", "PW")).await, AuthOutcome::Rejected);
+        assert_eq!(auth.verify(credentials("nobody@example.test", "pw")).await, AuthOutcome::Rejected);
+        // A password change invalidates the cached login.
+        store.0.lock().unwrap().insert("alice@example.test".into(), password::hash("new").unwrap());
+        assert_eq!(auth.verify(credentials("alice@example.test", "pw")).await, AuthOutcome::Rejected);
+        assert_eq!(auth.verify(credentials("alice@example.test", "new")).await, alice);
+    }
+
+    #[tokio::test]
+    async fn store_failure_is_unavailable_not_rejected() {
+        let auth = Authenticator::new(Arc::new(BrokenStore)).unwrap();
+        assert_eq!(auth.verify(credentials("a@b.c", "pw")).await, AuthOutcome::Unavailable);
+    }
+}
