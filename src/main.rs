@@ -1,1 +1,7 @@
-fn main() {}
+//! The `portcullis` command.
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    portcullis::cli::main()
+}

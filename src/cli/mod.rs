@@ -1,0 +1,137 @@
+//! The command line: `serve`, `accounts`, `queue`, `config`. Exit statuses follow sysexits(3).
+
+mod accounts;
+mod queue;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::server;
+
+pub const EX_USAGE: u8 = 64;
+pub const EX_DATAERR: u8 = 65;
+pub const EX_NOINPUT: u8 = 66;
+pub const EX_NOUSER: u8 = 67;
+pub const EX_SOFTWARE: u8 = 70;
+pub const EX_CANTCREAT: u8 = 73;
+pub const EX_IOERR: u8 = 74;
+pub const EX_TEMPFAIL: u8 = 75;
+pub const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(name = "portcullis", version, about = "A mail submission server that explains every reply and never loses an acknowledged message")]
+struct Cli {
+    /// TOML configuration file (default: the embedded configuration, see `config example`)
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (spool, accounts, TLS); overrides `data_dir` of the configuration
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (on 127.0.0.1:2587 and :2465 without a configuration)
+    Serve,
+    /// Manage the accounts that may log in and submit mail
+    Accounts {
+        #[command(subcommand)]
+        command: accounts::Command,
+    },
+    /// Inspect the messages in the spool
+    Queue {
+        #[command(subcommand)]
+        command: queue::Command,
+    },
+    /// Configuration helpers
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a complete, commented example configuration
+    Example,
+    /// Check the file given with --config and print the settings in effect
+    Check,
+}
+
+/// A failed command: the message for standard error and the exit status.
+pub struct Failure {
+    pub status: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(status: u8, message: impl Into<String>) -> Failure {
+        Failure { status, message: message.into() }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let status = if error.use_stderr() { EX_USAGE } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(status);
+        }
+    };
+    init_logging();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("portcullis: {}", failure.message);
+            ExitCode::from(failure.status)
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Config { command: ConfigCommand::Example } => {
+            print!("{}", Config::example());
+            Ok(())
+        }
+        Command::Config { command: ConfigCommand::Check } => {
+            let config = settings(cli.config, cli.data_dir)?;
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Serve => {
+            let config = settings(cli.config, cli.data_dir)?;
+            server::run(config).map_err(|e| Failure::new(e.status, e.message))
+        }
+        Command::Accounts { command } => accounts::run(command, &settings(cli.config, cli.data_dir)?),
+        Command::Queue { command } => queue::run(command, &settings(cli.config, cli.data_dir)?),
+    }
+}
+
+/// The configuration in effect: the file (or the embedded default), then command-line overrides.
+fn settings(file: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<Config, Failure> {
+    let mut config = match file {
+        Some(path) => Config::load(&path).map_err(|e| Failure::new(EX_CONFIG, e.to_string()))?,
+        None => Config::embedded_default(),
+    };
+    if let Some(data_dir) = data_dir {
+        config.data_dir = data_dir;
+    }
+    Ok(config)
+}

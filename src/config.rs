@@ -1,0 +1,1662 @@
+//! Server configuration: the TOML file format, its defaults and its validation.
+//!
+//! Every problem in a configuration file is reported as `FILE:LINE:COLUMN: KEY: REASON`, so an
+//! operator can go straight to the offending text. Parsing happens in two stages:
+//!
+//! 1. `toml` deserializes the text into private `Raw*` structs that mirror the file. This stage
+//!    catches syntax errors, unknown keys, missing keys and wrong types. The toml crate reports
+//!    the byte span of the culprit but not a usable key path, so [`locate`] rebuilds the key path
+//!    (`listener[1].mode`) from the span.
+//! 2. The raw values, which still carry their spans, are checked and converted into [`Config`].
+//!    Each check knows its own key path and points at the value it rejects.
+//!
+//! Listener indexes in key paths count from 0, like TOML array indexes.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+const DEFAULT_DATA_DIR: &str = "./portcullis-data";
+const FALLBACK_HOSTNAME: &str = "localhost";
+const SYSTEM_HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
+const DEFAULT_SUBMISSION: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2587);
+const DEFAULT_SUBMISSIONS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2465);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Used in the greeting, the EHLO reply and Received: header fields.
+    pub hostname: String,
+    pub data_dir: PathBuf,
+    pub listeners: Vec<ListenerConfig>,
+    /// `None`: the server generates a self-signed certificate.
+    pub tls: Option<TlsFiles>,
+    pub limits: LimitsConfig,
+    pub timeouts: Timeouts,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub address: SocketAddr,
+    pub mode: ListenerMode,
+    /// Clients in these networks may submit without TLS or authentication.
+    pub trusted_networks: Vec<Cidr>,
+    /// Offer STARTTLS; only meaningful for [`ListenerMode::Submission`].
+    pub starttls: bool,
+    /// Overrides [`Config::hostname`] for this listener.
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerMode {
+    /// Plaintext (RFC 6409, port 587); STARTTLS is required before AUTH.
+    Submission,
+    /// Implicit TLS (RFC 8314, port 465).
+    Submissions,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    /// PEM certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LimitsConfig {
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_errors: u32,
+    pub max_command_line: usize,
+    pub max_text_line: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_message_size: 26_214_400,
+            max_recipients: 100,
+            max_errors: 20,
+            max_command_line: 512,
+            max_text_line: 1000,
+            max_connections: 1000,
+            max_connections_per_ip: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeouts {
+    pub command: Duration,
+    pub data: Duration,
+    pub tls_handshake: Duration,
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            command: Duration::from_secs(300),
+            data: Duration::from_secs(180),
+            tls_handshake: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Config {
+    /// The configuration used when no file is given.
+    pub fn embedded_default() -> Config {
+        Config {
+            hostname: system_hostname(),
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listeners: default_listeners(),
+            tls: None,
+            limits: LimitsConfig::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::io(path, err))?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses TOML text; `origin` is the file name used in error messages.
+    pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        let source = Source { text, origin };
+        let raw: RawConfig = toml::from_str(text).map_err(|err| source.toml_error(&err))?;
+        source.config(raw)
+    }
+
+    /// A complete, commented example configuration that spells out every default.
+    pub fn example() -> &'static str {
+        EXAMPLE
+    }
+}
+
+fn default_listeners() -> Vec<ListenerConfig> {
+    let listener = |address, mode| ListenerConfig {
+        address,
+        mode,
+        trusted_networks: Vec::new(),
+        starttls: true,
+        hostname: None,
+    };
+    vec![
+        listener(DEFAULT_SUBMISSION, ListenerMode::Submission),
+        listener(DEFAULT_SUBMISSIONS, ListenerMode::Submissions),
+    ]
+}
+
+/// The kernel's host name, if it would pass our own validation; a name we would refuse in a file
+/// must not slip into the greeting through the default either.
+fn system_hostname() -> String {
+    std::fs::read_to_string(SYSTEM_HOSTNAME_FILE)
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| hostname_problem(name).is_none())
+        .unwrap_or_else(|| FALLBACK_HOSTNAME.to_owned())
+}
+
+/// Why `name` is not a plausible domain name (RFC 1035 §2.3.1 letters, digits and hyphens, in
+/// dot-separated labels), or `None` if it is.
+fn hostname_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        return Some("must not be empty".to_owned());
+    }
+    if name.len() > 253 {
+        return Some(format!(
+            "is {} characters long; a domain name has at most 253",
+            name.len()
+        ));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !c.is_ascii_alphanumeric() && *c != '-' && *c != '.')
+    {
+        return Some(format!(
+            "\"{name}\" contains {bad:?}; only letters, digits, hyphens and dots are allowed"
+        ));
+    }
+    name.split('.').find_map(|label| label_problem(name, label))
+}
+
+fn label_problem(name: &str, label: &str) -> Option<String> {
+    if label.is_empty() {
+        Some(format!(
+            "\"{name}\" has an empty label (leading, trailing or doubled dot)"
+        ))
+    } else if label.len() > 63 {
+        Some(format!("\"{name}\" has a label longer than 63 characters"))
+    } else if label.starts_with('-') || label.ends_with('-') {
+        Some(format!(
+            "\"{name}\" has a label that starts or ends with a hyphen"
+        ))
+    } else {
+        None
+    }
+}
+
+/// An IP network: an address with its host bits cleared, and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` lies in this network. An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a
+    /// dual-stack socket reports for an IPv4 client) also matches as the IPv4 address it carries.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        if self.matches(ip) {
+            return true;
+        }
+        match ip {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .is_some_and(|v4| self.matches(IpAddr::V4(v4))),
+            IpAddr::V4(_) => false,
+        }
+    }
+
+    fn matches(&self, ip: IpAddr) -> bool {
+        match (self.network, ip) {
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
+                mask(ip, self.prefix) == self.network
+            }
+            _ => false,
+        }
+    }
+}
+
+/// `ip` with every bit after the first `prefix` bits cleared.
+fn mask(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(v4) => {
+            let keep = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4((u32::from(v4) & keep).into())
+        }
+        IpAddr::V6(v6) => {
+            let keep = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6((u128::from(v6) & keep).into())
+        }
+    }
+}
+
+/// Why a string is not a [`Cidr`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CidrError(String);
+
+impl fmt::Display for CidrError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for CidrError {}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+
+    /// Accepts `ADDRESS/PREFIX` or a bare address (a single host). Host bits are cleared rather
+    /// than refused, as Postfix does: `10.1.2.3/8` means `10.0.0.0/8`.
+    fn from_str(text: &str) -> Result<Cidr, CidrError> {
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (text, None),
+        };
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| CidrError(format!("\"{address}\" is not an IP address")))?;
+        let max = if address.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(prefix) => parse_prefix(prefix, max)?,
+            None => max,
+        };
+        Ok(Cidr {
+            network: mask(address, prefix),
+            prefix,
+        })
+    }
+}
+
+fn parse_prefix(text: &str, max: u8) -> Result<u8, CidrError> {
+    // u8::from_str would also take "+8"; a prefix length is plain digits.
+    let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+    let prefix = text
+        .parse::<u8>()
+        .ok()
+        .filter(|_| digits)
+        .ok_or_else(|| CidrError(format!("prefix length \"{text}\" is not a number")))?;
+    if prefix > max {
+        return Err(CidrError(format!("prefix length {prefix} exceeds {max}")));
+    }
+    Ok(prefix)
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+/// A configuration that cannot be used, and where the problem is.
+#[derive(Debug)]
+pub struct ConfigError {
+    file: PathBuf,
+    problem: Problem,
+}
+
+#[derive(Debug)]
+enum Problem {
+    Unreadable(std::io::Error),
+    Invalid {
+        line: usize,
+        column: usize,
+        key: String,
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// The file could not be read at all.
+    pub fn io(path: &Path, err: std::io::Error) -> ConfigError {
+        ConfigError {
+            file: path.to_owned(),
+            problem: Problem::Unreadable(err),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.display();
+        match &self.problem {
+            Problem::Unreadable(err) => write!(f, "{file}: cannot read: {err}"),
+            Problem::Invalid {
+                line,
+                column,
+                key,
+                reason,
+            } => {
+                write!(f, "{file}:{line}:{column}: {key}: {reason}")
+            }
+        }
+    }
+}
+
+// The io error is part of the message already; returning it from source() too would make error
+// reporters print it twice.
+impl std::error::Error for ConfigError {}
+
+/// The file as written. Only syntax and types are checked here; every value that needs more
+/// checking keeps its span so the check can point at it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    hostname: Option<Spanned<String>>,
+    data_dir: Option<Spanned<PathBuf>>,
+    #[serde(default, deserialize_with = "some_listeners")]
+    listener: Option<Vec<RawListener>>,
+    tls: Option<RawTls>,
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    timeouts: RawTimeouts,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListener {
+    address: Spanned<String>,
+    mode: ListenerMode,
+    #[serde(default)]
+    trusted_networks: Vec<Spanned<String>>,
+    starttls: Option<bool>,
+    hostname: Option<Spanned<String>>,
+}
+
+/// Both keys are required: a certificate without its key (or the reverse) is a half-finished
+/// edit, not a request for the self-signed default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    certificate: Spanned<PathBuf>,
+    key: Spanned<PathBuf>,
+}
+
+// Integers are read as i64, TOML's own integer type, so that a negative value gets the same
+// "below the minimum" explanation as a small one instead of a serde type error.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_message_size: Option<Spanned<i64>>,
+    max_recipients: Option<Spanned<i64>>,
+    max_errors: Option<Spanned<i64>>,
+    max_command_line: Option<Spanned<i64>>,
+    max_text_line: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
+    max_connections_per_ip: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    command_seconds: Option<Spanned<i64>>,
+    data_seconds: Option<Spanned<i64>>,
+    tls_handshake_seconds: Option<Spanned<i64>>,
+    shutdown_grace_seconds: Option<Spanned<i64>>,
+}
+
+/// Refuses `listener = []` while deserializing, so the error carries the array's position.
+fn some_listeners<'de, D>(deserializer: D) -> Result<Option<Vec<RawListener>>, D::Error>
+where
+    D: Deserializer<'de>,
+{
+    let listeners = Vec::<RawListener>::deserialize(deserializer)?;
+    if listeners.is_empty() {
+        return Err(serde::de::Error::custom(
+            "at least one listener is required; leave out `listener` entirely for the defaults",
+        ));
+    }
+    Ok(Some(listeners))
+}
+
+/// An integer setting: where it lives in the file and the values it may take.
+struct Setting {
+    key: &'static str,
+    min: i64,
+    max: i64,
+    /// Why the bounds are what they are, when that is not obvious.
+    note: &'static str,
+}
+
+const fn setting(key: &'static str, min: i64, max: i64, note: &'static str) -> Setting {
+    Setting {
+        key,
+        min,
+        max,
+        note,
+    }
+}
+
+/// No particular upper limit, but small enough for a usize on any supported platform.
+const NO_CAP: i64 = u32::MAX as i64;
+/// Timeouts end up in `Instant + Duration`, which panics on overflow; a day is plenty.
+const DAY: i64 = 86_400;
+const RFC_COMMAND_LINE: &str =
+    "RFC 5321 §4.5.3.1.4 requires command lines of 512 octets to be accepted";
+const RFC_TEXT_LINE: &str = "RFC 5321 §4.5.3.1.6 requires text lines of 1000 octets to be accepted";
+
+const MAX_MESSAGE_SIZE: Setting = setting("limits.max_message_size", 1024, NO_CAP, "");
+const MAX_RECIPIENTS: Setting = setting("limits.max_recipients", 1, NO_CAP, "");
+const MAX_ERRORS: Setting = setting("limits.max_errors", 1, NO_CAP, "");
+const MAX_COMMAND_LINE: Setting = setting("limits.max_command_line", 512, 65_536, RFC_COMMAND_LINE);
+const MAX_TEXT_LINE: Setting = setting("limits.max_text_line", 1000, 1_000_000, RFC_TEXT_LINE);
+const MAX_CONNECTIONS: Setting = setting("limits.max_connections", 1, NO_CAP, "");
+const MAX_PER_IP: Setting = setting("limits.max_connections_per_ip", 1, NO_CAP, "");
+const COMMAND_SECONDS: Setting = setting("timeouts.command_seconds", 1, DAY, "");
+const DATA_SECONDS: Setting = setting("timeouts.data_seconds", 1, DAY, "");
+const TLS_SECONDS: Setting = setting("timeouts.tls_handshake_seconds", 1, DAY, "");
+const GRACE_SECONDS: Setting = setting("timeouts.shutdown_grace_seconds", 0, DAY, "");
+
+/// The text being parsed, for turning spans into `FILE:LINE:COLUMN` errors.
+struct Source<'a> {
+    text: &'a str,
+    origin: &'a Path,
+}
+
+impl Source<'_> {
+    fn error(&self, span: Range<usize>, key: &str, reason: impl Into<String>) -> ConfigError {
+        let (line, column) = line_column(self.text, span.start);
+        ConfigError {
+            file: self.origin.to_owned(),
+            problem: Problem::Invalid {
+                line,
+                column,
+                key: key.to_owned(),
+                reason: reason.into(),
+            },
+        }
+    }
+
+    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
+        // Without a span there is nothing better to point at than the start of the file.
+        let span = err.span().unwrap_or(0..0);
+        let key = match toml::from_str::<locate::Document>(self.text) {
+            Ok(document) => document.key_path(&span),
+            // Not TOML at all, so there are no keys to speak of.
+            Err(_) => "syntax".to_owned(),
+        };
+        let key = if key.is_empty() {
+            "(top level)".to_owned()
+        } else {
+            key
+        };
+        self.error(span, &key, plain_words(err.message()))
+    }
+
+    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let hostname = match &raw.hostname {
+            Some(name) => self.hostname(name, "hostname")?,
+            None => system_hostname(),
+        };
+        let data_dir = match &raw.data_dir {
+            Some(dir) => self.path(dir, "data_dir")?,
+            None => PathBuf::from(DEFAULT_DATA_DIR),
+        };
+        let listeners = match &raw.listener {
+            Some(listeners) => self.listeners(listeners)?,
+            None => default_listeners(),
+        };
+        let tls = raw.tls.as_ref().map(|tls| self.tls(tls)).transpose()?;
+        let limits = self.limits(&raw.limits)?;
+        let timeouts = self.timeouts(&raw.timeouts)?;
+        Ok(Config {
+            hostname,
+            data_dir,
+            listeners,
+            tls,
+            limits,
+            timeouts,
+        })
+    }
+
+    fn hostname(&self, name: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
+        match hostname_problem(name.get_ref()) {
+            Some(reason) => Err(self.error(name.span(), key, reason)),
+            None => Ok(name.get_ref().clone()),
+        }
+    }
+
+    fn path(&self, path: &Spanned<PathBuf>, key: &str) -> Result<PathBuf, ConfigError> {
+        if path.get_ref().as_os_str().is_empty() {
+            return Err(self.error(path.span(), key, "must not be empty"));
+        }
+        Ok(path.get_ref().clone())
+    }
+
+    fn tls(&self, tls: &RawTls) -> Result<TlsFiles, ConfigError> {
+        Ok(TlsFiles {
+            certificate: self.path(&tls.certificate, "tls.certificate")?,
+            key: self.path(&tls.key, "tls.key")?,
+        })
+    }
+
+    fn listeners(&self, raw: &[RawListener]) -> Result<Vec<ListenerConfig>, ConfigError> {
+        let mut listeners: Vec<ListenerConfig> = Vec::with_capacity(raw.len());
+        for (index, raw_listener) in raw.iter().enumerate() {
+            let listener = self.listener(index, raw_listener)?;
+            // Port 0 asks the system for any free port, so it can never clash.
+            let clash = listeners
+                .iter()
+                .position(|earlier| earlier.address == listener.address)
+                .filter(|_| listener.address.port() != 0);
+            if let Some(earlier) = clash {
+                let (line, _) = line_column(self.text, raw[earlier].address.span().start);
+                let reason = format!(
+                    "{} is already used by listener[{earlier}] (line {line})",
+                    listener.address
+                );
+                let key = format!("listener[{index}].address");
+                return Err(self.error(raw_listener.address.span(), &key, reason));
+            }
+            listeners.push(listener);
+        }
+        Ok(listeners)
+    }
+
+    fn listener(&self, index: usize, raw: &RawListener) -> Result<ListenerConfig, ConfigError> {
+        let key = |name: &str| format!("listener[{index}].{name}");
+        let trusted_networks = raw
+            .trusted_networks
+            .iter()
+            .enumerate()
+            .map(|(n, network)| self.cidr(network, &key(&format!("trusted_networks[{n}]"))))
+            .collect::<Result<_, _>>()?;
+        let hostname = match &raw.hostname {
+            Some(name) => Some(self.hostname(name, &key("hostname"))?),
+            None => None,
+        };
+        Ok(ListenerConfig {
+            address: self.socket_address(&raw.address, &key("address"))?,
+            mode: raw.mode,
+            trusted_networks,
+            starttls: raw.starttls.unwrap_or(true),
+            hostname,
+        })
+    }
+
+    fn socket_address(&self, text: &Spanned<String>, key: &str) -> Result<SocketAddr, ConfigError> {
+        text.get_ref().parse().map_err(|_| {
+            let reason = format!(
+                "\"{}\" is not a socket address; expected IP:PORT such as 127.0.0.1:587 or [::1]:587",
+                text.get_ref()
+            );
+            self.error(text.span(), key, reason)
+        })
+    }
+
+    fn cidr(&self, text: &Spanned<String>, key: &str) -> Result<Cidr, ConfigError> {
+        text.get_ref().parse().map_err(|err: CidrError| {
+            let reason = format!("\"{}\" is not a network: {err}", text.get_ref());
+            self.error(text.span(), key, reason)
+        })
+    }
+
+    fn limits(&self, raw: &RawLimits) -> Result<LimitsConfig, ConfigError> {
+        let default = LimitsConfig::default();
+        let limits = LimitsConfig {
+            max_message_size: self.int(
+                &raw.max_message_size,
+                &MAX_MESSAGE_SIZE,
+                default.max_message_size,
+            )?,
+            max_recipients: self.int(
+                &raw.max_recipients,
+                &MAX_RECIPIENTS,
+                default.max_recipients,
+            )?,
+            max_errors: self.int(&raw.max_errors, &MAX_ERRORS, default.max_errors)?,
+            max_command_line: self.int(
+                &raw.max_command_line,
+                &MAX_COMMAND_LINE,
+                default.max_command_line,
+            )?,
+            max_text_line: self.int(&raw.max_text_line, &MAX_TEXT_LINE, default.max_text_line)?,
+            max_connections: self.int(
+                &raw.max_connections,
+                &MAX_CONNECTIONS,
+                default.max_connections,
+            )?,
+            max_connections_per_ip: self.int(
+                &raw.max_connections_per_ip,
+                &MAX_PER_IP,
+                default.max_connections_per_ip,
+            )?,
+        };
+        self.check_per_ip(raw, &limits)?;
+        Ok(limits)
+    }
+
+    /// A per-IP cap above the total cap would be silently meaningless, which usually means one of
+    /// the two was mistyped. Blame the per-IP value when it was written, else the total.
+    fn check_per_ip(&self, raw: &RawLimits, limits: &LimitsConfig) -> Result<(), ConfigError> {
+        let (per_ip, total) = (limits.max_connections_per_ip, limits.max_connections);
+        if per_ip <= total {
+            return Ok(());
+        }
+        if let Some(value) = &raw.max_connections_per_ip {
+            let reason = format!("{per_ip} exceeds limits.max_connections ({total})");
+            return Err(self.error(value.span(), MAX_PER_IP.key, reason));
+        }
+        // The defaults are consistent, so max_connections was written if per_ip was not.
+        let span = raw
+            .max_connections
+            .as_ref()
+            .map_or(0..0, |value| value.span());
+        let reason =
+            format!("{total} is below limits.max_connections_per_ip ({per_ip}, the default)");
+        Err(self.error(span, MAX_CONNECTIONS.key, reason))
+    }
+
+    fn timeouts(&self, raw: &RawTimeouts) -> Result<Timeouts, ConfigError> {
+        let default = Timeouts::default();
+        let seconds = |value, setting, default: Duration| {
+            self.int(value, setting, default.as_secs())
+                .map(Duration::from_secs)
+        };
+        Ok(Timeouts {
+            command: seconds(&raw.command_seconds, &COMMAND_SECONDS, default.command)?,
+            data: seconds(&raw.data_seconds, &DATA_SECONDS, default.data)?,
+            tls_handshake: seconds(
+                &raw.tls_handshake_seconds,
+                &TLS_SECONDS,
+                default.tls_handshake,
+            )?,
+            shutdown_grace: seconds(
+                &raw.shutdown_grace_seconds,
+                &GRACE_SECONDS,
+                default.shutdown_grace,
+            )?,
+        })
+    }
+
+    /// An integer setting, or `default` when it is absent.
+    fn int<T: TryFrom<i64>>(
+        &self,
+        value: &Option<Spanned<i64>>,
+        setting: &Setting,
+        default: T,
+    ) -> Result<T, ConfigError> {
+        let Some(value) = value else {
+            return Ok(default);
+        };
+        let n = *value.get_ref();
+        let reason = if n < setting.min {
+            format!("{n} is below the minimum {}", setting.min)
+        } else if n > setting.max {
+            format!("{n} is above the maximum {}", setting.max)
+        } else {
+            match T::try_from(n) {
+                Ok(n) => return Ok(n),
+                // Only reachable if T is narrower than the bounds allow for.
+                Err(_) => format!("{n} is too large for this platform"),
+            }
+        };
+        let reason = match setting.note {
+            "" => reason,
+            note => format!("{reason} ({note})"),
+        };
+        Err(self.error(value.span(), setting.key, reason))
+    }
+}
+
+/// A toml/serde message in the file's own terms: TOML has keys, tables and arrays, not fields,
+/// maps and sequences. Syntax errors can span several lines; the report stays on one.
+fn plain_words(message: &str) -> String {
+    const WORDS: [(&str, &str); 6] = [
+        ("unknown field", "unknown key"),
+        ("missing field", "missing key"),
+        ("invalid type: map", "invalid type: table"),
+        ("invalid type: sequence", "invalid type: array"),
+        ("expected a sequence", "expected an array"),
+        ("expected i64", "expected an integer"),
+    ];
+    let message = message.trim().replace('\n', "; ");
+    WORDS.iter().fold(message, |message, (serde, toml)| {
+        message.replace(serde, toml)
+    })
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// Maps a byte span reported by the toml crate back to the key path it belongs to.
+///
+/// The document is deserialized a second time into a tree that records the span of every key and
+/// value; the path to the innermost node containing the span is the answer.
+mod locate {
+    use std::fmt;
+    use std::ops::Range;
+
+    use serde::Deserialize;
+    use serde::de::{self, MapAccess, SeqAccess, Visitor};
+
+    // The toml crate hands out spans only to types that ask for them through serde_spanned's
+    // protocol: deserialize a struct with these names and receive the map {start, end, value}.
+    // `toml::Spanned` itself cannot be used here because it fails outright on values that have
+    // no span (tables created implicitly by dotted keys, the insides of datetimes); speaking the
+    // protocol directly lets the tree accept such values and simply record no span for them.
+    // Should a toml upgrade change the protocol, key paths come out empty and the key-path
+    // assertions in the tests below fail.
+    const SPANNED: &str = "$__serde_spanned_private_Spanned";
+    const START: &str = "$__serde_spanned_private_start";
+    const END: &str = "$__serde_spanned_private_end";
+    const VALUE: &str = "$__serde_spanned_private_value";
+    const FIELDS: &[&str] = &[START, END, VALUE];
+
+    /// The root table.
+    pub(super) struct Document(Node);
+
+    struct Node {
+        span: Option<Range<usize>>,
+        kind: Kind,
+    }
+
+    enum Kind {
+        Table(Vec<(Key, Node)>),
+        Array(Vec<Node>),
+        Scalar,
+    }
+
+    struct Key {
+        span: Option<Range<usize>>,
+        name: String,
+    }
+
+    impl Document {
+        /// Path such as `listener[1].trusted_networks[0]` to the innermost key or value that
+        /// contains `span`; empty if none does.
+        pub(super) fn key_path(&self, span: &Range<usize>) -> String {
+            let mut steps = Vec::new();
+            self.0.find(span, &mut steps);
+            let mut path = String::new();
+            for step in steps {
+                match step {
+                    Step::Index(index) => path.push_str(&format!("[{index}]")),
+                    Step::Key(name) if path.is_empty() => path.push_str(name),
+                    Step::Key(name) => path.push_str(&format!(".{name}")),
+                }
+            }
+            path
+        }
+    }
+
+    enum Step<'a> {
+        Key(&'a str),
+        Index(usize),
+    }
+
+    fn covers(outer: &Option<Range<usize>>, inner: &Range<usize>) -> bool {
+        outer
+            .as_ref()
+            .is_some_and(|outer| outer.start <= inner.start && inner.end <= outer.end)
+    }
+
+    impl Node {
+        /// Whether `span` lies in this node; if so `steps` is extended to the innermost part of
+        /// it. Children are searched even when this node's span does not cover `span`, because
+        /// implicit tables have no span of their own.
+        fn encloses<'a>(&'a self, span: &Range<usize>, steps: &mut Vec<Step<'a>>) -> bool {
+            self.find(span, steps) || covers(&self.span, span)
+        }
+
+        /// Whether a child of this node contains `span`; if so `steps` leads to it.
+        fn find<'a>(&'a self, span: &Range<usize>, steps: &mut Vec<Step<'a>>) -> bool {
+            match &self.kind {
+                Kind::Table(entries) => entries.iter().any(|(key, value)| {
+                    steps.push(Step::Key(&key.name));
+                    // A span on the key itself means the key is the problem (unknown key).
+                    let found = covers(&key.span, span) || value.encloses(span, steps);
+                    if !found {
+                        steps.pop();
+                    }
+                    found
+                }),
+                Kind::Array(items) => items.iter().enumerate().any(|(index, item)| {
+                    steps.push(Step::Index(index));
+                    let found = item.encloses(span, steps);
+                    if !found {
+                        steps.pop();
+                    }
+                    found
+                }),
+                Kind::Scalar => false,
+            }
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Document {
+        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(NodeVisitor).map(Document)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Node {
+        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_struct(SPANNED, FIELDS, NodeVisitor)
+        }
+    }
+
+    /// The value inside the span protocol; asking for a span again there would recurse forever.
+    struct Unspanned(Node);
+
+    impl<'de> Deserialize<'de> for Unspanned {
+        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_any(NodeVisitor).map(Unspanned)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_struct(SPANNED, FIELDS, KeyVisitor)
+        }
+    }
+
+    struct NodeVisitor;
+
+    impl NodeVisitor {
+        fn scalar<E>(self) -> Result<Node, E> {
+            Ok(Node {
+                span: None,
+                kind: Kind::Scalar,
+            })
+        }
+    }
+
+    impl<'de> Visitor<'de> for NodeVisitor {
+        type Value = Node;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any TOML value")
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
+            self.scalar()
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
+            self.scalar()
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
+            self.scalar()
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
+            self.scalar()
+        }
+
+        fn visit_str<E>(self, _: &str) -> Result<Node, E> {
+            self.scalar()
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+            let mut items = Vec::new();
+            while let Some(item) = seq.next_element()? {
+                items.push(item);
+            }
+            Ok(Node {
+                span: None,
+                kind: Kind::Array(items),
+            })
+        }
+
+        /// Either the span protocol (first key is START) or an ordinary table.
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+            let mut entries = Vec::new();
+            while let Some(key) = map.next_key::<Key>()? {
+                if entries.is_empty() && key.name == START {
+                    return spanned_node(map);
+                }
+                let value = map.next_value()?;
+                entries.push((key, value));
+            }
+            Ok(Node {
+                span: None,
+                kind: Kind::Table(entries),
+            })
+        }
+    }
+
+    /// The rest of the span protocol after START: the start offset, END and VALUE.
+    fn spanned_node<'de, A: MapAccess<'de>>(mut map: A) -> Result<Node, A::Error> {
+        let start: usize = map.next_value()?;
+        let mut end = start;
+        let mut node = None;
+        while let Some(key) = map.next_key::<Key>()? {
+            if key.name == END {
+                end = map.next_value()?;
+            } else {
+                node = Some(map.next_value::<Unspanned>()?.0);
+            }
+        }
+        let mut node = node.ok_or_else(|| de::Error::missing_field(VALUE))?;
+        node.span = Some(start..end);
+        Ok(node)
+    }
+
+    struct KeyVisitor;
+
+    impl<'de> Visitor<'de> for KeyVisitor {
+        type Value = Key;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a TOML key")
+        }
+
+        fn visit_str<E>(self, name: &str) -> Result<Key, E> {
+            Ok(Key {
+                span: None,
+                name: name.to_owned(),
+            })
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Key, A::Error> {
+            let (mut start, mut end, mut name) = (0, 0, None);
+            while let Some(field) = map.next_key::<String>()? {
+                match field.as_str() {
+                    START => start = map.next_value()?,
+                    END => end = map.next_value()?,
+                    _ => name = Some(map.next_value::<String>()?),
+                }
+            }
+            let name = name.ok_or_else(|| de::Error::missing_field(VALUE))?;
+            Ok(Key {
+                span: Some(start..end),
+                name,
+            })
+        }
+    }
+}
+
+const EXAMPLE: &str = r##"# Portcullis configuration. Every key is optional; the values below are the defaults.
+# Lines starting with "#" directly followed by a key are optional settings without a default.
+
+# Name used in the greeting, the EHLO reply and Received: header fields.
+# Default: this machine's host name (/proc/sys/kernel/hostname), or "localhost".
+hostname = "mail.example.test"
+
+# Where the spool and the account store live; a relative path is relative to the working directory.
+data_dir = "./portcullis-data"
+
+# Each [[listener]] opens one socket. With no [[listener]] at all, these two are used.
+[[listener]]
+# IP address and port; IPv6 as "[::1]:587".
+address = "127.0.0.1:2587"
+# "submission": plaintext with STARTTLS, TLS required before AUTH (RFC 6409, usually port 587).
+mode = "submission"
+# Client networks (CIDR, e.g. "192.0.2.0/24" or "::1/128") that may submit without TLS or AUTH.
+trusted_networks = []
+# Offer STARTTLS (submission mode only).
+starttls = true
+# Name announced on this listener instead of the global hostname.
+#hostname = "submit.example.test"
+
+[[listener]]
+address = "127.0.0.1:2465"
+# "submissions": TLS from the first byte (RFC 8314, usually port 465).
+mode = "submissions"
+trusted_networks = []
+starttls = true
+
+# Certificate chain and private key, both PEM. Without [tls] a self-signed certificate is generated.
+#[tls]
+#certificate = "/etc/portcullis/fullchain.pem"
+#key = "/etc/portcullis/key.pem"
+
+[limits]
+# Largest message accepted, in octets (announced with SIZE); at least 1024.
+max_message_size = 26214400
+# Recipients per message; RFC 5321 asks servers to accept at least 100.
+max_recipients = 100
+# Failed commands tolerated before the connection is closed.
+max_errors = 20
+# Longest command line in octets, CRLF included; 512 to 65536 (RFC 5321 minimum 512).
+max_command_line = 512
+# Longest message text line in octets, CRLF included; 1000 to 1000000 (RFC 5321 minimum 1000).
+max_text_line = 1000
+# Simultaneous connections over all listeners.
+max_connections = 1000
+# Simultaneous connections from one client address; at most max_connections.
+max_connections_per_ip = 100
+
+[timeouts]
+# Wait for the next command; RFC 5321 asks for at least 5 minutes. 1 to 86400.
+command_seconds = 300
+# Wait for more message data during DATA. 1 to 86400.
+data_seconds = 180
+# Complete a TLS handshake. 1 to 86400.
+tls_handshake_seconds = 30
+# On shutdown, time open sessions get to finish before they are cut off; 0 cuts at once.
+shutdown_grace_seconds = 30
+"##;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "/etc/portcullis.toml";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new(FILE))
+    }
+
+    /// The error message for `text`, which must be refused.
+    fn refused(text: &str) -> String {
+        match parse(text) {
+            Ok(config) => panic!("accepted: {config:?}"),
+            Err(err) => err.to_string(),
+        }
+    }
+
+    /// Asserts the `FILE:LINE:COLUMN: KEY: ` prefix and that the reason mentions `reason`.
+    fn assert_refused(text: &str, line: usize, column: usize, key: &str, reason: &str) {
+        let message = refused(text);
+        let prefix = format!("{FILE}:{line}:{column}: {key}: ");
+        assert!(
+            message.starts_with(&prefix),
+            "{message:?} does not start with {prefix:?}"
+        );
+        assert!(
+            message.contains(reason),
+            "{message:?} does not mention {reason:?}"
+        );
+    }
+
+    fn cidr(text: &str) -> Cidr {
+        text.parse().unwrap()
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// The example with its optional settings ("#key = ...", "#[table]") switched on.
+    fn example_uncommented() -> String {
+        let uncomment = |line: &str| match line.strip_prefix('#') {
+            Some(rest) if rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '[') => {
+                rest.to_owned()
+            }
+            _ => line.to_owned(),
+        };
+        Config::example()
+            .lines()
+            .map(uncomment)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn embedded_default_values() {
+        let config = Config::embedded_default();
+        assert!(
+            hostname_problem(&config.hostname).is_none(),
+            "{:?}",
+            config.hostname
+        );
+        assert_eq!(config.data_dir, PathBuf::from("./portcullis-data"));
+        assert_eq!(config.listeners.len(), 2);
+        assert_eq!(
+            config.listeners[0].address,
+            "127.0.0.1:2587".parse().unwrap()
+        );
+        assert_eq!(config.listeners[0].mode, ListenerMode::Submission);
+        assert_eq!(
+            config.listeners[1].address,
+            "127.0.0.1:2465".parse().unwrap()
+        );
+        assert_eq!(config.listeners[1].mode, ListenerMode::Submissions);
+        assert!(
+            config
+                .listeners
+                .iter()
+                .all(|l| l.starttls && l.trusted_networks.is_empty())
+        );
+        assert!(config.listeners.iter().all(|l| l.hostname.is_none()));
+        assert_eq!(config.tls, None);
+        let limits = &config.limits;
+        assert_eq!(limits.max_message_size, 26_214_400);
+        assert_eq!(limits.max_recipients, 100);
+        assert_eq!(limits.max_errors, 20);
+        assert_eq!(limits.max_command_line, 512);
+        assert_eq!(limits.max_text_line, 1000);
+        assert_eq!(limits.max_connections, 1000);
+        assert_eq!(limits.max_connections_per_ip, 100);
+        assert_eq!(config.timeouts.command, Duration::from_secs(300));
+        assert_eq!(config.timeouts.data, Duration::from_secs(180));
+        assert_eq!(config.timeouts.tls_handshake, Duration::from_secs(30));
+        assert_eq!(config.timeouts.shutdown_grace, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        assert_eq!(parse("").unwrap(), Config::embedded_default());
+    }
+
+    #[test]
+    fn example_parses_to_the_defaults() {
+        let config = parse(Config::example()).unwrap();
+        let expected = Config {
+            hostname: "mail.example.test".to_owned(),
+            ..Config::embedded_default()
+        };
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn example_optional_settings_parse() {
+        let config = parse(&example_uncommented()).unwrap();
+        assert_eq!(
+            config.listeners[0].hostname.as_deref(),
+            Some("submit.example.test")
+        );
+        let tls = config.tls.unwrap();
+        assert_eq!(
+            tls.certificate,
+            PathBuf::from("/etc/portcullis/fullchain.pem")
+        );
+        assert_eq!(tls.key, PathBuf::from("/etc/portcullis/key.pem"));
+    }
+
+    #[test]
+    fn example_documents_every_key() {
+        let example = example_uncommented();
+        let keys = [
+            "hostname",
+            "data_dir",
+            "[[listener]]",
+            "address",
+            "mode",
+            "trusted_networks",
+            "starttls",
+            "[tls]",
+            "certificate",
+            "key",
+            "[limits]",
+            "max_message_size",
+            "max_recipients",
+            "max_errors",
+            "max_command_line",
+            "max_text_line",
+            "max_connections",
+            "max_connections_per_ip",
+            "[timeouts]",
+            "command_seconds",
+            "data_seconds",
+            "tls_handshake_seconds",
+            "shutdown_grace_seconds",
+        ];
+        for key in keys {
+            assert!(
+                example.lines().any(|line| line.starts_with(key)),
+                "{key} is missing"
+            );
+        }
+    }
+
+    #[test]
+    fn full_file_is_read_as_written() {
+        let text = r#"
+hostname = "mx.example.org"
+data_dir = "relative/data"
+
+[[listener]]
+address = "[::1]:587"
+mode = "submission"
+trusted_networks = ["10.1.2.3/8", "::1"]
+starttls = false
+hostname = "submit.example.org"
+
+[tls]
+certificate = "cert.pem"
+key = "key.pem"
+
+[limits]
+max_message_size = 1024
+max_connections = 10
+max_connections_per_ip = 10
+
+[timeouts]
+command_seconds = 600
+shutdown_grace_seconds = 0
+"#;
+        let config = parse(text).unwrap();
+        assert_eq!(config.hostname, "mx.example.org");
+        assert_eq!(config.data_dir, PathBuf::from("relative/data"));
+        let expected = ListenerConfig {
+            address: "[::1]:587".parse().unwrap(),
+            mode: ListenerMode::Submission,
+            trusted_networks: vec![cidr("10.0.0.0/8"), cidr("::1/128")],
+            starttls: false,
+            hostname: Some("submit.example.org".to_owned()),
+        };
+        assert_eq!(config.listeners, vec![expected]);
+        let tls = TlsFiles {
+            certificate: "cert.pem".into(),
+            key: "key.pem".into(),
+        };
+        assert_eq!(config.tls, Some(tls));
+        assert_eq!(config.limits.max_message_size, 1024);
+        assert_eq!(config.limits.max_recipients, 100);
+        assert_eq!(config.limits.max_connections, 10);
+        assert_eq!(config.timeouts.command, Duration::from_secs(600));
+        assert_eq!(config.timeouts.data, Duration::from_secs(180));
+        assert_eq!(config.timeouts.shutdown_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn dotted_keys_are_ordinary_tables() {
+        let config = parse("limits.max_errors = 3\ntimeouts = { data_seconds = 7 }\n").unwrap();
+        assert_eq!(config.limits.max_errors, 3);
+        assert_eq!(config.timeouts.data, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn port_zero_may_repeat() {
+        let text = "[[listener]]\naddress = \"127.0.0.1:0\"\nmode = \"submission\"\n\
+                    [[listener]]\naddress = \"127.0.0.1:0\"\nmode = \"submissions\"\n";
+        assert_eq!(parse(text).unwrap().listeners.len(), 2);
+    }
+
+    #[test]
+    fn unreadable_file() {
+        let path = Path::new("/nonexistent/portcullis.toml");
+        let message = Config::load(path).unwrap_err().to_string();
+        assert!(
+            message.starts_with("/nonexistent/portcullis.toml: cannot read: "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn load_reads_a_file() {
+        let path =
+            std::env::temp_dir().join(format!("portcullis-config-{}.toml", std::process::id()));
+        std::fs::write(&path, "hostname = \"file.example\"\n").unwrap();
+        let loaded = Config::load(&path);
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(loaded.unwrap().hostname, "file.example");
+    }
+
+    #[test]
+    fn unknown_key_at_top_level() {
+        assert_refused(
+            "hostname = \"a.b\"\nhost_name = \"x\"\n",
+            2,
+            1,
+            "host_name",
+            "unknown key",
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_listener() {
+        let text = "[[listener]]\naddress = \"127.0.0.1:1\"\nmode = \"submission\"\n\n\
+                    [[listener]]\naddress = \"127.0.0.1:2\"\nmode = \"submission\"\nstarttsl = true\n";
+        assert_refused(text, 8, 1, "listener[1].starttsl", "unknown key `starttsl`");
+    }
+
+    #[test]
+    fn unknown_key_in_tables() {
+        assert_refused(
+            "[limits]\nmax_size = 5\n",
+            2,
+            1,
+            "limits.max_size",
+            "unknown key",
+        );
+        assert_refused(
+            "[timeouts]\ncommand = 5\n",
+            2,
+            1,
+            "timeouts.command",
+            "unknown key",
+        );
+        let tls = "[tls]\ncertificate = \"c\"\nkey = \"k\"\nchain = \"x\"\n";
+        assert_refused(tls, 4, 1, "tls.chain", "unknown key");
+        assert_refused("[smtp]\nport = 25\n", 1, 2, "smtp", "unknown key");
+    }
+
+    #[test]
+    fn unknown_key_written_as_dotted_key() {
+        assert_refused("\nlimits.bogus = 1\n", 2, 8, "limits.bogus", "unknown key");
+    }
+
+    #[test]
+    fn wrong_types() {
+        assert_refused("hostname = 5\n", 1, 12, "hostname", "invalid type");
+        assert_refused(
+            "[limits]\nmax_errors = \"20\"\n",
+            2,
+            14,
+            "limits.max_errors",
+            "invalid type",
+        );
+        let listener =
+            "[[listener]]\naddress = \"127.0.0.1:1\"\nmode = \"submission\"\nstarttls = \"yes\"\n";
+        assert_refused(listener, 4, 12, "listener[0].starttls", "invalid type");
+        assert_refused("listener = 5\n", 1, 12, "listener", "invalid type");
+        assert_refused(
+            "[limits]\nmax_errors = 1979-05-27\n",
+            2,
+            14,
+            "limits.max_errors",
+            "invalid type",
+        );
+    }
+
+    #[test]
+    fn unknown_listener_mode() {
+        let text = "hostname = \"a.b\"\n\n[[listener]]\naddress = \"127.0.0.1:1\"\nmode = \"submission\"\n\n\
+                    [[listener]]\naddress = \"127.0.0.1:2\"\nmode = \"smtp\"\n";
+        assert_refused(text, 9, 8, "listener[1].mode", "unknown variant `smtp`");
+    }
+
+    #[test]
+    fn missing_listener_keys() {
+        let text = "[[listener]]\naddress = \"127.0.0.1:1\"\nmode = \"submission\"\n\n\
+                    [[listener]]\naddress = \"127.0.0.1:2\"\n";
+        assert_refused(text, 5, 1, "listener[1]", "missing key `mode`");
+    }
+
+    #[test]
+    fn bad_socket_address() {
+        let text = "[[listener]]\naddress = \"localhost:587\"\nmode = \"submission\"\n";
+        assert_refused(text, 2, 11, "listener[0].address", "not a socket address");
+        let text = "[[listener]]\naddress = \"127.0.0.1\"\nmode = \"submission\"\n";
+        assert_refused(text, 2, 11, "listener[0].address", "IP:PORT");
+    }
+
+    #[test]
+    fn bad_cidr_points_at_the_element() {
+        let text = "[[listener]]\naddress = \"127.0.0.1:1\"\nmode = \"submission\"\n\
+                    trusted_networks = [\n  \"10.0.0.0/8\",\n  \"10.0.0.0/33\",\n]\n";
+        assert_refused(
+            text,
+            6,
+            3,
+            "listener[0].trusted_networks[1]",
+            "prefix length 33 exceeds 32",
+        );
+    }
+
+    #[test]
+    fn value_out_of_range() {
+        assert_refused(
+            "[limits]\nmax_command_line = 100\n",
+            2,
+            20,
+            "limits.max_command_line",
+            "512",
+        );
+        assert_refused(
+            "[limits]\nmax_text_line = 999\n",
+            2,
+            17,
+            "limits.max_text_line",
+            "RFC 5321",
+        );
+        assert_refused(
+            "[limits]\nmax_message_size = 10\n",
+            2,
+            20,
+            "limits.max_message_size",
+            "1024",
+        );
+        assert_refused(
+            "[limits]\nmax_recipients = 0\n",
+            2,
+            18,
+            "limits.max_recipients",
+            "minimum 1",
+        );
+        assert_refused(
+            "[limits]\nmax_errors = -1\n",
+            2,
+            14,
+            "limits.max_errors",
+            "-1 is below",
+        );
+        assert_refused(
+            "[limits]\nmax_command_line = 70000\n",
+            2,
+            20,
+            "limits.max_command_line",
+            "maximum",
+        );
+        assert_refused(
+            "[timeouts]\ndata_seconds = 0\n",
+            2,
+            16,
+            "timeouts.data_seconds",
+            "minimum 1",
+        );
+        let grace = "[timeouts]\nshutdown_grace_seconds = 90000\n";
+        assert_refused(
+            grace,
+            2,
+            26,
+            "timeouts.shutdown_grace_seconds",
+            "maximum 86400",
+        );
+    }
+
+    #[test]
+    fn syntax_error() {
+        assert_refused(
+            "hostname = \"a.b\"\ndata_dir = \"x\n",
+            2,
+            14,
+            "syntax",
+            "string",
+        );
+        let message = refused("[limits\nmax_errors = 1\n");
+        assert!(message.starts_with(&format!("{FILE}:1:")), "{message}");
+        assert!(!message.contains('\n'), "{message:?}");
+    }
+
+    #[test]
+    fn duplicate_key_is_a_syntax_error() {
+        assert_refused(
+            "hostname = \"a.b\"\nhostname = \"c.d\"\n",
+            2,
+            1,
+            "syntax",
+            "duplicate key",
+        );
+    }
+
+    #[test]
+    fn duplicate_listener_addresses() {
+        let text = "[[listener]]\naddress = \"127.0.0.1:587\"\nmode = \"submission\"\n\n\
+                    [[listener]]\naddress = \"127.0.0.1:587\"\nmode = \"submissions\"\n";
+        assert_refused(
+            text,
+            6,
+            11,
+            "listener[1].address",
+            "already used by listener[0] (line 2)",
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let text = "hostname = \"a.b\"\n\n[tls]\ncertificate = \"/c.pem\"\n";
+        assert_refused(text, 3, 1, "tls", "missing key `key`");
+        assert_refused(
+            "[tls]\nkey = \"/k.pem\"\n",
+            1,
+            1,
+            "tls",
+            "missing key `certificate`",
+        );
+        assert_refused(
+            "[tls]\ncertificate = \"\"\nkey = \"k\"\n",
+            2,
+            15,
+            "tls.certificate",
+            "empty",
+        );
+    }
+
+    #[test]
+    fn zero_listeners() {
+        assert_refused(
+            "hostname = \"a.b\"\nlistener = []\n",
+            2,
+            12,
+            "listener",
+            "at least one listener",
+        );
+    }
+
+    #[test]
+    fn bad_hostnames() {
+        assert_refused("hostname = \"\"\n", 1, 12, "hostname", "must not be empty");
+        assert_refused(
+            "\nhostname = \"mail_1.example\"\n",
+            2,
+            12,
+            "hostname",
+            "'_'",
+        );
+        assert_refused("hostname = \"a..b\"\n", 1, 12, "hostname", "empty label");
+        assert_refused("hostname = \"-a.b\"\n", 1, 12, "hostname", "hyphen");
+        let listener =
+            "[[listener]]\naddress = \"127.0.0.1:1\"\nmode = \"submission\"\nhostname = \"a b\"\n";
+        assert_refused(listener, 4, 12, "listener[0].hostname", "' '");
+    }
+
+    #[test]
+    fn hostname_syntax() {
+        assert!(hostname_problem("mail.example.test").is_none());
+        assert!(hostname_problem("localhost").is_none());
+        assert!(hostname_problem("xn--bcher-kva.example").is_none());
+        assert!(hostname_problem("example.test.").is_some());
+        assert!(hostname_problem(&"a".repeat(64)).is_some());
+        assert!(hostname_problem(&["a"; 128].join(".")).is_some());
+    }
+
+    #[test]
+    fn empty_data_dir() {
+        assert_refused("data_dir = \"\"\n", 1, 12, "data_dir", "must not be empty");
+    }
+
+    #[test]
+    fn per_ip_cap_above_total() {
+        let text = "[limits]\nmax_connections = 10\nmax_connections_per_ip = 11\n";
+        assert_refused(
+            text,
+            3,
+            26,
+            "limits.max_connections_per_ip",
+            "exceeds limits.max_connections (10)",
+        );
+        // Only the total written: the default per-IP cap of 100 no longer fits under it.
+        assert_refused(
+            "[limits]\nmax_connections = 50\n",
+            2,
+            19,
+            "limits.max_connections",
+            "100",
+        );
+    }
+
+    #[test]
+    fn error_columns_count_characters() {
+        assert_refused("# é\nhostname = \"é\"\n", 2, 12, "hostname", "'é'");
+    }
+
+    #[test]
+    fn cidr_v4() {
+        let net = cidr("127.0.0.0/8");
+        assert_eq!(net.to_string(), "127.0.0.0/8");
+        assert!(net.contains(ip("127.255.0.1")));
+        assert!(!net.contains(ip("128.0.0.1")));
+        assert!(!net.contains(ip("::1")));
+        assert!(cidr("0.0.0.0/0").contains(ip("203.0.113.9")));
+    }
+
+    #[test]
+    fn cidr_v6() {
+        let net = cidr("2001:db8::/32");
+        assert!(net.contains(ip("2001:db8:ffff::1")));
+        assert!(!net.contains(ip("2001:db9::1")));
+        assert!(!net.contains(ip("32.1.13.184")));
+        assert!(cidr("::/0").contains(ip("::1")));
+    }
+
+    #[test]
+    fn cidr_bare_address_is_one_host() {
+        assert_eq!(cidr("10.1.2.3").to_string(), "10.1.2.3/32");
+        assert_eq!(cidr("::1").to_string(), "::1/128");
+        assert!(cidr("10.1.2.3").contains(ip("10.1.2.3")));
+        assert!(!cidr("10.1.2.3").contains(ip("10.1.2.4")));
+        assert!(cidr("::1").contains(ip("::1")));
+    }
+
+    #[test]
+    fn cidr_masks_host_bits() {
+        assert_eq!(cidr("10.1.2.3/8"), cidr("10.0.0.0/8"));
+        assert_eq!(cidr("10.1.2.3/8").to_string(), "10.0.0.0/8");
+        assert_eq!(cidr("2001:db8::1/32").to_string(), "2001:db8::/32");
+    }
+
+    #[test]
+    fn cidr_matches_mapped_ipv4_clients() {
+        assert!(cidr("192.0.2.0/24").contains(ip("::ffff:192.0.2.7")));
+        assert!(!cidr("192.0.2.0/24").contains(ip("::ffff:198.51.100.7")));
+        assert!(cidr("::ffff:0:0/96").contains(ip("::ffff:192.0.2.7")));
+    }
+
+    #[test]
+    fn cidr_rejects_nonsense() {
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "foo",
+            "1.2.3.4/x",
+            "1.2.3.4/",
+            "1.2.3.4/+8",
+            "",
+            "/8",
+        ] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad:?} was accepted");
+        }
+        let err = "10.0.0.0/33".parse::<Cidr>().unwrap_err();
+        assert_eq!(err.to_string(), "prefix length 33 exceeds 32");
+    }
+}

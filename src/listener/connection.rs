@@ -1,0 +1,167 @@
+//! Drives one SMTP session over one connection: reads bytes into the session, carries out its
+//! actions (replies, TLS, credential checks, spooling) and applies the timeouts.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+use super::{ListenerContext, Phase, Shared, phase_reaches};
+use crate::config::ListenerMode;
+use crate::smtp::{Action, Session, SpoolOutcome, TlsInfo};
+use crate::tls;
+
+/// Bytes read per system call. Small on purpose: it is held by every idle connection.
+const READ_CHUNK: usize = 4096;
+
+enum Ended<S> {
+    Closed,
+    StartTls(S),
+}
+
+pub(super) async fn serve(stream: TcpStream, client_ip: IpAddr, context: Arc<ListenerContext>, shared: Arc<Shared>) {
+    let trusted = context.is_trusted(client_ip);
+    let session_config = Arc::clone(&context.session);
+    match (context.mode, &context.tls) {
+        (ListenerMode::Submissions, Some(acceptor)) => {
+            let Some((stream, info)) = handshake(acceptor, stream, &shared).await else {
+                return;
+            };
+            let mut session = Session::new(session_config, client_ip, trusted, Some(info));
+            drive(stream, &mut session, &shared).await;
+        }
+        (ListenerMode::Submissions, None) => {}
+        (ListenerMode::Submission, acceptor) => {
+            let mut session = Session::new(session_config, client_ip, trusted, None);
+            let Ended::StartTls(stream) = drive(stream, &mut session, &shared).await else {
+                return;
+            };
+            let Some(acceptor) = acceptor else {
+                return;
+            };
+            let Some((stream, info)) = handshake(acceptor, stream, &shared).await else {
+                return;
+            };
+            session.tls_established(info);
+            drive(stream, &mut session, &shared).await;
+        }
+    }
+}
+
+async fn handshake(acceptor: &TlsAcceptor, stream: TcpStream, shared: &Shared) -> Option<(TlsStream<TcpStream>, TlsInfo)> {
+    match tokio::time::timeout(shared.timeouts.tls_handshake, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => {
+            let info = tls::session_info(stream.get_ref().1);
+            Some((stream, info))
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, session: &mut Session, shared: &Shared) -> Ended<S> {
+    let mut output = Vec::with_capacity(512);
+    let mut input = vec![0u8; READ_CHUNK];
+    let mut phase = shared.phase.clone();
+    let mut deadline = Instant::now() + shared.timeouts.command;
+    loop {
+        let mut progressed = false;
+        while let Some(action) = session.next_action() {
+            progressed = true;
+            match action {
+                Action::Send(reply) => reply.write_to(&mut output),
+                Action::StartTls => {
+                    return match flush(&mut stream, &mut output).await {
+                        Ok(()) => Ended::StartTls(stream),
+                        Err(_) => Ended::Closed,
+                    };
+                }
+                Action::Authenticate(credentials) => {
+                    let outcome = shared.authenticator.verify(credentials).await;
+                    session.auth_finished(outcome);
+                }
+                Action::Spool(submission) => {
+                    let outcome = spool(shared, *submission).await;
+                    session.spool_finished(outcome);
+                }
+                Action::Close => {
+                    let _ = flush(&mut stream, &mut output).await;
+                    let _ = stream.shutdown().await;
+                    return Ended::Closed;
+                }
+            }
+        }
+        if flush(&mut stream, &mut output).await.is_err() {
+            return Ended::Closed;
+        }
+        // A complete command (or a data block) restarts the clock; partial lines do not, so a
+        // client trickling bytes cannot hold a session open forever.
+        if progressed {
+            deadline = Instant::now() + timeout_for(session, shared);
+        }
+        let in_data = session.in_data();
+        let stop = phase_reaches(&mut phase, |p| match p {
+            Phase::Running => false,
+            Phase::Draining => !in_data,
+            Phase::Aborting => true,
+        });
+        tokio::select! {
+            read = tokio::time::timeout_at(deadline, stream.read(&mut input)) => match read {
+                Err(_) => session.timed_out(),
+                Ok(Ok(0)) | Ok(Err(_)) => return Ended::Closed,
+                Ok(Ok(n)) => {
+                    session.receive(&input[..n]);
+                    if session.in_data() {
+                        deadline = Instant::now() + shared.timeouts.data;
+                    }
+                }
+            },
+            _ = stop => session.shut_down(),
+        }
+    }
+}
+
+fn timeout_for(session: &Session, shared: &Shared) -> std::time::Duration {
+    if session.in_data() {
+        shared.timeouts.data
+    } else {
+        shared.timeouts.command
+    }
+}
+
+async fn spool(shared: &Shared, submission: crate::smtp::Submission) -> SpoolOutcome {
+    let from = submission.envelope.from.clone();
+    let recipients = submission.envelope.to.len();
+    let size = submission.message.len();
+    match shared.spool.submit(submission).await {
+        Ok(Ok(id)) => {
+            tracing::info!(%id, from = %from, recipients, size, "queued");
+            SpoolOutcome::Queued(id)
+        }
+        Ok(Err(error)) => {
+            tracing::error!(%error, "message refused with 452: not stored");
+            SpoolOutcome::Failed
+        }
+        Err(_) => SpoolOutcome::Failed,
+    }
+}
+
+async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, output: &mut Vec<u8>) -> std::io::Result<()> {
+    if output.is_empty() {
+        return Ok(());
+    }
+    stream.write_all(output).await?;
+    stream.flush().await?;
+    output.clear();
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! Listeners: bind the configured addresses, admit connections within the caps, and hand each
+//! one to [`connection`], which drives an SMTP [`Session`](crate::smtp::Session) over it.
+
+mod connection;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::Authenticator;
+use crate::config::{Cidr, ListenerConfig, ListenerMode, Timeouts};
+use crate::policy::{self, ConnectionLimiter, Refusal};
+use crate::smtp::{Limits, SessionConfig, reply};
+use crate::spool::Spool;
+
+/// The server's life cycle, watched by every listener and connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Running,
+    /// No new connections; sessions close at their next command; messages in DATA finish.
+    Draining,
+    /// The grace period is over: everything closes now, DATA included (with 421).
+    Aborting,
+}
+
+/// What every connection shares.
+pub struct Shared {
+    pub spool: Arc<dyn Spool>,
+    pub authenticator: Arc<Authenticator>,
+    pub limiter: Arc<ConnectionLimiter>,
+    pub timeouts: Timeouts,
+    pub phase: watch::Receiver<Phase>,
+}
+
+/// One bound listening socket and what its sessions need to know.
+pub struct Listener {
+    tcp: TcpListener,
+    context: Arc<ListenerContext>,
+}
+
+struct ListenerContext {
+    mode: ListenerMode,
+    trusted_networks: Vec<Cidr>,
+    session: Arc<SessionConfig>,
+    tls: Option<TlsAcceptor>,
+}
+
+impl Listener {
+    pub async fn bind(
+        config: &ListenerConfig,
+        hostname: &str,
+        limits: Limits,
+        tls: Option<TlsAcceptor>,
+    ) -> io::Result<Listener> {
+        let tcp = TcpListener::bind(config.address).await?;
+        let starttls_available = config.mode == ListenerMode::Submission && config.starttls && tls.is_some();
+        let session = SessionConfig {
+            hostname: config.hostname.clone().unwrap_or_else(|| hostname.to_string()),
+            starttls_available,
+            limits,
+            clock: std::time::SystemTime::now,
+        };
+        let context = ListenerContext {
+            mode: config.mode,
+            trusted_networks: config.trusted_networks.clone(),
+            session: Arc::new(session),
+            tls: tls.filter(|_| starttls_available || config.mode == ListenerMode::Submissions),
+        };
+        Ok(Listener {
+            tcp,
+            context: Arc::new(context),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    pub fn mode(&self) -> ListenerMode {
+        self.context.mode
+    }
+
+    /// Accepts connections until the server leaves the running phase.
+    pub async fn run(self, shared: Arc<Shared>) {
+        let mut phase = shared.phase.clone();
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, peer)) => self.admit(stream, peer, &shared),
+                    Err(error) => {
+                        // Usually EMFILE: back off instead of spinning on the error.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                _ = phase_reaches(&mut phase, |p| p != Phase::Running) => return,
+            }
+        }
+    }
+
+    fn admit(&self, stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+        let _ = stream.set_nodelay(true);
+        let client_ip = policy::canonical(peer.ip());
+        let context = Arc::clone(&self.context);
+        let shared = Arc::clone(shared);
+        match shared.limiter.admit(client_ip) {
+            Ok(slot) => {
+                tokio::spawn(async move {
+                    connection::serve(stream, client_ip, context, shared).await;
+                    drop(slot);
+                });
+            }
+            Err(refusal) => {
+                tracing::info!(%client_ip, ?refusal, "connection refused");
+                if context.mode == ListenerMode::Submission {
+                    tokio::spawn(refuse(stream, refusal));
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once the phase satisfies `condition` (or the server is gone). Returns nothing, so
+/// that no borrow of the watched value is held across an await.
+async fn phase_reaches(phase: &mut watch::Receiver<Phase>, condition: impl Fn(Phase) -> bool) {
+    let _ = phase.wait_for(|p| condition(*p)).await;
+}
+
+impl ListenerContext {
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted_networks.iter().any(|network| network.contains(ip))
+    }
+}
+
+/// Tells a plaintext client why it is turned away (an implicit-TLS client cannot read it).
+async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+    let reply = match refusal {
+        Refusal::TooManyInTotal => reply::TOO_MANY_CONNECTIONS,
+        Refusal::TooManyFromAddress => reply::TOO_MANY_CONNECTIONS_FROM_IP,
+    };
+    let mut wire = Vec::new();
+    reply.write_to(&mut wire);
+    let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&wire)).await;
+    let _ = stream.shutdown().await;
+}

@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Real-client checks for the integration tests, using only Python's standard library.
+
+Each subcommand prints one JSON object on stdout; the Rust tests assert on it.
+"""
+import argparse
+import json
+import smtplib
+import socket
+import ssl
+import sys
+import time
+
+
+def tls_context(cafile):
+    context = ssl.create_default_context(cafile=cafile)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def send(args):
+    context = tls_context(args.cafile)
+    if args.mode == "ssl":
+        client = smtplib.SMTP_SSL(args.host, args.port, context=context, timeout=30)
+        client.ehlo("client.example")
+    else:
+        client = smtplib.SMTP(args.host, args.port, timeout=30)
+        client.ehlo("client.example")
+        if args.mode == "starttls":
+            client.starttls(context=context)
+            client.ehlo("client.example")
+    result = {"tls": client.sock.version() if hasattr(client.sock, "version") else None}
+    try:
+        if args.user:
+            client.user, client.password = args.user, args.password
+            authobject = client.auth_plain if args.auth == "PLAIN" else client.auth_login
+            # PLAIN sends its initial response with AUTH; LOGIN waits for each 334 prompt.
+            code, text = client.auth(args.auth, authobject, initial_response_ok=(args.auth == "PLAIN"))
+            result["auth"] = [code, text.decode()]
+        body = f"From: {args.sender}\r\nTo: {args.to}\r\nSubject: {args.subject}\r\n\r\nHello from smtplib.\r\n.leading dot\r\n"
+        code, text = client.mail(args.sender)
+        result["mail"] = [code, text.decode()]
+        code, text = client.rcpt(args.to)
+        result["rcpt"] = [code, text.decode()]
+        code, text = client.data(body.encode())
+        result["data"] = [code, text.decode()]
+        client.quit()
+    except smtplib.SMTPResponseException as error:
+        result["error"] = [error.smtp_code, error.smtp_error.decode(errors="replace")]
+    print(json.dumps(result))
+
+
+def injection(args):
+    """STARTTLS followed by a pipelined EHLO in the same write (CVE-2011-0411 style)."""
+    sock = socket.create_connection((args.host, args.port), timeout=10)
+    reader = sock.makefile("rb")
+
+    def reply():
+        lines = []
+        while True:
+            line = reader.readline().decode()
+            lines.append(line.rstrip("\r\n"))
+            if len(line) < 4 or line[3] != "-":
+                return lines
+
+    result = {"greeting": reply()}
+    sock.sendall(b"EHLO client.example\r\n")
+    result["ehlo"] = reply()
+    sock.sendall(b"STARTTLS\r\nEHLO injected.example\r\n")
+    result["starttls"] = reply()
+    tls = tls_context(args.cafile).wrap_socket(sock, server_hostname=args.host)
+    tls.settimeout(1.5)
+    received = b""
+    try:
+        received = tls.recv(4096)
+    except (socket.timeout, TimeoutError):
+        pass
+    result["after_handshake"] = received.decode(errors="replace")
+    tls.settimeout(10)
+    tls.sendall(b"EHLO client.example\r\n")
+    time.sleep(0.2)
+    result["ehlo_over_tls"] = tls.recv(4096).decode(errors="replace")
+    print(json.dumps(result))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("send", "injection"):
+        p = sub.add_parser(name)
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, required=True)
+        p.add_argument("--cafile", required=True)
+        if name == "send":
+            p.add_argument("--mode", choices=["starttls", "ssl", "plain"], required=True)
+            p.add_argument("--user")
+            p.add_argument("--password")
+            p.add_argument("--auth", choices=["PLAIN", "LOGIN"], default="PLAIN")
+            p.add_argument("--from", dest="sender", required=True)
+            p.add_argument("--to", required=True)
+            p.add_argument("--subject", default="test")
+    args = parser.parse_args()
+    {"send": send, "injection": injection}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

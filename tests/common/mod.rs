@@ -1,0 +1,254 @@
+//! Test harness: runs the real `portcullis` binary on loopback with a throw-away data directory.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BINARY: &str = env!("CARGO_BIN_EXE_portcullis");
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = std::env::temp_dir().join(format!("portcullis-it-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Settings of a test server; the listeners bind port 0 and report what they got.
+pub struct Options {
+    pub trusted_networks: &'static str,
+    pub extra: String,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { trusted_networks: "[]", extra: String::new() }
+    }
+}
+
+pub struct Server {
+    pub child: Option<Child>,
+    pub dir: TempDir,
+    pub submission: SocketAddr,
+    pub submissions: SocketAddr,
+    pub config_path: PathBuf,
+}
+
+impl Server {
+    pub fn start(name: &str, options: Options) -> Server {
+        let dir = TempDir::new(name);
+        let config_path = dir.0.join("portcullis.toml");
+        let config = format!(
+            r#"hostname = "mail.example.test"
+data_dir = "{data}"
+
+[[listener]]
+address = "127.0.0.1:0"
+mode = "submission"
+trusted_networks = {trusted}
+
+[[listener]]
+address = "127.0.0.1:0"
+mode = "submissions"
+
+{extra}
+"#,
+            data = dir.0.join("data").display(),
+            trusted = options.trusted_networks,
+            extra = options.extra,
+        );
+        std::fs::write(&config_path, config).unwrap();
+        let mut server = Server {
+            child: None,
+            dir,
+            submission: "127.0.0.1:1".parse().unwrap(),
+            submissions: "127.0.0.1:1".parse().unwrap(),
+            config_path,
+        };
+        server.launch();
+        server
+    }
+
+    /// Starts (or restarts) the binary and waits for it to report its listeners.
+    pub fn launch(&mut self) {
+        let mut child = Command::new(BINARY)
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .env("PORTCULLIS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start portcullis");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut found = Vec::new();
+        while found.len() < 2 {
+            let line = lines.next().expect("server exited before listening").unwrap();
+            if let Some(rest) = line.trim().strip_prefix("listening on ") {
+                let address = rest.split(' ').next().unwrap().parse::<SocketAddr>().unwrap();
+                found.push((address, rest.contains("(submissions")));
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        for (address, implicit) in found {
+            if implicit {
+                self.submissions = address;
+            } else {
+                self.submission = address;
+            }
+        }
+        self.child = Some(child);
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.0.join("data")
+    }
+
+    pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        cli_in(&self.data_dir(), args, stdin)
+    }
+
+    pub fn add_account(&self, email: &str, password: &str) {
+        let output = self.cli(&["accounts", "add", email, "--password-stdin"], Some(&format!("{password}\n")));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    pub fn queue(&self) -> Vec<serde_json::Value> {
+        let output = self.cli(&["queue", "list", "--json"], None);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&output.stdout).expect("queue list --json prints JSON")
+    }
+
+    pub fn show(&self, id: &str) -> String {
+        let output = self.cli(&["queue", "show", id], None);
+        assert!(output.status.success(), "queue show {id}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("server running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        child.wait().unwrap()
+    }
+
+    pub fn certificate(&self) -> PathBuf {
+        self.data_dir().join("tls/cert.pem")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn cli_in(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = Command::new(BINARY)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    child.wait_with_output().unwrap()
+}
+
+/// A raw SMTP client over plain TCP, for exact control of the bytes.
+pub struct Raw {
+    reader: BufReader<TcpStream>,
+}
+
+impl Raw {
+    pub fn connect(address: SocketAddr) -> Raw {
+        let stream = TcpStream::connect(address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        Raw { reader: BufReader::new(stream) }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).unwrap();
+    }
+
+    /// Reads one (possibly multi-line) reply and returns its last line.
+    pub fn reply(&mut self) -> String {
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).unwrap();
+            assert!(n > 0, "connection closed while waiting for a reply");
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line.trim_end().to_string();
+            }
+        }
+    }
+
+    /// Reads a reply and checks that it starts with `expected` (for example "250 2.0.0").
+    pub fn expect(&mut self, expected: &str) -> String {
+        let reply = self.reply();
+        assert!(reply.starts_with(expected), "expected {expected:?}, got {reply:?}");
+        reply
+    }
+
+    /// True when the server closes the connection within the read timeout.
+    pub fn closed(&mut self) -> bool {
+        let mut rest = Vec::new();
+        matches!(self.reader.read_to_end(&mut rest), Ok(_)) && rest.is_empty()
+    }
+
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.reader.get_ref().set_read_timeout(Some(timeout)).unwrap();
+    }
+}
+
+/// Runs the Python client script with arguments; returns (exit status success, stdout, stderr).
+pub fn python(args: &[&str]) -> (bool, String, String) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/smtp_client.py");
+    let output = Command::new("python3").arg(script).args(args).output().expect("python3 is installed");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
