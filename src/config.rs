@@ -494,15 +494,11 @@ impl Source<'_> {
     fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
         // Without a span there is nothing better to point at than the start of the file.
         let span = err.span().unwrap_or(0..0);
-        let key = match toml::from_str::<locate::Document>(self.text) {
-            Ok(document) => document.key_path(&span),
+        let key = match locate::key_path(self.text, &span) {
             // Not TOML at all, so there are no keys to speak of.
-            Err(_) => "syntax".to_owned(),
-        };
-        let key = if key.is_empty() {
-            "(top level)".to_owned()
-        } else {
-            key
+            None => "syntax".to_owned(),
+            Some(path) if path.is_empty() => "(top level)".to_owned(),
+            Some(path) => path,
         };
         self.error(span, &key, plain_words(err.message()))
     }
@@ -757,248 +753,94 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 ///
 /// The document is deserialized a second time into a tree that records the span of every key and
 /// value; the path to the innermost node containing the span is the answer.
+/// Finds which key of the document a byte range of the text belongs to, so that errors from
+/// the toml crate (which know only the range) can name the key.
 mod locate {
-    use std::fmt;
     use std::ops::Range;
 
-    use serde::Deserialize;
-    use serde::de::{self, MapAccess, SeqAccess, Visitor};
-
-    // The toml crate hands out spans only to types that ask for them through serde_spanned's
-    // protocol: deserialize a struct with these names and receive the map {start, end, value}.
-    // `toml::Spanned` itself cannot be used here because it fails outright on values that have
-    // no span (tables created implicitly by dotted keys, the insides of datetimes); speaking the
-    // protocol directly lets the tree accept such values and simply record no span for them.
-    // Should a toml upgrade change the protocol, key paths come out empty and the key-path
-    // assertions in the tests below fail.
-    const SPANNED: &str = "$__serde_spanned_private_Spanned";
-    const START: &str = "$__serde_spanned_private_start";
-    const END: &str = "$__serde_spanned_private_end";
-    const VALUE: &str = "$__serde_spanned_private_value";
-    const FIELDS: &[&str] = &[START, END, VALUE];
-
-    /// The root table.
-    pub(super) struct Document(Node);
-
-    struct Node {
-        span: Option<Range<usize>>,
-        kind: Kind,
-    }
-
-    enum Kind {
-        Table(Vec<(Key, Node)>),
-        Array(Vec<Node>),
-        Scalar,
-    }
-
-    struct Key {
-        span: Option<Range<usize>>,
-        name: String,
-    }
-
-    impl Document {
-        /// Path such as `listener[1].trusted_networks[0]` to the innermost key or value that
-        /// contains `span`; empty if none does.
-        pub(super) fn key_path(&self, span: &Range<usize>) -> String {
-            let mut steps = Vec::new();
-            self.0.find(span, &mut steps);
-            let mut path = String::new();
-            for step in steps {
-                match step {
-                    Step::Index(index) => path.push_str(&format!("[{index}]")),
-                    Step::Key(name) if path.is_empty() => path.push_str(name),
-                    Step::Key(name) => path.push_str(&format!(".{name}")),
-                }
-            }
-            path
-        }
-    }
+    use toml_edit::{ImDocument, Item, Table, Value};
 
     enum Step<'a> {
         Key(&'a str),
         Index(usize),
     }
 
-    fn covers(outer: &Option<Range<usize>>, inner: &Range<usize>) -> bool {
-        outer
-            .as_ref()
-            .is_some_and(|outer| outer.start <= inner.start && inner.end <= outer.end)
-    }
-
-    impl Node {
-        /// Whether `span` lies in this node; if so `steps` is extended to the innermost part of
-        /// it. Children are searched even when this node's span does not cover `span`, because
-        /// implicit tables have no span of their own.
-        fn encloses<'a>(&'a self, span: &Range<usize>, steps: &mut Vec<Step<'a>>) -> bool {
-            self.find(span, steps) || covers(&self.span, span)
-        }
-
-        /// Whether a child of this node contains `span`; if so `steps` leads to it.
-        fn find<'a>(&'a self, span: &Range<usize>, steps: &mut Vec<Step<'a>>) -> bool {
-            match &self.kind {
-                Kind::Table(entries) => entries.iter().any(|(key, value)| {
-                    steps.push(Step::Key(&key.name));
-                    // A span on the key itself means the key is the problem (unknown key).
-                    let found = covers(&key.span, span) || value.encloses(span, steps);
-                    if !found {
-                        steps.pop();
-                    }
-                    found
-                }),
-                Kind::Array(items) => items.iter().enumerate().any(|(index, item)| {
-                    steps.push(Step::Index(index));
-                    let found = item.encloses(span, steps);
-                    if !found {
-                        steps.pop();
-                    }
-                    found
-                }),
-                Kind::Scalar => false,
+    /// A path such as `listener[1].trusted_networks[0]` to the innermost key or value whose text
+    /// contains `span`; `None` when the text is not TOML at all.
+    pub(super) fn key_path(text: &str, span: &Range<usize>) -> Option<String> {
+        let document = ImDocument::parse(text).ok()?;
+        let mut steps = Vec::new();
+        in_table(document.as_table(), span, &mut steps);
+        let mut path = String::new();
+        for step in steps {
+            match step {
+                Step::Index(index) => path.push_str(&format!("[{index}]")),
+                Step::Key(name) if path.is_empty() => path.push_str(name),
+                Step::Key(name) => path.push_str(&format!(".{name}")),
             }
         }
+        Some(path)
     }
 
-    impl<'de> Deserialize<'de> for Document {
-        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_any(NodeVisitor).map(Document)
+    fn covers(outer: Option<Range<usize>>, inner: &Range<usize>) -> bool {
+        outer.is_some_and(|outer| outer.start <= inner.start && inner.end <= outer.end)
+    }
+
+    /// Tries `inside` with `step` pushed; keeps the step only if it leads to `span`.
+    fn descend<'a>(
+        steps: &mut Vec<Step<'a>>,
+        step: Step<'a>,
+        inside: impl FnOnce(&mut Vec<Step<'a>>) -> bool,
+    ) -> bool {
+        steps.push(step);
+        let found = inside(steps);
+        if !found {
+            steps.pop();
         }
+        found
     }
 
-    impl<'de> Deserialize<'de> for Node {
-        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_struct(SPANNED, FIELDS, NodeVisitor)
-        }
-    }
-
-    /// The value inside the span protocol; asking for a span again there would recurse forever.
-    struct Unspanned(Node);
-
-    impl<'de> Deserialize<'de> for Unspanned {
-        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_any(NodeVisitor).map(Unspanned)
-        }
-    }
-
-    impl<'de> Deserialize<'de> for Key {
-        fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_struct(SPANNED, FIELDS, KeyVisitor)
-        }
-    }
-
-    struct NodeVisitor;
-
-    impl NodeVisitor {
-        fn scalar<E>(self) -> Result<Node, E> {
-            Ok(Node {
-                span: None,
-                kind: Kind::Scalar,
+    // Children are searched even when a table has no span of its own (tables made implicitly
+    // by dotted keys or [a.b] headers), and a key's own span counts: an unknown key is reported
+    // at the key.
+    fn in_table<'a>(table: &'a Table, span: &Range<usize>, steps: &mut Vec<Step<'a>>) -> bool {
+        table.iter().any(|(name, item)| {
+            let key_span = table.key(name).and_then(|key| key.span());
+            descend(steps, Step::Key(name), |steps| {
+                covers(key_span, span) || in_item(item, span, steps)
             })
+        })
+    }
+
+    fn in_item<'a>(item: &'a Item, span: &Range<usize>, steps: &mut Vec<Step<'a>>) -> bool {
+        match item {
+            Item::Table(table) => in_table(table, span, steps) || covers(table.span(), span),
+            Item::ArrayOfTables(tables) => tables.iter().enumerate().any(|(index, table)| {
+                descend(steps, Step::Index(index), |steps| {
+                    in_table(table, span, steps) || covers(table.span(), span)
+                })
+            }),
+            Item::Value(value) => in_value(value, span, steps),
+            Item::None => false,
         }
     }
 
-    impl<'de> Visitor<'de> for NodeVisitor {
-        type Value = Node;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("any TOML value")
-        }
-
-        fn visit_bool<E>(self, _: bool) -> Result<Node, E> {
-            self.scalar()
-        }
-
-        fn visit_i64<E>(self, _: i64) -> Result<Node, E> {
-            self.scalar()
-        }
-
-        fn visit_u64<E>(self, _: u64) -> Result<Node, E> {
-            self.scalar()
-        }
-
-        fn visit_f64<E>(self, _: f64) -> Result<Node, E> {
-            self.scalar()
-        }
-
-        fn visit_str<E>(self, _: &str) -> Result<Node, E> {
-            self.scalar()
-        }
-
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-            let mut items = Vec::new();
-            while let Some(item) = seq.next_element()? {
-                items.push(item);
-            }
-            Ok(Node {
-                span: None,
-                kind: Kind::Array(items),
-            })
-        }
-
-        /// Either the span protocol (first key is START) or an ordinary table.
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-            let mut entries = Vec::new();
-            while let Some(key) = map.next_key::<Key>()? {
-                if entries.is_empty() && key.name == START {
-                    return spanned_node(map);
-                }
-                let value = map.next_value()?;
-                entries.push((key, value));
-            }
-            Ok(Node {
-                span: None,
-                kind: Kind::Table(entries),
-            })
-        }
-    }
-
-    /// The rest of the span protocol after START: the start offset, END and VALUE.
-    fn spanned_node<'de, A: MapAccess<'de>>(mut map: A) -> Result<Node, A::Error> {
-        let start: usize = map.next_value()?;
-        let mut end = start;
-        let mut node = None;
-        while let Some(key) = map.next_key::<Key>()? {
-            if key.name == END {
-                end = map.next_value()?;
-            } else {
-                node = Some(map.next_value::<Unspanned>()?.0);
-            }
-        }
-        let mut node = node.ok_or_else(|| de::Error::missing_field(VALUE))?;
-        node.span = Some(start..end);
-        Ok(node)
-    }
-
-    struct KeyVisitor;
-
-    impl<'de> Visitor<'de> for KeyVisitor {
-        type Value = Key;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a TOML key")
-        }
-
-        fn visit_str<E>(self, name: &str) -> Result<Key, E> {
-            Ok(Key {
-                span: None,
-                name: name.to_owned(),
-            })
-        }
-
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Key, A::Error> {
-            let (mut start, mut end, mut name) = (0, 0, None);
-            while let Some(field) = map.next_key::<String>()? {
-                match field.as_str() {
-                    START => start = map.next_value()?,
-                    END => end = map.next_value()?,
-                    _ => name = Some(map.next_value::<String>()?),
-                }
-            }
-            let name = name.ok_or_else(|| de::Error::missing_field(VALUE))?;
-            Ok(Key {
-                span: Some(start..end),
-                name,
-            })
-        }
+    fn in_value<'a>(value: &'a Value, span: &Range<usize>, steps: &mut Vec<Step<'a>>) -> bool {
+        let inner = match value {
+            Value::Array(array) => array.iter().enumerate().any(|(index, item)| {
+                descend(steps, Step::Index(index), |steps| {
+                    in_value(item, span, steps)
+                })
+            }),
+            Value::InlineTable(table) => table.iter().any(|(name, item)| {
+                let key_span = table.key(name).and_then(|key| key.span());
+                descend(steps, Step::Key(name), |steps| {
+                    covers(key_span, span) || in_value(item, span, steps)
+                })
+            }),
+            _ => false,
+        };
+        inner || covers(value.span(), span)
     }
 }
 

@@ -118,7 +118,10 @@ mod tests {
         let _second = limiter.admit(a).unwrap();
         assert_eq!(limiter.admit(a).err(), Some(Refusal::TooManyFromAddress));
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
-        assert_eq!(limiter.admit(mapped).err(), Some(Refusal::TooManyFromAddress));
+        assert_eq!(
+            limiter.admit(mapped).err(),
+            Some(Refusal::TooManyFromAddress)
+        );
         let _third = limiter.admit(b).unwrap();
         assert_eq!(limiter.admit(b).err(), Some(Refusal::TooManyInTotal));
         drop(first);

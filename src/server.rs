@@ -27,7 +27,10 @@ const EX_OSERR: u8 = 71;
 const EX_CONFIG: u8 = 78;
 
 fn fail(status: u8, message: impl Into<String>) -> StartError {
-    StartError { status, message: message.into() }
+    StartError {
+        status,
+        message: message.into(),
+    }
 }
 
 pub fn run(config: Config) -> Result<(), StartError> {
@@ -40,29 +43,48 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
 async fn serve(config: Config) -> Result<(), StartError> {
     let data_dir = &config.data_dir;
-    fs::create_dir_all(data_dir).map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", data_dir.display())))?;
+    fs::create_dir_all(data_dir)
+        .map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", data_dir.display())))?;
     let _lock = lock_data_dir(data_dir)?;
     let spool_dir = data_dir.join("spool");
-    let (spool, recovery) = SegmentLog::open(&spool_dir).map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", spool_dir.display())))?;
+    let (spool, recovery) = SegmentLog::open(&spool_dir)
+        .map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", spool_dir.display())))?;
     let spool = Arc::new(spool);
     let store = Arc::new(FileAccountStore::new(data_dir));
     let authenticator = Authenticator::new(store).map_err(|e| fail(EX_OSERR, e))?;
-    let tls_files = config.tls.as_ref().map(|t| (t.certificate.as_path(), t.key.as_path()));
-    let (tls_config, origin) = tls::server_config(tls_files, data_dir, &config.hostname).map_err(|e| fail(EX_CONFIG, e))?;
+    let tls_files = config
+        .tls
+        .as_ref()
+        .map(|t| (t.certificate.as_path(), t.key.as_path()));
+    let (tls_config, origin) = tls::server_config(tls_files, data_dir, &config.hostname)
+        .map_err(|e| fail(EX_CONFIG, e))?;
     let acceptor = TlsAcceptor::from(tls_config);
 
     let limits = session_limits(&config);
     let mut listeners = Vec::new();
     for listener in &config.listeners {
-        let bound = Listener::bind(listener, &config.hostname, limits.clone(), Some(acceptor.clone()))
-            .await
-            .map_err(|e| fail(EX_OSERR, format!("cannot listen on {}: {e}", listener.address)))?;
+        let bound = Listener::bind(
+            listener,
+            &config.hostname,
+            limits.clone(),
+            Some(acceptor.clone()),
+        )
+        .await
+        .map_err(|e| {
+            fail(
+                EX_OSERR,
+                format!("cannot listen on {}: {e}", listener.address),
+            )
+        })?;
         listeners.push(bound);
     }
     announce(&config, &listeners, &origin, recovery.messages);
 
     let (phase_sender, phase) = watch::channel(Phase::Running);
-    let limiter = ConnectionLimiter::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+    let limiter = ConnectionLimiter::new(
+        config.limits.max_connections,
+        config.limits.max_connections_per_ip,
+    );
     let shared = Arc::new(Shared {
         spool: spool.clone(),
         authenticator: Arc::new(authenticator),
@@ -75,11 +97,18 @@ async fn serve(config: Config) -> Result<(), StartError> {
     }
 
     wait_for_signal().await;
-    tracing::info!(open = limiter.open_connections(), "shutting down: finishing messages in progress");
+    tracing::info!(
+        open = limiter.open_connections(),
+        "shutting down: finishing messages in progress"
+    );
     let _ = phase_sender.send(Phase::Draining);
-    if tokio::time::timeout(config.timeouts.shutdown_grace, limiter.wait_until_idle()).await.is_err() {
+    if tokio::time::timeout(config.timeouts.shutdown_grace, limiter.wait_until_idle())
+        .await
+        .is_err()
+    {
         let _ = phase_sender.send(Phase::Aborting);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), limiter.wait_until_idle()).await;
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), limiter.wait_until_idle())
+            .await;
     }
     spool.close();
     tracing::info!("stopped");
@@ -111,15 +140,25 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, StartError> {
         Ok(()) => Ok(file),
         Err(_) => Err(fail(
             EX_CANTCREAT,
-            format!("{} is in use by another running portcullis; stop it or choose another --data-dir", data_dir.display()),
+            format!(
+                "{} is in use by another running portcullis; stop it or choose another --data-dir",
+                data_dir.display()
+            ),
         )),
     }
 }
 
 fn announce(config: &Config, listeners: &[Listener], origin: &tls::Origin, recovered: usize) {
-    println!("Portcullis {} as {} (data in {})", env!("CARGO_PKG_VERSION"), config.hostname, config.data_dir.display());
+    println!(
+        "Portcullis {} as {} (data in {})",
+        env!("CARGO_PKG_VERSION"),
+        config.hostname,
+        config.data_dir.display()
+    );
     for listener in listeners {
-        let address = listener.local_addr().map_or_else(|_| "?".into(), |a| a.to_string());
+        let address = listener
+            .local_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string());
         let mode = match listener.mode() {
             ListenerMode::Submission => "submission: STARTTLS, then AUTH",
             ListenerMode::Submissions => "submissions: implicit TLS, then AUTH",
@@ -132,7 +171,9 @@ fn announce(config: &Config, listeners: &[Listener], origin: &tls::Origin, recov
             "  TLS: generated a self-signed certificate in {} (clients must trust it or skip verification)",
             dir.display()
         ),
-        tls::Origin::Reused(dir) => println!("  TLS: self-signed certificate from {}", dir.display()),
+        tls::Origin::Reused(dir) => {
+            println!("  TLS: self-signed certificate from {}", dir.display())
+        }
     }
     println!("  spool: {recovered} message(s) on disk");
     println!(
@@ -144,7 +185,10 @@ fn announce(config: &Config, listeners: &[Listener], origin: &tls::Origin, recov
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         // Without signal handlers the server can still be stopped; it just cannot drain.
         std::future::pending::<()>().await;
         return;

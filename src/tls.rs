@@ -32,12 +32,21 @@ pub fn server_config(
     hostname: &str,
 ) -> Result<(Arc<ServerConfig>, Origin), String> {
     let (certificate, key, origin) = match files {
-        Some((certificate, key)) => (certificate.to_path_buf(), key.to_path_buf(), Origin::Configured),
+        Some((certificate, key)) => (
+            certificate.to_path_buf(),
+            key.to_path_buf(),
+            Origin::Configured,
+        ),
         None => self_signed(data_dir, hostname)?,
     };
     let chain = CertificateDer::pem_file_iter(&certificate)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: cannot read the certificate chain: {e}", certificate.display()))?;
+        .map_err(|e| {
+            format!(
+                "{}: cannot read the certificate chain: {e}",
+                certificate.display()
+            )
+        })?;
     if chain.is_empty() {
         return Err(format!("{}: no certificate found", certificate.display()));
     }
@@ -48,7 +57,12 @@ pub fn server_config(
         .map_err(|e| format!("TLS set-up failed: {e}"))?
         .with_no_client_auth()
         .with_single_cert(chain, key)
-        .map_err(|e| format!("{}: certificate and key do not form a usable pair: {e}", certificate.display()))?;
+        .map_err(|e| {
+            format!(
+                "{}: certificate and key do not form a usable pair: {e}",
+                certificate.display()
+            )
+        })?;
     Ok((Arc::new(config), origin))
 }
 
@@ -60,10 +74,16 @@ fn self_signed(data_dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf, Ori
         return Ok((certificate, key, Origin::Reused(dir)));
     }
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let names = vec![hostname.to_string(), "localhost".to_string(), "127.0.0.1".to_string()];
-    let generated = rcgen::generate_simple_self_signed(names).map_err(|e| format!("cannot generate a certificate: {e}"))?;
+    let names = vec![
+        hostname.to_string(),
+        "localhost".to_string(),
+        "127.0.0.1".to_string(),
+    ];
+    let generated = rcgen::generate_simple_self_signed(names)
+        .map_err(|e| format!("cannot generate a certificate: {e}"))?;
     write_private(&key, generated.key_pair.serialize_pem().as_bytes())?;
-    fs::write(&certificate, generated.cert.pem()).map_err(|e| format!("{}: {e}", certificate.display()))?;
+    fs::write(&certificate, generated.cert.pem())
+        .map_err(|e| format!("{}: {e}", certificate.display()))?;
     Ok((certificate, key, Origin::Generated(dir)))
 }
 
@@ -76,7 +96,9 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(contents).and_then(|()| file.sync_all()).map_err(|e| format!("{}: {e}", path.display()))
+    file.write_all(contents)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The negotiated version and cipher suite, in the names operators know.
@@ -87,9 +109,10 @@ pub fn session_info(connection: &rustls::ServerConnection) -> TlsInfo {
         Some(other) => format!("{other:?}"),
         None => "unknown".to_string(),
     };
-    let cipher = connection
-        .negotiated_cipher_suite()
-        .map_or_else(|| "unknown".to_string(), |suite| format!("{:?}", suite.suite()));
+    let cipher = connection.negotiated_cipher_suite().map_or_else(
+        || "unknown".to_string(),
+        |suite| format!("{:?}", suite.suite()),
+    );
     TlsInfo { version, cipher }
 }
 
@@ -104,7 +127,10 @@ mod tests {
         let (_, origin) = server_config(None, &dir, "mail.example.test").unwrap();
         assert!(matches!(origin, Origin::Generated(_)));
         let key_mode = fs::metadata(dir.join("tls/key.pem")).unwrap().permissions();
-        assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key_mode) & 0o777, 0o600);
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&key_mode) & 0o777,
+            0o600
+        );
         let (_, origin) = server_config(None, &dir, "mail.example.test").unwrap();
         assert!(matches!(origin, Origin::Reused(_)));
         fs::remove_dir_all(&dir).unwrap();
@@ -112,9 +138,19 @@ mod tests {
 
     #[test]
     fn missing_files_are_named_in_the_error() {
-        let error = server_config(Some((Path::new("/nonexistent/cert.pem"), Path::new("/nonexistent/key.pem"))), Path::new("/tmp"), "h")
-            .err()
-            .unwrap();
-        assert!(error.starts_with("/nonexistent/cert.pem: cannot read"), "{error}");
+        let error = server_config(
+            Some((
+                Path::new("/nonexistent/cert.pem"),
+                Path::new("/nonexistent/key.pem"),
+            )),
+            Path::new("/tmp"),
+            "h",
+        )
+        .err()
+        .unwrap();
+        assert!(
+            error.starts_with("/nonexistent/cert.pem: cannot read"),
+            "{error}"
+        );
     }
 }

@@ -30,34 +30,103 @@ fn accounts_lifecycle_and_exit_statuses() {
     assert!(password.len() >= 20);
 
     let listed = cli_in(&data, &["accounts", "list"], None);
-    assert!(stdout(&listed).starts_with("alice@example.test\tcreated "), "{}", stdout(&listed));
+    assert!(
+        stdout(&listed).starts_with("alice@example.test\tcreated "),
+        "{}",
+        stdout(&listed)
+    );
     let stored = std::fs::read_to_string(data.join("accounts")).unwrap();
     assert!(stored.contains("alice@example.test\t$argon2id$") && !stored.contains(password));
 
-    assert_eq!(status(&cli_in(&data, &["accounts", "add", "alice@example.test"], None)), 73, "exists: EX_CANTCREAT");
-    assert_eq!(status(&cli_in(&data, &["accounts", "add", "not an address"], None)), 65, "bad address: EX_DATAERR");
-    assert_eq!(status(&cli_in(&data, &["accounts", "add", "b@example.test", "--password-stdin"], Some("\n"))), 65, "empty password");
-    let passwd = cli_in(&data, &["accounts", "passwd", "alice@example.test", "--password-stdin"], Some("new secret\n"));
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &["accounts", "add", "alice@example.test"],
+            None
+        )),
+        73,
+        "exists: EX_CANTCREAT"
+    );
+    assert_eq!(
+        status(&cli_in(&data, &["accounts", "add", "not an address"], None)),
+        65,
+        "bad address: EX_DATAERR"
+    );
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &["accounts", "add", "b@example.test", "--password-stdin"],
+            Some("\n")
+        )),
+        65,
+        "empty password"
+    );
+    let passwd = cli_in(
+        &data,
+        &[
+            "accounts",
+            "passwd",
+            "alice@example.test",
+            "--password-stdin",
+        ],
+        Some("new secret\n"),
+    );
     assert_eq!(status(&passwd), 0, "{}", stderr(&passwd));
-    assert_eq!(status(&cli_in(&data, &["accounts", "passwd", "zed@example.test", "--password-stdin"], Some("x\n"))), 67, "EX_NOUSER");
-    assert_eq!(status(&cli_in(&data, &["accounts", "remove", "alice@example.test"], None)), 0);
-    assert_eq!(status(&cli_in(&data, &["accounts", "remove", "alice@example.test"], None)), 67);
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &["accounts", "passwd", "zed@example.test", "--password-stdin"],
+            Some("x\n")
+        )),
+        67,
+        "EX_NOUSER"
+    );
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &["accounts", "remove", "alice@example.test"],
+            None
+        )),
+        0
+    );
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &["accounts", "remove", "alice@example.test"],
+            None
+        )),
+        67
+    );
     assert_eq!(stdout(&cli_in(&data, &["accounts", "list"], None)), "");
 }
 
 #[test]
 fn password_with_surrounding_whitespace_is_accepted_with_a_warning() {
     let dir = TempDir::new("whitespace");
-    let output = cli_in(&dir.0, &["accounts", "add", "a@example.test", "--password-stdin"], Some(" padded \r\n"));
+    let output = cli_in(
+        &dir.0,
+        &["accounts", "add", "a@example.test", "--password-stdin"],
+        Some(" padded \r\n"),
+    );
     assert_eq!(status(&output), 0);
-    assert!(stderr(&output).contains("whitespace"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("whitespace"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn usage_errors_exit_64() {
-    let output = std::process::Command::new(BINARY).args(["frobnicate"]).output().unwrap();
+    let output = std::process::Command::new(BINARY)
+        .args(["frobnicate"])
+        .output()
+        .unwrap();
     assert_eq!(status(&output), 64);
-    let output = std::process::Command::new(BINARY).args(["--help"]).output().unwrap();
+    let output = std::process::Command::new(BINARY)
+        .args(["--help"])
+        .output()
+        .unwrap();
     assert_eq!(status(&output), 0);
     assert!(stdout(&output).contains("serve"));
 }
@@ -65,19 +134,37 @@ fn usage_errors_exit_64() {
 #[test]
 fn config_example_is_valid_and_bad_config_is_refused_with_file_and_line() {
     let dir = TempDir::new("config");
-    let example = std::process::Command::new(BINARY).args(["config", "example"]).output().unwrap();
+    let example = std::process::Command::new(BINARY)
+        .args(["config", "example"])
+        .output()
+        .unwrap();
     assert_eq!(status(&example), 0);
     let path = dir.0.join("example.toml");
     std::fs::write(&path, &example.stdout).unwrap();
-    let check = std::process::Command::new(BINARY).args(["config", "check", "--config"]).arg(&path).output().unwrap();
+    let check = std::process::Command::new(BINARY)
+        .args(["config", "check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(status(&check), 0, "{}", stderr(&check));
 
     let bad = dir.0.join("bad.toml");
-    std::fs::write(&bad, "hostname = \"mail.example.test\"\n\n[limits]\nmax_recipients = 10\nmax_rcpt = 5\n").unwrap();
-    let refused = std::process::Command::new(BINARY).args(["serve", "--config"]).arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "hostname = \"mail.example.test\"\n\n[limits]\nmax_recipients = 10\nmax_rcpt = 5\n",
+    )
+    .unwrap();
+    let refused = std::process::Command::new(BINARY)
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert_eq!(status(&refused), 78, "EX_CONFIG");
     let message = stderr(&refused);
-    assert!(message.contains(&format!("{}:5:", bad.display())), "{message}");
+    assert!(
+        message.contains(&format!("{}:5:", bad.display())),
+        "{message}"
+    );
     assert!(message.contains("max_rcpt"), "{message}");
 }
 
@@ -86,7 +173,10 @@ fn queue_on_an_empty_spool_and_a_missing_message() {
     let dir = TempDir::new("queue");
     let listed = cli_in(&dir.0, &["queue", "list", "--json"], None);
     assert_eq!(status(&listed), 0);
-    assert_eq!(serde_json::from_slice::<serde_json::Value>(&listed.stdout).unwrap(), serde_json::json!([]));
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&listed.stdout).unwrap(),
+        serde_json::json!([])
+    );
     let missing = cli_in(&dir.0, &["queue", "show", "0000000100000000"], None);
     assert_eq!(status(&missing), 66, "EX_NOINPUT");
 }

@@ -7,7 +7,10 @@ use std::time::Duration;
 use common::{Options, Raw, Server};
 
 fn trusted(extra: &str) -> Options {
-    Options { trusted_networks: r#"["127.0.0.0/8"]"#, extra: extra.to_string() }
+    Options {
+        trusted_networks: r#"["127.0.0.0/8"]"#,
+        extra: extra.to_string(),
+    }
 }
 
 #[test]
@@ -80,7 +83,9 @@ fn sigterm_lets_data_in_progress_finish_then_closes_with_421() {
     idle.expect("220 ");
     let mut sending = Raw::connect(server.submission);
     sending.expect("220 ");
-    sending.send(b"EHLO c.example\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n");
+    sending.send(
+        b"EHLO c.example\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n",
+    );
     sending.expect("250 ");
     sending.expect("250 2.1.0");
     sending.expect("250 2.1.5");
@@ -88,7 +93,10 @@ fn sigterm_lets_data_in_progress_finish_then_closes_with_421() {
     sending.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
     let child = server.child.take().unwrap();
     let pid = child.id().to_string();
-    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
     idle.expect("421 4.3.2");
     assert!(idle.closed());
     sending.send(b"second half\r\n.\r\n");
@@ -98,5 +106,9 @@ fn sigterm_lets_data_in_progress_finish_then_closes_with_421() {
     assert!(status.success(), "{status}");
     let queue = server.queue();
     assert_eq!(queue.len(), 1);
-    assert!(server.show(queue[0]["id"].as_str().unwrap()).ends_with("first half\r\nsecond half\r\n"));
+    assert!(
+        server
+            .show(queue[0]["id"].as_str().unwrap())
+            .ends_with("first half\r\nsecond half\r\n")
+    );
 }

@@ -15,26 +15,34 @@ const CLIENTS: usize = 8;
 const ROUNDS: usize = 4;
 
 /// Sends messages until the connection breaks; records (queue id, marker) for every 250.
-fn submit_until_killed(address: SocketAddr, name: String, acknowledged: Arc<Mutex<Vec<(String, String)>>>, stop: Arc<AtomicBool>) {
-    let Ok(stream) = TcpStream::connect(address) else { return };
+fn submit_until_killed(
+    address: SocketAddr,
+    name: String,
+    acknowledged: Arc<Mutex<Vec<(String, String)>>>,
+    stop: Arc<AtomicBool>,
+) {
+    let Ok(stream) = TcpStream::connect(address) else {
+        return;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
+    // The last line of the next reply, or None once the connection is gone.
     let mut reply = || -> Option<String> {
-        let mut last = String::new();
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).ok()? == 0 {
                 return None;
             }
             if line.as_bytes().get(3) != Some(&b'-') {
-                last = line;
-                break;
+                return Some(line);
             }
         }
-        Some(last)
     };
-    if reply().is_none() || writer.write_all(b"EHLO durability.example\r\n").is_err() || reply().is_none() {
+    if reply().is_none()
+        || writer.write_all(b"EHLO durability.example\r\n").is_err()
+        || reply().is_none()
+    {
         return;
     }
     for n in 0.. {
@@ -52,14 +60,23 @@ fn submit_until_killed(address: SocketAddr, name: String, acknowledged: Arc<Mute
         let replies: Option<Vec<String>> = (0..4).map(|_| reply()).collect();
         let Some(replies) = replies else { return };
         if let Some(id) = replies[3].strip_prefix("250 2.0.0 OK: queued as ") {
-            acknowledged.lock().unwrap().push((id.trim().to_string(), marker));
+            acknowledged
+                .lock()
+                .unwrap()
+                .push((id.trim().to_string(), marker));
         }
     }
 }
 
 #[test]
 fn every_acknowledged_message_survives_kill_9() {
-    let mut server = Server::start("kill9", Options { trusted_networks: r#"["127.0.0.0/8"]"#, ..Options::default() });
+    let mut server = Server::start(
+        "kill9",
+        Options {
+            trusted_networks: r#"["127.0.0.0/8"]"#,
+            ..Options::default()
+        },
+    );
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     for round in 0..ROUNDS {
         let stop = Arc::new(AtomicBool::new(false));
@@ -67,7 +84,9 @@ fn every_acknowledged_message_survives_kill_9() {
             .map(|c| {
                 let (acknowledged, stop) = (Arc::clone(&acknowledged), Arc::clone(&stop));
                 let address = server.submission;
-                std::thread::spawn(move || submit_until_killed(address, format!("r{round}c{c}"), acknowledged, stop))
+                std::thread::spawn(move || {
+                    submit_until_killed(address, format!("r{round}c{c}"), acknowledged, stop)
+                })
             })
             .collect();
         // Vary the moment of the kill from round to round.
@@ -80,18 +99,33 @@ fn every_acknowledged_message_survives_kill_9() {
         server.launch();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
-    assert!(acknowledged.len() > ROUNDS * CLIENTS, "the load produced too few messages: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > ROUNDS * CLIENTS,
+        "the load produced too few messages: {}",
+        acknowledged.len()
+    );
     let queue = server.queue();
-    let stored: std::collections::HashSet<&str> = queue.iter().map(|m| m["id"].as_str().unwrap()).collect();
+    let stored: std::collections::HashSet<&str> =
+        queue.iter().map(|m| m["id"].as_str().unwrap()).collect();
     for (id, marker) in &acknowledged {
-        assert!(stored.contains(id.as_str()), "acknowledged message {id} ({marker}) was lost");
+        assert!(
+            stored.contains(id.as_str()),
+            "acknowledged message {id} ({marker}) was lost"
+        );
         let shown = server.show(id);
-        assert!(shown.contains(&format!("Subject: {marker}\r\n")) && shown.ends_with(&format!("marker {marker} end\r\n")), "{id} is damaged");
+        assert!(
+            shown.contains(&format!("Subject: {marker}\r\n"))
+                && shown.ends_with(&format!("marker {marker} end\r\n")),
+            "{id} is damaged"
+        );
     }
     // Messages stored but not yet acknowledged when the server died may exist (the client will
     // retry them); anything listed must be complete.
     for message in &queue {
         let shown = server.show(message["id"].as_str().unwrap());
-        assert!(shown.ends_with(" end\r\n"), "partial message in the spool: {shown}");
+        assert!(
+            shown.ends_with(" end\r\n"),
+            "partial message in the spool: {shown}"
+        );
     }
 }

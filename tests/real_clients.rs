@@ -20,7 +20,10 @@ fn smtplib(server: &Server, args: &[&str]) -> Value {
 fn assert_reply(value: &Value, code: u64, status_and_text: &str) {
     assert_eq!(value[0], code, "{value}");
     let text = value[1].as_str().unwrap();
-    assert!(text.starts_with(status_and_text), "expected {code} {status_and_text}..., got {value}");
+    assert!(
+        text.starts_with(status_and_text),
+        "expected {code} {status_and_text}..., got {value}"
+    );
 }
 
 #[test]
@@ -30,11 +33,32 @@ fn smtplib_submits_with_starttls_plain_starttls_login_and_implicit_tls() {
     let submission = server.submission.port().to_string();
     let submissions = server.submissions.port().to_string();
     let mut ids = Vec::new();
-    for (mode, port, mechanism) in [("starttls", &submission, "PLAIN"), ("starttls", &submission, "LOGIN"), ("ssl", &submissions, "PLAIN")] {
+    for (mode, port, mechanism) in [
+        ("starttls", &submission, "PLAIN"),
+        ("starttls", &submission, "LOGIN"),
+        ("ssl", &submissions, "PLAIN"),
+    ] {
         let subject = format!("{mode} {mechanism}");
         let result = smtplib(
             &server,
-            &["--port", port, "--mode", mode, "--user", USER, "--password", PASSWORD, "--auth", mechanism, "--from", USER, "--to", "bob@example.net", "--subject", &subject],
+            &[
+                "--port",
+                port,
+                "--mode",
+                mode,
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+                "--auth",
+                mechanism,
+                "--from",
+                USER,
+                "--to",
+                "bob@example.net",
+                "--subject",
+                &subject,
+            ],
         );
         assert_eq!(result["tls"], "TLSv1.3");
         assert_reply(&result["auth"], 235, "2.7.0");
@@ -55,9 +79,15 @@ fn smtplib_submits_with_starttls_plain_starttls_login_and_implicit_tls() {
         assert!(message["size"].as_u64().unwrap() > 100);
         assert!(message["received_at"].as_str().unwrap().ends_with('Z'));
         let shown = server.show(id);
-        assert!(shown.contains(&format!("Subject: {subject}\r\n")), "{shown}");
+        assert!(
+            shown.contains(&format!("Subject: {subject}\r\n")),
+            "{shown}"
+        );
         assert!(shown.contains("with ESMTPSA"), "{shown}");
-        assert!(shown.contains(&format!("(authenticated as {USER})")), "{shown}");
+        assert!(
+            shown.contains(&format!("(authenticated as {USER})")),
+            "{shown}"
+        );
         // smtplib dot-stuffed this line; the spool holds it unstuffed.
         assert!(shown.contains("\r\n.leading dot\r\n"), "{shown}");
     }
@@ -68,19 +98,69 @@ fn refusals_seen_by_smtplib_name_the_cause() {
     let server = Server::start("refusals", Options::default());
     server.add_account(USER, PASSWORD);
     let port = server.submission.port().to_string();
-    let base = ["--port", port.as_str(), "--from", USER, "--to", "bob@example.net"];
+    let base = [
+        "--port",
+        port.as_str(),
+        "--from",
+        USER,
+        "--to",
+        "bob@example.net",
+    ];
 
-    let wrong = smtplib(&server, &[&base[..], &["--mode", "starttls", "--user", USER, "--password", "wrong"]].concat());
-    assert_reply(&wrong["error"], 535, "5.7.8 Authentication credentials invalid");
+    let wrong = smtplib(
+        &server,
+        &[
+            &base[..],
+            &["--mode", "starttls", "--user", USER, "--password", "wrong"],
+        ]
+        .concat(),
+    );
+    assert_reply(
+        &wrong["error"],
+        535,
+        "5.7.8 Authentication credentials invalid",
+    );
 
-    let unknown = smtplib(&server, &[&base[..], &["--mode", "starttls", "--user", "nobody@example.test", "--password", PASSWORD]].concat());
-    assert_eq!(unknown["error"], wrong["error"], "unknown user and wrong password must look the same");
+    let unknown = smtplib(
+        &server,
+        &[
+            &base[..],
+            &[
+                "--mode",
+                "starttls",
+                "--user",
+                "nobody@example.test",
+                "--password",
+                PASSWORD,
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(
+        unknown["error"], wrong["error"],
+        "unknown user and wrong password must look the same"
+    );
 
-    let clear = smtplib(&server, &[&base[..], &["--mode", "plain", "--user", USER, "--password", PASSWORD]].concat());
-    assert_reply(&clear["error"], 530, "5.7.0 Must issue a STARTTLS command first");
+    let clear = smtplib(
+        &server,
+        &[
+            &base[..],
+            &["--mode", "plain", "--user", USER, "--password", PASSWORD],
+        ]
+        .concat(),
+    );
+    assert_reply(
+        &clear["error"],
+        530,
+        "5.7.0 Must issue a STARTTLS command first",
+    );
 
     let no_tls = smtplib(&server, &[&base[..], &["--mode", "plain"]].concat());
-    assert_reply(&no_tls["mail"], 530, "5.7.0 Must issue a STARTTLS command first");
+    assert_reply(
+        &no_tls["mail"],
+        530,
+        "5.7.0 Must issue a STARTTLS command first",
+    );
 
     let no_auth = smtplib(&server, &[&base[..], &["--mode", "starttls"]].concat());
     assert_reply(&no_auth["mail"], 530, "5.7.0 Authentication required");
@@ -89,8 +169,12 @@ fn refusals_seen_by_smtplib_name_the_cause() {
 }
 
 fn swaks(args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new("swaks").args(args).output().expect("swaks is installed (.ci/run installs it)");
-    let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    let output = std::process::Command::new("swaks")
+        .args(args)
+        .output()
+        .expect("swaks is installed (.ci/run installs it)");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
     (output.status.success(), text)
 }
 
@@ -98,19 +182,43 @@ fn swaks(args: &[&str]) -> (bool, String) {
 fn swaks_submits_with_starttls_and_with_implicit_tls() {
     let server = Server::start("swaks", Options::default());
     server.add_account(USER, PASSWORD);
-    let common = ["--auth", "PLAIN", "--auth-user", USER, "--auth-password", PASSWORD, "--from", USER, "--to", "carol@example.net", "--helo", "swaks.example"];
+    let common = [
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        USER,
+        "--auth-password",
+        PASSWORD,
+        "--from",
+        USER,
+        "--to",
+        "carol@example.net",
+        "--helo",
+        "swaks.example",
+    ];
     let starttls = format!("127.0.0.1:{}", server.submission.port());
     let (ok, transcript) = swaks(&[&["--server", &starttls, "--tls"], &common[..]].concat());
     assert!(ok, "{transcript}");
-    assert!(transcript.contains("<-  235 2.7.0"), "{transcript}");
-    assert!(transcript.contains("<-  250 2.0.0 OK: queued as "), "{transcript}");
+    assert!(transcript.contains("~  235 2.7.0"), "{transcript}");
+    assert!(
+        transcript.contains("~  250 2.0.0 OK: queued as "),
+        "{transcript}"
+    );
     let implicit = format!("127.0.0.1:{}", server.submissions.port());
-    let (ok, transcript) = swaks(&[&["--server", &implicit, "--tls-on-connect"], &common[..]].concat());
+    let (ok, transcript) =
+        swaks(&[&["--server", &implicit, "--tls-on-connect"], &common[..]].concat());
     assert!(ok, "{transcript}");
-    assert!(transcript.contains("<-  250 2.0.0 OK: queued as "), "{transcript}");
+    assert!(
+        transcript.contains("~  250 2.0.0 OK: queued as "),
+        "{transcript}"
+    );
     let queue = server.queue();
     assert_eq!(queue.len(), 2);
-    assert!(queue.iter().all(|m| m["auth_user"] == USER && m["to"][0] == "carol@example.net"));
+    assert!(
+        queue
+            .iter()
+            .all(|m| m["auth_user"] == USER && m["to"][0] == "carol@example.net")
+    );
 }
 
 #[test]
@@ -118,10 +226,30 @@ fn swaks_wrong_password_is_535_and_no_tls_is_530() {
     let server = Server::start("swaks-refusals", Options::default());
     server.add_account(USER, PASSWORD);
     let target = format!("127.0.0.1:{}", server.submission.port());
-    let (ok, transcript) = swaks(&["--server", &target, "--tls", "--auth", "LOGIN", "--auth-user", USER, "--auth-password", "nope", "--from", USER, "--to", "x@example.net"]);
+    let (ok, transcript) = swaks(&[
+        "--server",
+        &target,
+        "--tls",
+        "--auth",
+        "LOGIN",
+        "--auth-user",
+        USER,
+        "--auth-password",
+        "nope",
+        "--from",
+        USER,
+        "--to",
+        "x@example.net",
+    ]);
     assert!(!ok);
-    assert!(transcript.contains("<** 535 5.7.8"), "{transcript}");
+    assert!(
+        transcript.contains("* 535 5.7.8 Authentication credentials invalid"),
+        "{transcript}"
+    );
     let (ok, transcript) = swaks(&["--server", &target, "--from", USER, "--to", "x@example.net"]);
     assert!(!ok);
-    assert!(transcript.contains("<** 530 5.7.0 Must issue a STARTTLS command first"), "{transcript}");
+    assert!(
+        transcript.contains("<** 530 5.7.0 Must issue a STARTTLS command first"),
+        "{transcript}"
+    );
 }

@@ -18,7 +18,13 @@ const TERMINATORS: [&[u8]; 9] = [
 
 #[test]
 fn no_smuggling_terminator_ends_data_or_smuggles_a_message() {
-    let server = Server::start("smuggling", Options { trusted_networks: r#"["127.0.0.0/8"]"#, ..Options::default() });
+    let server = Server::start(
+        "smuggling",
+        Options {
+            trusted_networks: r#"["127.0.0.0/8"]"#,
+            ..Options::default()
+        },
+    );
     for (index, terminator) in TERMINATORS.iter().enumerate() {
         let mut client = Raw::connect(server.submission);
         client.expect("220 ");
@@ -42,12 +48,23 @@ fn no_smuggling_terminator_ends_data_or_smuggles_a_message() {
         client.expect("221 2.0.0");
     }
     let queue = server.queue();
-    let recipients: Vec<String> = queue.iter().map(|m| m["to"][0].as_str().unwrap().to_string()).collect();
-    let expected: Vec<String> = (0..TERMINATORS.len()).map(|i| format!("second-{i}@example.net")).collect();
-    assert_eq!(recipients, expected, "exactly the legitimate second messages are spooled");
+    let recipients: Vec<String> = queue
+        .iter()
+        .map(|m| m["to"][0].as_str().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = (0..TERMINATORS.len())
+        .map(|i| format!("second-{i}@example.net"))
+        .collect();
+    assert_eq!(
+        recipients, expected,
+        "exactly the legitimate second messages are spooled"
+    );
     for message in &queue {
         let shown = server.show(message["id"].as_str().unwrap());
-        assert!(!shown.contains("smuggled") && !shown.contains("victim"), "{shown}");
+        assert!(
+            !shown.contains("smuggled") && !shown.contains("victim"),
+            "{shown}"
+        );
     }
 }
 
@@ -56,12 +73,30 @@ fn commands_pipelined_after_starttls_are_discarded() {
     let server = Server::start("injection", Options::default());
     let cafile = server.certificate();
     let port = server.submission.port().to_string();
-    let (ok, stdout, stderr) = python(&["injection", "--port", &port, "--cafile", cafile.to_str().unwrap()]);
+    let (ok, stdout, stderr) = python(&[
+        "injection",
+        "--port",
+        &port,
+        "--cafile",
+        cafile.to_str().unwrap(),
+    ]);
     assert!(ok, "{stderr}");
     let result: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert!(result["starttls"][0].as_str().unwrap().starts_with("220 2.0.0"), "{result}");
-    assert_eq!(result["after_handshake"], "", "the injected EHLO must get no reply: {result}");
+    assert!(
+        result["starttls"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("220 2.0.0"),
+        "{result}"
+    );
+    assert_eq!(
+        result["after_handshake"], "",
+        "the injected EHLO must get no reply: {result}"
+    );
     let ehlo = result["ehlo_over_tls"].as_str().unwrap();
-    assert!(ehlo.starts_with("250-mail.example.test greets client.example"), "{ehlo}");
+    assert!(
+        ehlo.starts_with("250-mail.example.test greets client.example"),
+        "{ehlo}"
+    );
     assert!(ehlo.contains("AUTH PLAIN LOGIN"), "{ehlo}");
 }

@@ -145,7 +145,9 @@ impl VerifiedCache {
         let Ok(entries) = self.entries.lock() else {
             return false;
         };
-        entries.get(&tag).is_some_and(|added| added.elapsed() < CACHE_TTL)
+        entries
+            .get(&tag)
+            .is_some_and(|added| added.elapsed() < CACHE_TTL)
     }
 
     fn insert(&self, username: &str, password: &str, hash: &str) {
@@ -184,29 +186,61 @@ mod tests {
     }
 
     fn credentials(username: &str, password: &str) -> Credentials {
-        Credentials { username: username.into(), password: password.into() }
+        Credentials {
+            username: username.into(),
+            password: password.into(),
+        }
     }
 
     #[tokio::test]
     async fn accepts_the_right_password_case_insensitively_and_rejects_the_rest() {
         let store = Arc::new(MemoryStore(Mutex::new(HashMap::new())));
-        store.0.lock().unwrap().insert("alice@example.test".into(), password::hash("pw").unwrap());
+        store
+            .0
+            .lock()
+            .unwrap()
+            .insert("alice@example.test".into(), password::hash("pw").unwrap());
         let auth = Authenticator::new(store.clone()).unwrap();
         let alice = AuthOutcome::Accepted("alice@example.test".into());
-        assert_eq!(auth.verify(credentials("Alice@Example.TEST", "pw")).await, alice);
+        assert_eq!(
+            auth.verify(credentials("Alice@Example.TEST", "pw")).await,
+            alice
+        );
         // Second time from the cache.
-        assert_eq!(auth.verify(credentials("alice@example.test", "pw")).await, alice);
-        assert_eq!(auth.verify(credentials("alice@example.test", "PW")).await, AuthOutcome::Rejected);
-        assert_eq!(auth.verify(credentials("nobody@example.test", "pw")).await, AuthOutcome::Rejected);
+        assert_eq!(
+            auth.verify(credentials("alice@example.test", "pw")).await,
+            alice
+        );
+        assert_eq!(
+            auth.verify(credentials("alice@example.test", "PW")).await,
+            AuthOutcome::Rejected
+        );
+        assert_eq!(
+            auth.verify(credentials("nobody@example.test", "pw")).await,
+            AuthOutcome::Rejected
+        );
         // A password change invalidates the cached login.
-        store.0.lock().unwrap().insert("alice@example.test".into(), password::hash("new").unwrap());
-        assert_eq!(auth.verify(credentials("alice@example.test", "pw")).await, AuthOutcome::Rejected);
-        assert_eq!(auth.verify(credentials("alice@example.test", "new")).await, alice);
+        store
+            .0
+            .lock()
+            .unwrap()
+            .insert("alice@example.test".into(), password::hash("new").unwrap());
+        assert_eq!(
+            auth.verify(credentials("alice@example.test", "pw")).await,
+            AuthOutcome::Rejected
+        );
+        assert_eq!(
+            auth.verify(credentials("alice@example.test", "new")).await,
+            alice
+        );
     }
 
     #[tokio::test]
     async fn store_failure_is_unavailable_not_rejected() {
         let auth = Authenticator::new(Arc::new(BrokenStore)).unwrap();
-        assert_eq!(auth.verify(credentials("a@b.c", "pw")).await, AuthOutcome::Unavailable);
+        assert_eq!(
+            auth.verify(credentials("a@b.c", "pw")).await,
+            AuthOutcome::Unavailable
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Password hashing (argon2id, PHC strings) and generation of strong passwords.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use ring::rand::{SecureRandom, SystemRandom};
 
 /// Hashes with argon2id at the crate's defaults (m = 19 MiB, t = 2, p = 1: the OWASP baseline).
@@ -20,7 +20,9 @@ pub fn hash(password: &str) -> Result<String, String> {
 /// Verifies a password against a PHC string; a malformed hash never verifies.
 pub fn verify(phc: &str, password: &str) -> bool {
     match PasswordHash::new(phc) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }

@@ -57,10 +57,16 @@ impl FileAccountStore {
             if accounts.contains_key(address) {
                 return Err(StoreError::Exists(address.to_string()));
             }
-            let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            let created = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
             accounts.insert(
                 address.to_string(),
-                Account { address: address.to_string(), password_hash, created },
+                Account {
+                    address: address.to_string(),
+                    password_hash,
+                    created,
+                },
             );
             Ok(())
         })
@@ -106,7 +112,10 @@ impl FileAccountStore {
     fn write_file(&self, accounts: &BTreeMap<String, Account>) -> io::Result<()> {
         let mut text = String::from(HEADER);
         for account in accounts.values() {
-            text.push_str(&format!("{}\t{}\t{}\n", account.address, account.password_hash, account.created));
+            text.push_str(&format!(
+                "{}\t{}\t{}\n",
+                account.address, account.password_hash, account.created
+            ));
         }
         let temporary = self.path.with_extension("tmp");
         let mut file = File::create(&temporary)?;
@@ -117,7 +126,10 @@ impl FileAccountStore {
     }
 
     /// Runs `read` on the accounts, re-reading the file only when it changed since the last look.
-    fn with_accounts<R>(&self, read: impl FnOnce(&BTreeMap<String, Account>) -> R) -> Result<R, StoreError> {
+    fn with_accounts<R>(
+        &self,
+        read: impl FnOnce(&BTreeMap<String, Account>) -> R,
+    ) -> Result<R, StoreError> {
         let stamp = self.stamp()?;
         let poisoned = || StoreError::Io("account cache lock poisoned".into());
         {
@@ -135,7 +147,11 @@ impl FileAccountStore {
     fn stamp(&self) -> Result<Option<(SystemTime, u64, u64)>, StoreError> {
         // The inode changes on every rename-over, so even a same-size edit in the same clock tick shows.
         match fs::metadata(&self.path) {
-            Ok(meta) => Ok(Some((meta.modified().unwrap_or(UNIX_EPOCH), meta.len(), meta.ino()))),
+            Ok(meta) => Ok(Some((
+                meta.modified().unwrap_or(UNIX_EPOCH),
+                meta.len(),
+                meta.ino(),
+            ))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Io(format!("{}: {e}", self.path.display()))),
         }
@@ -160,14 +176,22 @@ fn parse(text: &str) -> Result<BTreeMap<String, Account>, (usize, &'static str)>
             continue;
         }
         let mut fields = line.split('\t');
-        let (Some(address), Some(hash), Some(created), None) = (fields.next(), fields.next(), fields.next(), fields.next()) else {
+        let (Some(address), Some(hash), Some(created), None) =
+            (fields.next(), fields.next(), fields.next(), fields.next())
+        else {
             return Err((index + 1, "expected three tab-separated fields"));
         };
         if !hash.starts_with("$argon2") {
             return Err((index + 1, "the password hash is not an argon2 PHC string"));
         }
-        let created = created.parse().map_err(|_| (index + 1, "the creation time is not a number"))?;
-        let account = Account { address: address.to_string(), password_hash: hash.to_string(), created };
+        let created = created
+            .parse()
+            .map_err(|_| (index + 1, "the creation time is not a number"))?;
+        let account = Account {
+            address: address.to_string(),
+            password_hash: hash.to_string(),
+            created,
+        };
         accounts.insert(address.to_string(), account);
     }
     Ok(accounts)
@@ -184,7 +208,8 @@ mod tests {
     use super::*;
 
     fn store(name: &str) -> (FileAccountStore, PathBuf) {
-        let dir = std::env::temp_dir().join(format!("portcullis-accounts-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-accounts-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         (FileAccountStore::new(&dir), dir)
     }
@@ -194,15 +219,27 @@ mod tests {
         let (store, dir) = store("crud");
         assert_eq!(store.password_hash("a@b.c").unwrap(), None);
         store.add("a@b.c", "$argon2id$one".into()).unwrap();
-        assert_eq!(store.add("a@b.c", "$argon2id$x".into()), Err(StoreError::Exists("a@b.c".into())));
-        assert_eq!(store.password_hash("a@b.c").unwrap().as_deref(), Some("$argon2id$one"));
+        assert_eq!(
+            store.add("a@b.c", "$argon2id$x".into()),
+            Err(StoreError::Exists("a@b.c".into()))
+        );
+        assert_eq!(
+            store.password_hash("a@b.c").unwrap().as_deref(),
+            Some("$argon2id$one")
+        );
         store.set_password("a@b.c", "$argon2id$two".into()).unwrap();
         // A second handle (the running server) sees the change without a restart.
         let other = FileAccountStore::new(&dir);
-        assert_eq!(other.password_hash("a@b.c").unwrap().as_deref(), Some("$argon2id$two"));
+        assert_eq!(
+            other.password_hash("a@b.c").unwrap().as_deref(),
+            Some("$argon2id$two")
+        );
         store.remove("a@b.c").unwrap();
         assert_eq!(other.password_hash("a@b.c").unwrap(), None);
-        assert_eq!(store.remove("a@b.c"), Err(StoreError::NoSuchAccount("a@b.c".into())));
+        assert_eq!(
+            store.remove("a@b.c"),
+            Err(StoreError::NoSuchAccount("a@b.c".into()))
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 
@@ -212,7 +249,10 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         fs::write(store.path(), "# header\nbroken line\n").unwrap();
         let error = store.password_hash("a@b.c").unwrap_err();
-        assert!(matches!(&error, StoreError::Corrupt(text) if text.ends_with("accounts:2: expected three tab-separated fields")), "{error:?}");
+        assert!(
+            matches!(&error, StoreError::Corrupt(text) if text.ends_with("accounts:2: expected three tab-separated fields")),
+            "{error:?}"
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -35,19 +35,29 @@ pub enum Command {
 pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
     let store = FileAccountStore::new(&config.data_dir);
     match command {
-        Command::Add { email, password_stdin } => {
+        Command::Add {
+            email,
+            password_stdin,
+        } => {
             let email = login_name(&email)?;
             let (password, generated) = obtain_password(password_stdin)?;
             store.add(&email, hash(&password)?).map_err(store_failure)?;
             println!("Added {email}.");
             show_generated(&email, &password, generated);
-            println!("Clients log in with user name {email} after STARTTLS (port 587 style) or on implicit TLS (port 465 style).");
+            println!(
+                "Clients log in with user name {email} after STARTTLS (port 587 style) or on implicit TLS (port 465 style)."
+            );
             Ok(())
         }
-        Command::Passwd { email, password_stdin } => {
+        Command::Passwd {
+            email,
+            password_stdin,
+        } => {
             let email = login_name(&email)?;
             let (password, generated) = obtain_password(password_stdin)?;
-            store.set_password(&email, hash(&password)?).map_err(store_failure)?;
+            store
+                .set_password(&email, hash(&password)?)
+                .map_err(store_failure)?;
             println!("Changed the password of {email}.");
             show_generated(&email, &password, generated);
             Ok(())
@@ -60,7 +70,8 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
         }
         Command::List => {
             for account in store.accounts().map_err(store_failure)? {
-                let created = std::time::UNIX_EPOCH + std::time::Duration::from_secs(account.created);
+                let created =
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(account.created);
                 println!("{}\tcreated {}", account.address, timefmt::rfc3339(created));
             }
             Ok(())
@@ -72,12 +83,19 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
 fn login_name(email: &str) -> Result<String, Failure> {
     address::parse_mailbox(email)
         .map(|mailbox| canonical_username(mailbox.as_str()))
-        .map_err(|e| Failure::new(EX_DATAERR, format!("{email:?} is not a valid email address: {}", e.0)))
+        .map_err(|e| {
+            Failure::new(
+                EX_DATAERR,
+                format!("{email:?} is not a valid email address: {}", e.0),
+            )
+        })
 }
 
 fn obtain_password(from_stdin: bool) -> Result<(String, bool), Failure> {
     if !from_stdin {
-        return password::generate().map(|p| (p, true)).map_err(|e| Failure::new(EX_SOFTWARE, e));
+        return password::generate()
+            .map(|p| (p, true))
+            .map_err(|e| Failure::new(EX_SOFTWARE, e));
     }
     let mut line = String::new();
     std::io::stdin()
@@ -89,16 +107,22 @@ fn obtain_password(from_stdin: bool) -> Result<(String, bool), Failure> {
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password).to_string();
     if password.is_empty() {
-        return Err(Failure::new(EX_DATAERR, "the password on standard input is empty"));
+        return Err(Failure::new(
+            EX_DATAERR,
+            "the password on standard input is empty",
+        ));
     }
     if password.trim() != password {
-        eprintln!("warning: the password starts or ends with whitespace; clients must send it exactly");
+        eprintln!(
+            "warning: the password starts or ends with whitespace; clients must send it exactly"
+        );
     }
     Ok((password, false))
 }
 
 fn hash(password: &str) -> Result<String, Failure> {
-    password::hash(password).map_err(|e| Failure::new(EX_SOFTWARE, format!("cannot hash the password: {e}")))
+    password::hash(password)
+        .map_err(|e| Failure::new(EX_SOFTWARE, format!("cannot hash the password: {e}")))
 }
 
 fn show_generated(email: &str, password: &str, generated: bool) {

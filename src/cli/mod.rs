@@ -22,7 +22,11 @@ pub const EX_TEMPFAIL: u8 = 75;
 pub const EX_CONFIG: u8 = 78;
 
 #[derive(Parser)]
-#[command(name = "portcullis", version, about = "A mail submission server that explains every reply and never loses an acknowledged message")]
+#[command(
+    name = "portcullis",
+    version,
+    about = "A mail submission server that explains every reply and never loses an acknowledged message"
+)]
 struct Cli {
     /// TOML configuration file (default: the embedded configuration, see `config example`)
     #[arg(long, global = true, value_name = "FILE")]
@@ -71,7 +75,10 @@ pub struct Failure {
 
 impl Failure {
     pub fn new(status: u8, message: impl Into<String>) -> Failure {
-        Failure { status, message: message.into() }
+        Failure {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -106,11 +113,15 @@ fn init_logging() {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Config { command: ConfigCommand::Example } => {
+        Command::Config {
+            command: ConfigCommand::Example,
+        } => {
             print!("{}", Config::example());
             Ok(())
         }
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             let config = settings(cli.config, cli.data_dir)?;
             println!("{config:#?}");
             Ok(())
@@ -119,7 +130,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let config = settings(cli.config, cli.data_dir)?;
             server::run(config).map_err(|e| Failure::new(e.status, e.message))
         }
-        Command::Accounts { command } => accounts::run(command, &settings(cli.config, cli.data_dir)?),
+        Command::Accounts { command } => {
+            accounts::run(command, &settings(cli.config, cli.data_dir)?)
+        }
         Command::Queue { command } => queue::run(command, &settings(cli.config, cli.data_dir)?),
     }
 }

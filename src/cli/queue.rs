@@ -22,12 +22,14 @@ pub enum Command {
 
 pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
     let spool_dir = config.data_dir.join("spool");
-    let io_failure = |e: std::io::Error| Failure::new(EX_IOERR, format!("{}: {e}", spool_dir.display()));
+    let io_failure =
+        |e: std::io::Error| Failure::new(EX_IOERR, format!("{}: {e}", spool_dir.display()));
     match command {
         Command::List { json } => {
             let messages = log::list(&spool_dir).map_err(io_failure)?;
             if json {
-                let text = serde_json::to_string_pretty(&messages).map_err(|e| Failure::new(EX_IOERR, e.to_string()))?;
+                let text = serde_json::to_string_pretty(&messages)
+                    .map_err(|e| Failure::new(EX_IOERR, e.to_string()))?;
                 println!("{text}");
             } else {
                 print_table(&messages);
@@ -40,7 +42,9 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
                 .ok_or_else(|| Failure::new(EX_NOINPUT, format!("no message {id} in the spool")))?;
             print_envelope(&message);
             let mut stdout = std::io::stdout().lock();
-            stdout.write_all(&body).map_err(|e| Failure::new(EX_IOERR, e.to_string()))
+            stdout
+                .write_all(&body)
+                .map_err(|e| Failure::new(EX_IOERR, e.to_string()))
         }
     }
 }
@@ -50,10 +54,17 @@ fn print_table(messages: &[QueuedMessage]) {
         println!("The spool is empty.");
         return;
     }
-    println!("{:<16}  {:<20}  {:>9}  {:<30}  recipients", "id", "received", "size", "from");
+    println!(
+        "{:<16}  {:<20}  {:>9}  {:<30}  recipients",
+        "id", "received", "size", "from"
+    );
     for message in messages {
         let envelope = &message.envelope;
-        let from = if envelope.from.is_empty() { "<>" } else { &envelope.from };
+        let from = if envelope.from.is_empty() {
+            "<>"
+        } else {
+            &envelope.from
+        };
         println!(
             "{:<16}  {:<20}  {:>9}  {:<30}  {}",
             message.id,
@@ -74,8 +85,17 @@ fn print_envelope(message: &QueuedMessage) {
     for recipient in &envelope.to {
         println!("to: <{recipient}>");
     }
-    println!("auth_user: {}", envelope.auth_user.as_deref().unwrap_or("(none: trusted network)"));
-    println!("client: {} (EHLO {})", envelope.client_ip, envelope.client_helo);
+    println!(
+        "auth_user: {}",
+        envelope
+            .auth_user
+            .as_deref()
+            .unwrap_or("(none: trusted network)")
+    );
+    println!(
+        "client: {} (EHLO {})",
+        envelope.client_ip, envelope.client_helo
+    );
     match &envelope.tls {
         Some(tls) => println!("tls: {} {}", tls.version, tls.cipher),
         None => println!("tls: none"),

@@ -23,7 +23,12 @@ enum Ended<S> {
     StartTls(S),
 }
 
-pub(super) async fn serve(stream: TcpStream, client_ip: IpAddr, context: Arc<ListenerContext>, shared: Arc<Shared>) {
+pub(super) async fn serve(
+    stream: TcpStream,
+    client_ip: IpAddr,
+    context: Arc<ListenerContext>,
+    shared: Arc<Shared>,
+) {
     let trusted = context.is_trusted(client_ip);
     let session_config = Arc::clone(&context.session);
     match (context.mode, &context.tls) {
@@ -52,7 +57,11 @@ pub(super) async fn serve(stream: TcpStream, client_ip: IpAddr, context: Arc<Lis
     }
 }
 
-async fn handshake(acceptor: &TlsAcceptor, stream: TcpStream, shared: &Shared) -> Option<(TlsStream<TcpStream>, TlsInfo)> {
+async fn handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    shared: &Shared,
+) -> Option<(TlsStream<TcpStream>, TlsInfo)> {
     match tokio::time::timeout(shared.timeouts.tls_handshake, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
             let info = tls::session_info(stream.get_ref().1);
@@ -69,7 +78,11 @@ async fn handshake(acceptor: &TlsAcceptor, stream: TcpStream, shared: &Shared) -
     }
 }
 
-async fn drive<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, session: &mut Session, shared: &Shared) -> Ended<S> {
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    session: &mut Session,
+    shared: &Shared,
+) -> Ended<S> {
     let mut output = Vec::with_capacity(512);
     let mut input = vec![0u8; READ_CHUNK];
     let mut phase = shared.phase.clone();

@@ -59,9 +59,13 @@ impl Listener {
         tls: Option<TlsAcceptor>,
     ) -> io::Result<Listener> {
         let tcp = TcpListener::bind(config.address).await?;
-        let starttls_available = config.mode == ListenerMode::Submission && config.starttls && tls.is_some();
+        let starttls_available =
+            config.mode == ListenerMode::Submission && config.starttls && tls.is_some();
         let session = SessionConfig {
-            hostname: config.hostname.clone().unwrap_or_else(|| hostname.to_string()),
+            hostname: config
+                .hostname
+                .clone()
+                .unwrap_or_else(|| hostname.to_string()),
             starttls_available,
             limits,
             clock: std::time::SystemTime::now,
@@ -134,7 +138,9 @@ async fn phase_reaches(phase: &mut watch::Receiver<Phase>, condition: impl Fn(Ph
 
 impl ListenerContext {
     fn is_trusted(&self, ip: IpAddr) -> bool {
-        self.trusted_networks.iter().any(|network| network.contains(ip))
+        self.trusted_networks
+            .iter()
+            .any(|network| network.contains(ip))
     }
 }
 

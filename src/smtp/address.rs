@@ -52,7 +52,9 @@ pub fn split_path(argument: &str) -> Result<(&str, &str), AddressError> {
     let end = closing_bracket(rest).ok_or(AddressError("missing closing >"))?;
     let params = &rest[end + 1..];
     if !params.is_empty() && !params.starts_with(' ') {
-        return Err(AddressError("expected a space between > and the parameters"));
+        return Err(AddressError(
+            "expected a space between > and the parameters",
+        ));
     }
     Ok((&rest[..end], params.trim_matches(' ')))
 }
@@ -121,7 +123,9 @@ fn local_part_end(path: &str) -> Result<usize, AddressError> {
         .ok_or(AddressError("the address has no @domain"))?;
     let local = &path[..at];
     let valid = !local.is_empty()
-        && local.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext));
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_atext));
     if valid {
         Ok(at)
     } else {
@@ -153,7 +157,9 @@ fn quoted_string_end(path: &str) -> Result<usize, AddressError> {
 /// RFC 5322 atext, widened to any non-ASCII character for SMTPUTF8 (RFC 6531 §3.3); whether
 /// non-ASCII is allowed in this transaction is the session's decision.
 fn is_atext(ch: char) -> bool {
-    ch.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(ch) || (!ch.is_ascii() && !ch.is_control())
+    ch.is_ascii_alphanumeric()
+        || "!#$%&'*+-/=?^_`{|}~".contains(ch)
+        || (!ch.is_ascii() && !ch.is_control())
 }
 
 fn validate_domain(domain: &str) -> Result<(), AddressError> {
@@ -171,9 +177,9 @@ fn validate_domain(domain: &str) -> Result<(), AddressError> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric()))
+            && label.chars().all(|c| {
+                c.is_ascii_alphanumeric() || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
+            })
     });
     if labels_ok {
         Ok(())
@@ -252,7 +258,10 @@ mod tests {
             "user@[300.1.1.1]",
             "\"open@example.com",
         ] {
-            assert!(parse_mailbox(address).is_err(), "{address} should be refused");
+            assert!(
+                parse_mailbox(address).is_err(),
+                "{address} should be refused"
+            );
         }
         assert!(parse_mailbox(&format!("{}@example.com", "a".repeat(65))).is_err());
         assert!(parse_mailbox(&format!("a@{}.com", "b".repeat(300))).is_err());

@@ -30,7 +30,8 @@ impl Command {
         if line.iter().any(|&b| b == b'\r' || b == b'\n') {
             return Err(reply::BARE_LINE_ENDING_IN_COMMAND);
         }
-        let line = std::str::from_utf8(line).map_err(|_| reply::syntax_error("commands must be ASCII or UTF-8"))?;
+        let line = std::str::from_utf8(line)
+            .map_err(|_| reply::syntax_error("commands must be ASCII or UTF-8"))?;
         let (verb, argument) = match line.split_once(' ') {
             Some((verb, argument)) => (verb, argument.trim_matches(' ')),
             None => (line, ""),
@@ -45,7 +46,8 @@ impl Command {
         match verb.to_ascii_uppercase().as_str() {
             "EHLO" => required(argument, "EHLO <your-hostname>").map(Command::Ehlo),
             "HELO" => required(argument, "HELO <your-hostname>").map(Command::Helo),
-            "MAIL" => from_prefix(argument, "FROM:", "MAIL FROM:<address> [parameters]").map(Command::Mail),
+            "MAIL" => from_prefix(argument, "FROM:", "MAIL FROM:<address> [parameters]")
+                .map(Command::Mail),
             "RCPT" => from_prefix(argument, "TO:", "RCPT TO:<address>").map(Command::Rcpt),
             "DATA" => no_argument(Command::Data, "DATA").map_err(|_| reply::DATA_ARGUMENTS),
             "RSET" => no_argument(Command::Rset, "RSET"),
@@ -53,8 +55,12 @@ impl Command {
             "QUIT" => Ok(Command::Quit),
             "VRFY" => required(argument, "VRFY <address>").map(|_| Command::Vrfy),
             "EXPN" => Ok(Command::Expn),
-            "HELP" => Ok(Command::Help((!argument.is_empty()).then(|| argument.to_string()))),
-            "STARTTLS" => no_argument(Command::StartTls, "STARTTLS").map_err(|_| reply::STARTTLS_ARGUMENTS),
+            "HELP" => Ok(Command::Help(
+                (!argument.is_empty()).then(|| argument.to_string()),
+            )),
+            "STARTTLS" => {
+                no_argument(Command::StartTls, "STARTTLS").map_err(|_| reply::STARTTLS_ARGUMENTS)
+            }
             "AUTH" => parse_auth(argument),
             _ => Err(reply::UNKNOWN_COMMAND),
         }
@@ -71,7 +77,9 @@ fn required(argument: &str, usage: &'static str) -> Result<String, Reply> {
 
 fn from_prefix(argument: &str, prefix: &str, usage: &'static str) -> Result<String, Reply> {
     match argument.get(..prefix.len()) {
-        Some(head) if head.eq_ignore_ascii_case(prefix) => Ok(argument[prefix.len()..].trim_start_matches(' ').to_string()),
+        Some(head) if head.eq_ignore_ascii_case(prefix) => {
+            Ok(argument[prefix.len()..].trim_start_matches(' ').to_string())
+        }
         _ => Err(reply::syntax_error(usage)),
     }
 }
@@ -130,7 +138,9 @@ pub fn parse_mail_from(argument: &str) -> Result<MailFrom, Reply> {
                     .map_err(|_| reply::syntax_error("SIZE=<number of octets>"))?;
                 mail.declared_size = Some(size);
             }
-            ("BODY", Some(value)) if value.eq_ignore_ascii_case("7BIT") => mail.body = Body::SevenBit,
+            ("BODY", Some(value)) if value.eq_ignore_ascii_case("7BIT") => {
+                mail.body = Body::SevenBit
+            }
             ("BODY", Some(value)) if value.eq_ignore_ascii_case("8BITMIME") => {
                 mail.body = Body::EightBitMime
             }
@@ -168,34 +178,73 @@ mod tests {
 
     #[test]
     fn parses_verbs_case_insensitively() {
-        assert_eq!(Command::parse(b"ehlo client.example"), Ok(Command::Ehlo("client.example".into())));
-        assert_eq!(Command::parse(b"Mail From:<a@b.c>"), Ok(Command::Mail("<a@b.c>".into())));
-        assert_eq!(Command::parse(b"RCPT TO: <a@b.c>"), Ok(Command::Rcpt("<a@b.c>".into())));
+        assert_eq!(
+            Command::parse(b"ehlo client.example"),
+            Ok(Command::Ehlo("client.example".into()))
+        );
+        assert_eq!(
+            Command::parse(b"Mail From:<a@b.c>"),
+            Ok(Command::Mail("<a@b.c>".into()))
+        );
+        assert_eq!(
+            Command::parse(b"RCPT TO: <a@b.c>"),
+            Ok(Command::Rcpt("<a@b.c>".into()))
+        );
         assert_eq!(Command::parse(b"quit"), Ok(Command::Quit));
-        assert_eq!(Command::parse(b"HELP mail"), Ok(Command::Help(Some("mail".into()))));
+        assert_eq!(
+            Command::parse(b"HELP mail"),
+            Ok(Command::Help(Some("mail".into())))
+        );
         assert_eq!(
             Command::parse(b"AUTH plain AGEAYg=="),
-            Ok(Command::Auth { mechanism: "PLAIN".into(), initial_response: Some("AGEAYg==".into()) })
+            Ok(Command::Auth {
+                mechanism: "PLAIN".into(),
+                initial_response: Some("AGEAYg==".into())
+            })
         );
     }
 
     #[test]
     fn unknown_command_is_500_5_5_2() {
-        assert_eq!(code(&Command::parse(b"FROB").unwrap_err()), (500, Some(Status(5, 5, 2))));
+        assert_eq!(
+            code(&Command::parse(b"FROB").unwrap_err()),
+            (500, Some(Status(5, 5, 2)))
+        );
     }
 
     #[test]
     fn syntax_errors_are_501_5_5_4() {
-        for line in [&b"EHLO"[..], b"HELO", b"MAIL TO:<a@b.c>", b"RCPT FROM:<a@b.c>", b"DATA now", b"RSET x", b"AUTH", b"AUTH PLAIN a b", b"VRFY"] {
+        for line in [
+            &b"EHLO"[..],
+            b"HELO",
+            b"MAIL TO:<a@b.c>",
+            b"RCPT FROM:<a@b.c>",
+            b"DATA now",
+            b"RSET x",
+            b"AUTH",
+            b"AUTH PLAIN a b",
+            b"VRFY",
+        ] {
             let reply = Command::parse(line).unwrap_err();
-            assert_eq!(code(&reply), (501, Some(Status(5, 5, 4))), "{}", String::from_utf8_lossy(line));
+            assert_eq!(
+                code(&reply),
+                (501, Some(Status(5, 5, 4))),
+                "{}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
 
     #[test]
     fn starttls_with_arguments_is_501_5_5_4() {
-        assert_eq!(Command::parse(b"STARTTLS now").unwrap_err(), reply::STARTTLS_ARGUMENTS);
-        assert_eq!(code(&reply::STARTTLS_ARGUMENTS), (501, Some(Status(5, 5, 4))));
+        assert_eq!(
+            Command::parse(b"STARTTLS now").unwrap_err(),
+            reply::STARTTLS_ARGUMENTS
+        );
+        assert_eq!(
+            code(&reply::STARTTLS_ARGUMENTS),
+            (501, Some(Status(5, 5, 4)))
+        );
     }
 
     #[test]
@@ -216,17 +265,41 @@ mod tests {
 
     #[test]
     fn bad_mail_arguments() {
-        assert_eq!(code(&parse_mail_from("<not an address>").unwrap_err()), (501, Some(Status(5, 1, 7))));
-        assert_eq!(code(&parse_mail_from("a@b.c").unwrap_err()), (501, Some(Status(5, 1, 7))));
-        assert_eq!(code(&parse_mail_from("<a@b.c> SIZE=big").unwrap_err()), (501, Some(Status(5, 5, 4))));
-        assert_eq!(code(&parse_mail_from("<a@b.c> RET=FULL").unwrap_err()), (555, Some(Status(5, 5, 4))));
+        assert_eq!(
+            code(&parse_mail_from("<not an address>").unwrap_err()),
+            (501, Some(Status(5, 1, 7)))
+        );
+        assert_eq!(
+            code(&parse_mail_from("a@b.c").unwrap_err()),
+            (501, Some(Status(5, 1, 7)))
+        );
+        assert_eq!(
+            code(&parse_mail_from("<a@b.c> SIZE=big").unwrap_err()),
+            (501, Some(Status(5, 5, 4)))
+        );
+        assert_eq!(
+            code(&parse_mail_from("<a@b.c> RET=FULL").unwrap_err()),
+            (555, Some(Status(5, 5, 4)))
+        );
     }
 
     #[test]
     fn rcpt_arguments() {
-        assert_eq!(parse_rcpt_to("<x@y.z>", "h.example").unwrap().as_str(), "x@y.z");
-        assert_eq!(parse_rcpt_to("<Postmaster>", "h.example").unwrap().as_str(), "postmaster@h.example");
-        assert_eq!(code(&parse_rcpt_to("<x@>", "h").unwrap_err()), (501, Some(Status(5, 1, 3))));
-        assert_eq!(code(&parse_rcpt_to("<x@y.z> NOTIFY=NEVER", "h").unwrap_err()), (555, Some(Status(5, 5, 4))));
+        assert_eq!(
+            parse_rcpt_to("<x@y.z>", "h.example").unwrap().as_str(),
+            "x@y.z"
+        );
+        assert_eq!(
+            parse_rcpt_to("<Postmaster>", "h.example").unwrap().as_str(),
+            "postmaster@h.example"
+        );
+        assert_eq!(
+            code(&parse_rcpt_to("<x@>", "h").unwrap_err()),
+            (501, Some(Status(5, 1, 3)))
+        );
+        assert_eq!(
+            code(&parse_rcpt_to("<x@y.z> NOTIFY=NEVER", "h").unwrap_err()),
+            (555, Some(Status(5, 5, 4)))
+        );
     }
 }

@@ -183,7 +183,11 @@ mod tests {
         let mut receiver = DataReceiver::new(100, 1000, b"X: y\r\n".to_vec());
         for (index, byte) in input.iter().enumerate() {
             let progress = receiver.feed(std::slice::from_ref(byte));
-            let expected = if index == input.len() - 1 { Progress::Complete(1) } else { Progress::NeedMore };
+            let expected = if index == input.len() - 1 {
+                Progress::Complete(1)
+            } else {
+                Progress::NeedMore
+            };
             assert_eq!(progress, expected);
         }
         assert_eq!(receiver.finish().unwrap(), b"X: y\r\na\r\n.b\r\n");
@@ -204,9 +208,15 @@ mod tests {
         ] {
             let mut input = b"body".to_vec();
             input.extend_from_slice(terminator);
-            input.extend_from_slice(b"MAIL FROM:<evil@x.y>\r\nRCPT TO:<v@x.y>\r\nDATA\r\nsmuggled\r\n.\r\n");
+            input.extend_from_slice(
+                b"MAIL FROM:<evil@x.y>\r\nRCPT TO:<v@x.y>\r\nDATA\r\nsmuggled\r\n.\r\n",
+            );
             let (progress, message) = receive(&input);
-            assert_eq!(progress, Progress::Complete(input.len()), "{terminator:?} must not end DATA");
+            assert_eq!(
+                progress,
+                Progress::Complete(input.len()),
+                "{terminator:?} must not end DATA"
+            );
             assert_eq!(message, Err(Defect::BareLineEnding), "{terminator:?}");
         }
     }

@@ -10,4 +10,7 @@ pub mod sasl;
 pub mod session;
 
 pub use reply::{Reply, Status};
-pub use session::{Action, AuthOutcome, Envelope, Limits, Session, SessionConfig, SpoolOutcome, Submission, TlsInfo};
+pub use session::{
+    Action, AuthOutcome, Envelope, Limits, Session, SessionConfig, SpoolOutcome, Submission,
+    TlsInfo,
+};

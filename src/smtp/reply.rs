@@ -97,7 +97,11 @@ pub fn greeting(hostname: &str) -> Reply {
 }
 
 pub fn closing(hostname: &str) -> Reply {
-    Reply::owned(221, Some(Status(2, 0, 0)), format!("{hostname} closing connection, goodbye"))
+    Reply::owned(
+        221,
+        Some(Status(2, 0, 0)),
+        format!("{hostname} closing connection, goodbye"),
+    )
 }
 
 pub const TOO_MANY_ERRORS: Reply = Reply::fixed(
@@ -152,7 +156,11 @@ pub const BARE_LINE_ENDING_IN_COMMAND: Reply = Reply::fixed(
 );
 
 pub fn syntax_error(usage: &'static str) -> Reply {
-    Reply::owned(501, Some(Status(5, 5, 4)), format!("Syntax error; usage: {usage}"))
+    Reply::owned(
+        501,
+        Some(Status(5, 5, 4)),
+        format!("Syntax error; usage: {usage}"),
+    )
 }
 
 pub const EHLO_FIRST: Reply = Reply::fixed(
@@ -178,8 +186,11 @@ pub const MUST_STARTTLS: Reply = Reply::fixed(
     Status(5, 7, 0),
     "Must issue a STARTTLS command first. Set the client to use STARTTLS on this port (587), or implicit TLS (SSL/TLS) on port 465",
 );
-pub const READY_FOR_TLS: Reply =
-    Reply::fixed(220, Status(2, 0, 0), "Ready to start TLS; send the TLS ClientHello now");
+pub const READY_FOR_TLS: Reply = Reply::fixed(
+    220,
+    Status(2, 0, 0),
+    "Ready to start TLS; send the TLS ClientHello now",
+);
 pub const STARTTLS_ARGUMENTS: Reply = Reply::fixed(
     501,
     Status(5, 5, 4),
@@ -256,7 +267,11 @@ pub fn sender_ok(sender: &str) -> Reply {
 }
 
 pub fn recipient_ok(recipient: &str) -> Reply {
-    Reply::owned(250, Some(Status(2, 1, 5)), format!("Recipient <{recipient}> OK"))
+    Reply::owned(
+        250,
+        Some(Status(2, 1, 5)),
+        format!("Recipient <{recipient}> OK"),
+    )
 }
 
 pub const NESTED_MAIL: Reply = Reply::fixed(
@@ -279,8 +294,11 @@ pub const DATA_WITHOUT_RECIPIENTS: Reply = Reply::fixed(
     Status(5, 5, 1),
     "Bad sequence of commands: no valid recipients yet; send RCPT TO before DATA",
 );
-pub const DATA_ARGUMENTS: Reply =
-    Reply::fixed(501, Status(5, 5, 4), "Syntax error: DATA takes no arguments");
+pub const DATA_ARGUMENTS: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: DATA takes no arguments",
+);
 pub const START_DATA: Reply = Reply {
     code: 354,
     status: None,
@@ -331,7 +349,9 @@ pub fn message_too_big(limit: u64) -> Reply {
     Reply::owned(
         552,
         Some(Status(5, 3, 4)),
-        format!("Message size exceeds the limit of {limit} octets; send a smaller message or a link"),
+        format!(
+            "Message size exceeds the limit of {limit} octets; send a smaller message or a link"
+        ),
     )
 }
 
@@ -453,8 +473,14 @@ mod tests {
 
     #[test]
     fn help_for_a_command_and_for_an_unknown_topic() {
-        assert_eq!(help(Some("rcpt")).to_wire(), "214 2.0.0 RCPT TO:<address>\r\n");
+        assert_eq!(
+            help(Some("rcpt")).to_wire(),
+            "214 2.0.0 RCPT TO:<address>\r\n"
+        );
         let unknown = help(Some("FOO"));
-        assert_eq!((unknown.code(), unknown.status()), (504, Some(Status(5, 5, 4))));
+        assert_eq!(
+            (unknown.code(), unknown.status()),
+            (504, Some(Status(5, 5, 4)))
+        );
     }
 }

@@ -110,7 +110,9 @@ fn decode(line: &[u8]) -> Option<Vec<u8>> {
 /// `authzid NUL authcid NUL passwd` (RFC 4616 §2).
 fn plain(message: &[u8]) -> Step {
     let mut parts = message.split(|&b| b == 0);
-    let (Some(authzid), Some(authcid), Some(password), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(authzid), Some(authcid), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Step::Refuse(reply::AUTH_BAD_BASE64);
     };
     let (Ok(authzid), Ok(username), Ok(password)) = (
@@ -139,7 +141,10 @@ mod tests {
     }
 
     fn verify(username: &str, password: &str) -> Step {
-        Step::Verify(Credentials { username: username.into(), password: password.into() })
+        Step::Verify(Credentials {
+            username: username.into(),
+            password: password.into(),
+        })
     }
 
     #[test]
@@ -166,32 +171,62 @@ mod tests {
         let (exchange, step) = Exchange::start("PLAIN", None);
         assert_eq!(step, Step::Challenge(reply::auth_challenge("")));
         let mut exchange = exchange.unwrap();
-        assert_eq!(exchange.respond(b64("\0u@d.e\0p w ").as_bytes()), verify("u@d.e", "p w "));
+        assert_eq!(
+            exchange.respond(b64("\0u@d.e\0p w ").as_bytes()),
+            verify("u@d.e", "p w ")
+        );
     }
 
     #[test]
     fn login_prompts_for_username_then_password() {
         let (exchange, step) = Exchange::start("LOGIN", None);
-        assert_eq!(step, Step::Challenge(reply::auth_challenge(USERNAME_PROMPT)));
+        assert_eq!(
+            step,
+            Step::Challenge(reply::auth_challenge(USERNAME_PROMPT))
+        );
         let mut exchange = exchange.unwrap();
-        assert_eq!(exchange.respond(b64("u@d.e").as_bytes()), Step::Challenge(reply::auth_challenge(PASSWORD_PROMPT)));
-        assert_eq!(exchange.respond(b64("pw").as_bytes()), verify("u@d.e", "pw"));
+        assert_eq!(
+            exchange.respond(b64("u@d.e").as_bytes()),
+            Step::Challenge(reply::auth_challenge(PASSWORD_PROMPT))
+        );
+        assert_eq!(
+            exchange.respond(b64("pw").as_bytes()),
+            verify("u@d.e", "pw")
+        );
     }
 
     #[test]
     fn login_with_initial_username() {
         let (exchange, step) = Exchange::start("LOGIN", Some(&b64("u@d.e")));
-        assert_eq!(step, Step::Challenge(reply::auth_challenge(PASSWORD_PROMPT)));
+        assert_eq!(
+            step,
+            Step::Challenge(reply::auth_challenge(PASSWORD_PROMPT))
+        );
         assert!(exchange.is_some());
     }
 
     #[test]
     fn refusals() {
-        assert_eq!(Exchange::start("CRAM-MD5", None).1, Step::Refuse(reply::AUTH_MECHANISM_UNKNOWN));
-        assert_eq!(Exchange::start("PLAIN", Some("not base64!")).1, Step::Refuse(reply::AUTH_BAD_BASE64));
-        assert_eq!(Exchange::start("PLAIN", Some(&b64("no nul bytes"))).1, Step::Refuse(reply::AUTH_BAD_BASE64));
-        assert_eq!(Exchange::start("PLAIN", Some("=")).1, Step::Refuse(reply::AUTH_BAD_BASE64));
+        assert_eq!(
+            Exchange::start("CRAM-MD5", None).1,
+            Step::Refuse(reply::AUTH_MECHANISM_UNKNOWN)
+        );
+        assert_eq!(
+            Exchange::start("PLAIN", Some("not base64!")).1,
+            Step::Refuse(reply::AUTH_BAD_BASE64)
+        );
+        assert_eq!(
+            Exchange::start("PLAIN", Some(&b64("no nul bytes"))).1,
+            Step::Refuse(reply::AUTH_BAD_BASE64)
+        );
+        assert_eq!(
+            Exchange::start("PLAIN", Some("=")).1,
+            Step::Refuse(reply::AUTH_BAD_BASE64)
+        );
         let (exchange, _) = Exchange::start("LOGIN", None);
-        assert_eq!(exchange.unwrap().respond(b"*"), Step::Refuse(reply::AUTH_CANCELLED));
+        assert_eq!(
+            exchange.unwrap().respond(b"*"),
+            Step::Refuse(reply::AUTH_CANCELLED)
+        );
     }
 }

@@ -36,9 +36,9 @@ impl Default for Limits {
             max_message_size: 25 * 1024 * 1024,
             max_recipients: 100,
             max_errors: 20,
-            max_command_line: 512,  // RFC 5321 §4.5.3.1.4
-            max_text_line: 1000,    // §4.5.3.1.6
-            max_auth_line: 12_288,  // RFC 4954 §4
+            max_command_line: 512, // RFC 5321 §4.5.3.1.4
+            max_text_line: 1000,   // §4.5.3.1.6
+            max_auth_line: 12_288, // RFC 4954 §4
         }
     }
 }
@@ -146,7 +146,12 @@ pub struct Session {
 
 impl Session {
     /// A new session; `tls` is `Some` on an implicit-TLS listener. The greeting is the first action.
-    pub fn new(config: Arc<SessionConfig>, client_ip: IpAddr, trusted: bool, tls: Option<TlsInfo>) -> Session {
+    pub fn new(
+        config: Arc<SessionConfig>,
+        client_ip: IpAddr,
+        trusted: bool,
+        tls: Option<TlsInfo>,
+    ) -> Session {
         let mut session = Session {
             client_ip,
             trusted,
@@ -341,7 +346,10 @@ impl Session {
             Command::Ehlo(client) => self.ehlo(client),
             Command::Helo(client) => self.helo(client),
             Command::StartTls => self.starttls(),
-            Command::Auth { mechanism, initial_response } => self.auth(&mechanism, initial_response.as_deref()),
+            Command::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(&mechanism, initial_response.as_deref()),
             Command::Mail(argument) => self.mail(&argument),
             Command::Rcpt(argument) => self.rcpt(&argument),
             Command::Data => self.data(),
@@ -503,8 +511,12 @@ impl Session {
         };
         let reply = match command::parse_rcpt_to(argument, hostname) {
             Err(reply) => reply,
-            Ok(mailbox) if !mailbox.is_ascii() && !transaction.mail.smtputf8 => reply::NON_ASCII_WITHOUT_SMTPUTF8,
-            Ok(_) if transaction.recipients.len() >= max_recipients => reply::too_many_recipients(max_recipients),
+            Ok(mailbox) if !mailbox.is_ascii() && !transaction.mail.smtputf8 => {
+                reply::NON_ASCII_WITHOUT_SMTPUTF8
+            }
+            Ok(_) if transaction.recipients.len() >= max_recipients => {
+                reply::too_many_recipients(max_recipients)
+            }
             Ok(mailbox) => {
                 let reply = reply::recipient_ok(mailbox.as_str());
                 transaction.recipients.push(mailbox);
@@ -531,7 +543,11 @@ impl Session {
         }
         let limits = &self.config.limits;
         let received = self.received_header((self.config.clock)());
-        let receiver = DataReceiver::new(limits.max_message_size, limits.max_text_line, received.into_bytes());
+        let receiver = DataReceiver::new(
+            limits.max_message_size,
+            limits.max_text_line,
+            received.into_bytes(),
+        );
         self.mode = Mode::Data(Box::new(receiver));
         self.send(reply::START_DATA);
     }
@@ -553,7 +569,8 @@ impl Session {
             Ok(message) => {
                 let envelope = self.envelope();
                 self.mode = Mode::Paused;
-                self.outbox.push_back(Action::Spool(Box::new(Submission { envelope, message })));
+                self.outbox
+                    .push_back(Action::Spool(Box::new(Submission { envelope, message })));
                 return;
             }
             Err(Defect::TooBig) => reply::message_too_big(limits.max_message_size as u64),
@@ -565,10 +582,21 @@ impl Session {
     }
 
     fn envelope(&self) -> Envelope {
-        let transaction = self.transaction.as_ref().expect("DATA only starts inside a transaction");
+        let transaction = self
+            .transaction
+            .as_ref()
+            .expect("DATA only starts inside a transaction");
         Envelope {
-            from: transaction.mail.sender.as_ref().map_or(String::new(), |s| s.to_string()),
-            to: transaction.recipients.iter().map(Mailbox::to_string).collect(),
+            from: transaction
+                .mail
+                .sender
+                .as_ref()
+                .map_or(String::new(), |s| s.to_string()),
+            to: transaction
+                .recipients
+                .iter()
+                .map(Mailbox::to_string)
+                .collect(),
             auth_user: self.auth_user.clone(),
             client_ip: self.client_ip,
             client_helo: self.helo.clone().unwrap_or_default(),
@@ -597,7 +625,10 @@ impl Session {
             self.config.hostname
         );
         if let Some(tls) = &self.tls {
-            header.push_str(&format!("\r\n\t(version={} cipher={})", tls.version, tls.cipher));
+            header.push_str(&format!(
+                "\r\n\t(version={} cipher={})",
+                tls.version, tls.cipher
+            ));
         }
         if let Some(user) = &self.auth_user {
             header.push_str(&format!("\r\n\t(authenticated as {user})"));

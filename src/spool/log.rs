@@ -123,7 +123,10 @@ impl Segment {
 
     /// Appends the batch and syncs it. On failure the segment is cut back to where it was.
     fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let written = self.file.write_all(bytes).and_then(|()| self.file.sync_data());
+        let written = self
+            .file
+            .write_all(bytes)
+            .and_then(|()| self.file.sync_data());
         match written {
             Ok(()) => {
                 self.len += bytes.len() as u64;
@@ -185,7 +188,8 @@ fn gather(first: Request, requests: &mpsc::Receiver<Request>) -> Vec<Request> {
 }
 
 fn encode_batch(segment: &Segment, batch: &[Request]) -> (Vec<u8>, Vec<String>) {
-    let mut bytes = Vec::with_capacity(batch.iter().map(|r| r.submission.message.len() + 512).sum());
+    let mut bytes =
+        Vec::with_capacity(batch.iter().map(|r| r.submission.message.len() + 512).sum());
     let mut ids = Vec::with_capacity(batch.len());
     for request in batch {
         let offset = segment.len + bytes.len() as u64;
@@ -296,7 +300,9 @@ pub fn list(dir: &Path) -> io::Result<Vec<QueuedMessage>> {
         return Ok(messages);
     }
     for number in segment_numbers(dir)? {
-        scan(&segment_path(dir, number), |decoded| messages.push(decoded.header))?;
+        scan(&segment_path(dir, number), |decoded| {
+            messages.push(decoded.header)
+        })?;
     }
     Ok(messages)
 }
@@ -341,13 +347,17 @@ mod tests {
     }
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("portcullis-spool-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-spool-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
 
     fn submit(log: &SegmentLog, body: &str) -> String {
-        log.submit(submission(body)).blocking_recv().unwrap().unwrap()
+        log.submit(submission(body))
+            .blocking_recv()
+            .unwrap()
+            .unwrap()
     }
 
     #[test]
@@ -359,7 +369,10 @@ mod tests {
         let second = submit(&log, "two\r\n");
         assert_ne!(first, second);
         let listed = list(&dir).unwrap();
-        assert_eq!(listed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(), [&first, &second]);
+        assert_eq!(
+            listed.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+            [&first, &second]
+        );
         assert_eq!(listed[0].size, 5);
         let (header, body) = read(&dir, &second).unwrap().unwrap();
         assert_eq!((header.id, body), (second, b"two\r\n".to_vec()));
@@ -373,8 +386,13 @@ mod tests {
     fn concurrent_submissions_are_all_acknowledged_and_stored() {
         let dir = temp_dir("concurrent");
         let (log, _) = SegmentLog::open(&dir).unwrap();
-        let receipts: Vec<_> = (0..200).map(|i| log.submit(submission(&format!("m{i}\r\n")))).collect();
-        let ids: Vec<String> = receipts.into_iter().map(|r| r.blocking_recv().unwrap().unwrap()).collect();
+        let receipts: Vec<_> = (0..200)
+            .map(|i| log.submit(submission(&format!("m{i}\r\n"))))
+            .collect();
+        let ids: Vec<String> = receipts
+            .into_iter()
+            .map(|r| r.blocking_recv().unwrap().unwrap())
+            .collect();
         let listed: Vec<String> = list(&dir).unwrap().into_iter().map(|m| m.id).collect();
         assert_eq!(listed, ids);
         drop(log);
@@ -391,7 +409,12 @@ mod tests {
         // Simulate a crash in the middle of writing the second record.
         let path = segment_path(&dir, 1);
         let len = fs::metadata(&path).unwrap().len();
-        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(len - 3)
+            .unwrap();
         let (log, recovery) = SegmentLog::open(&dir).unwrap();
         assert_eq!(recovery.messages, 1);
         assert!(recovery.torn_bytes_removed > 0);
@@ -423,7 +446,10 @@ mod tests {
         let dir = temp_dir("closed");
         let (log, _) = SegmentLog::open(&dir).unwrap();
         log.close();
-        assert_eq!(log.submit(submission("x")).blocking_recv().unwrap(), Err(SpoolError::Closed));
+        assert_eq!(
+            log.submit(submission("x")).blocking_recv().unwrap(),
+            Err(SpoolError::Closed)
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -17,7 +17,8 @@ impl TempDir {
     pub fn new(name: &str) -> TempDir {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-        let path = std::env::temp_dir().join(format!("portcullis-it-{name}-{}-{n}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("portcullis-it-{name}-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
@@ -38,7 +39,10 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { trusted_networks: "[]", extra: String::new() }
+        Options {
+            trusted_networks: "[]",
+            extra: String::new(),
+        }
     }
 }
 
@@ -99,9 +103,17 @@ mode = "submissions"
         let mut lines = BufReader::new(stdout).lines();
         let mut found = Vec::new();
         while found.len() < 2 {
-            let line = lines.next().expect("server exited before listening").unwrap();
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
             if let Some(rest) = line.trim().strip_prefix("listening on ") {
-                let address = rest.split(' ').next().unwrap().parse::<SocketAddr>().unwrap();
+                let address = rest
+                    .split(' ')
+                    .next()
+                    .unwrap()
+                    .parse::<SocketAddr>()
+                    .unwrap();
                 found.push((address, rest.contains("(submissions")));
             }
         }
@@ -126,19 +138,34 @@ mode = "submissions"
     }
 
     pub fn add_account(&self, email: &str, password: &str) {
-        let output = self.cli(&["accounts", "add", email, "--password-stdin"], Some(&format!("{password}\n")));
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let output = self.cli(
+            &["accounts", "add", email, "--password-stdin"],
+            Some(&format!("{password}\n")),
+        );
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     pub fn queue(&self) -> Vec<serde_json::Value> {
         let output = self.cli(&["queue", "list", "--json"], None);
-        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         serde_json::from_slice(&output.stdout).expect("queue list --json prints JSON")
     }
 
     pub fn show(&self, id: &str) -> String {
         let output = self.cli(&["queue", "show", id], None);
-        assert!(output.status.success(), "queue show {id}: {}", String::from_utf8_lossy(&output.stderr));
+        assert!(
+            output.status.success(),
+            "queue show {id}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -152,7 +179,9 @@ mode = "submissions"
     /// SIGTERM, then the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         child.wait().unwrap()
     }
 
@@ -193,8 +222,12 @@ pub struct Raw {
 impl Raw {
     pub fn connect(address: SocketAddr) -> Raw {
         let stream = TcpStream::connect(address).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-        Raw { reader: BufReader::new(stream) }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Raw {
+            reader: BufReader::new(stream),
+        }
     }
 
     pub fn send(&mut self, bytes: &[u8]) {
@@ -216,25 +249,35 @@ impl Raw {
     /// Reads a reply and checks that it starts with `expected` (for example "250 2.0.0").
     pub fn expect(&mut self, expected: &str) -> String {
         let reply = self.reply();
-        assert!(reply.starts_with(expected), "expected {expected:?}, got {reply:?}");
+        assert!(
+            reply.starts_with(expected),
+            "expected {expected:?}, got {reply:?}"
+        );
         reply
     }
 
     /// True when the server closes the connection within the read timeout.
     pub fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        matches!(self.reader.read_to_end(&mut rest), Ok(_)) && rest.is_empty()
+        self.reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
     }
 
     pub fn set_timeout(&mut self, timeout: Duration) {
-        self.reader.get_ref().set_read_timeout(Some(timeout)).unwrap();
+        self.reader
+            .get_ref()
+            .set_read_timeout(Some(timeout))
+            .unwrap();
     }
 }
 
 /// Runs the Python client script with arguments; returns (exit status success, stdout, stderr).
 pub fn python(args: &[&str]) -> (bool, String, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/smtp_client.py");
-    let output = Command::new("python3").arg(script).args(args).output().expect("python3 is installed");
+    let output = Command::new("python3")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 is installed");
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

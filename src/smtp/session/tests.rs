@@ -21,7 +21,10 @@ fn config(starttls_available: bool) -> Arc<SessionConfig> {
 }
 
 fn tls_info() -> TlsInfo {
-    TlsInfo { version: "TLSv1_3".into(), cipher: "TLS13_AES_256_GCM_SHA384".into() }
+    TlsInfo {
+        version: "TLSv1_3".into(),
+        cipher: "TLS13_AES_256_GCM_SHA384".into(),
+    }
 }
 
 /// A session on a STARTTLS listener, greeting already taken.
@@ -40,7 +43,10 @@ fn trusted() -> Session {
 /// A session after STARTTLS and EHLO.
 fn encrypted() -> Session {
     let mut session = plaintext();
-    assert_eq!(outcome(&mut session, "STARTTLS\r\n"), ["220 2.0.0", "STARTTLS"]);
+    assert_eq!(
+        outcome(&mut session, "STARTTLS\r\n"),
+        ["220 2.0.0", "STARTTLS"]
+    );
     session.tls_established(tls_info());
     outcome(&mut session, "EHLO client.example\r\n");
     session
@@ -49,7 +55,10 @@ fn encrypted() -> Session {
 /// A session after STARTTLS, EHLO and a successful AUTH as alice.
 fn authenticated() -> Session {
     let mut session = encrypted();
-    outcome(&mut session, &format!("AUTH PLAIN {}\r\n", plain("alice@example.test", "pw")));
+    outcome(
+        &mut session,
+        &format!("AUTH PLAIN {}\r\n", plain("alice@example.test", "pw")),
+    );
     session.auth_finished(AuthOutcome::Accepted("alice@example.test".into()));
     assert_eq!(outcome(&mut session, ""), ["235 2.7.0"]);
     session
@@ -111,7 +120,10 @@ fn take_submission(session: &mut Session, input: &str) -> Submission {
 fn greeting_is_220_and_quit_is_221_2_0_0() {
     let mut session = Session::new(config(true), CLIENT.parse().unwrap(), false, None);
     let replies = replies_text(&mut session, "");
-    assert_eq!(replies[0].to_wire(), "220 mx.example.test ESMTP Portcullis ready\r\n");
+    assert_eq!(
+        replies[0].to_wire(),
+        "220 mx.example.test ESMTP Portcullis ready\r\n"
+    );
     assert_eq!(outcome(&mut session, "QUIT\r\n"), ["221 2.0.0", "CLOSE"]);
     assert!(session.is_closed());
 }
@@ -120,11 +132,26 @@ fn greeting_is_220_and_quit_is_221_2_0_0() {
 fn ehlo_offers_starttls_before_tls_and_auth_only_after() {
     let mut session = plaintext();
     let before = replies_text(&mut session, "EHLO c.example\r\n")[0].to_wire();
-    for extension in ["PIPELINING", "SIZE 1000", "8BITMIME", "SMTPUTF8", "ENHANCEDSTATUSCODES", "HELP", "STARTTLS"] {
-        assert!(before.contains(&format!("250-{extension}\r\n")) || before.contains(&format!("250 {extension}\r\n")), "{extension} in {before}");
+    for extension in [
+        "PIPELINING",
+        "SIZE 1000",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "HELP",
+        "STARTTLS",
+    ] {
+        assert!(
+            before.contains(&format!("250-{extension}\r\n"))
+                || before.contains(&format!("250 {extension}\r\n")),
+            "{extension} in {before}"
+        );
     }
     assert!(!before.contains("AUTH"));
-    assert_eq!(outcome(&mut session, "STARTTLS\r\n"), ["220 2.0.0", "STARTTLS"]);
+    assert_eq!(
+        outcome(&mut session, "STARTTLS\r\n"),
+        ["220 2.0.0", "STARTTLS"]
+    );
     session.tls_established(tls_info());
     let after = replies_text(&mut session, "EHLO c.example\r\n")[0].to_wire();
     assert!(after.contains("250 AUTH PLAIN LOGIN\r\n"), "{after}");
@@ -133,7 +160,12 @@ fn ehlo_offers_starttls_before_tls_and_auth_only_after() {
 
 #[test]
 fn implicit_tls_session_offers_auth_and_refuses_starttls_with_503_5_5_1() {
-    let mut session = Session::new(config(false), CLIENT.parse().unwrap(), false, Some(tls_info()));
+    let mut session = Session::new(
+        config(false),
+        CLIENT.parse().unwrap(),
+        false,
+        Some(tls_info()),
+    );
     outcome(&mut session, "");
     let ehlo = replies_text(&mut session, "EHLO c\r\n")[0].to_wire();
     assert!(ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"));
@@ -143,7 +175,10 @@ fn implicit_tls_session_offers_auth_and_refuses_starttls_with_503_5_5_1() {
 #[test]
 fn helo_is_250_without_extensions() {
     let mut session = plaintext();
-    assert_eq!(replies_text(&mut session, "HELO c\r\n")[0].to_wire(), "250 mx.example.test greets c\r\n");
+    assert_eq!(
+        replies_text(&mut session, "HELO c\r\n")[0].to_wire(),
+        "250 mx.example.test greets c\r\n"
+    );
 }
 
 // ---- TLS required -------------------------------------------------------------------------------
@@ -152,20 +187,39 @@ fn helo_is_250_without_extensions() {
 fn mail_rcpt_data_vrfy_auth_before_tls_are_530_5_7_0_starttls_first() {
     let mut session = plaintext();
     outcome(&mut session, "EHLO c\r\n");
-    for command in ["MAIL FROM:<a@b.c>", "RCPT TO:<a@b.c>", "DATA", "VRFY alice", "AUTH PLAIN"] {
+    for command in [
+        "MAIL FROM:<a@b.c>",
+        "RCPT TO:<a@b.c>",
+        "DATA",
+        "VRFY alice",
+        "AUTH PLAIN",
+    ] {
         let replies = replies_text(&mut session, &format!("{command}\r\n"));
         assert_eq!(replies, [reply::MUST_STARTTLS], "{command}");
-        assert_eq!((replies[0].code(), replies[0].status()), (530, Some(reply::Status(5, 7, 0))));
-        assert!(replies[0].text().starts_with("Must issue a STARTTLS command first"));
+        assert_eq!(
+            (replies[0].code(), replies[0].status()),
+            (530, Some(reply::Status(5, 7, 0)))
+        );
+        assert!(
+            replies[0]
+                .text()
+                .starts_with("Must issue a STARTTLS command first")
+        );
     }
 }
 
 #[test]
 fn trusted_network_submits_without_tls_or_auth_but_never_auths_in_clear() {
     let mut session = trusted();
-    assert_eq!(outcome(&mut session, "EHLO c\r\nAUTH PLAIN\r\n"), ["250", "530 5.7.0"]);
     assert_eq!(
-        outcome(&mut session, "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nhi\r\n.\r\n"),
+        outcome(&mut session, "EHLO c\r\nAUTH PLAIN\r\n"),
+        ["250", "530 5.7.0"]
+    );
+    assert_eq!(
+        outcome(
+            &mut session,
+            "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nhi\r\n.\r\n"
+        ),
         ["250 2.1.0", "250 2.1.5", "354", "SPOOL"]
     );
 }
@@ -174,7 +228,10 @@ fn trusted_network_submits_without_tls_or_auth_but_never_auths_in_clear() {
 fn starttls_with_arguments_again_or_unavailable() {
     let mut session = plaintext();
     assert_eq!(outcome(&mut session, "STARTTLS now\r\n"), ["501 5.5.4"]);
-    assert_eq!(outcome(&mut session, "STARTTLS\r\n"), ["220 2.0.0", "STARTTLS"]);
+    assert_eq!(
+        outcome(&mut session, "STARTTLS\r\n"),
+        ["220 2.0.0", "STARTTLS"]
+    );
     session.tls_established(tls_info());
     assert_eq!(outcome(&mut session, "STARTTLS\r\n"), ["503 5.5.1"]);
     let mut no_tls = Session::new(config(false), CLIENT.parse().unwrap(), false, None);
@@ -187,12 +244,24 @@ fn starttls_discards_pipelined_plaintext_and_forgets_state() {
     let mut session = trusted();
     outcome(&mut session, "EHLO c\r\nMAIL FROM:<a@b.c>\r\n");
     // The injected EHLO and MAIL after STARTTLS travelled in clear: they must vanish.
-    assert_eq!(outcome(&mut session, "STARTTLS\r\nEHLO x\r\nMAIL FROM:<evil@x.y>\r\n"), ["220 2.0.0", "STARTTLS"]);
+    assert_eq!(
+        outcome(
+            &mut session,
+            "STARTTLS\r\nEHLO x\r\nMAIL FROM:<evil@x.y>\r\n"
+        ),
+        ["220 2.0.0", "STARTTLS"]
+    );
     session.tls_established(tls_info());
     assert_eq!(outcome(&mut session, ""), Vec::<String>::new());
     // EHLO state was forgotten: MAIL needs a new EHLO, and the old transaction is gone.
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c>\r\n"), ["503 5.5.1"]);
-    assert_eq!(outcome(&mut session, "EHLO c\r\nMAIL FROM:<a@b.c>\r\n"), ["250", "250 2.1.0"]);
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c>\r\n"),
+        ["503 5.5.1"]
+    );
+    assert_eq!(
+        outcome(&mut session, "EHLO c\r\nMAIL FROM:<a@b.c>\r\n"),
+        ["250", "250 2.1.0"]
+    );
 }
 
 // ---- AUTH ---------------------------------------------------------------------------------------
@@ -202,14 +271,23 @@ fn mail_before_auth_is_530_5_7_0_authentication_required() {
     let mut session = encrypted();
     let replies = replies_text(&mut session, "MAIL FROM:<a@b.c>\r\n");
     assert_eq!(replies, [reply::AUTH_REQUIRED]);
-    assert_eq!((replies[0].code(), replies[0].status()), (530, Some(reply::Status(5, 7, 0))));
-    assert_eq!(outcome(&mut session, "RCPT TO:<a@b.c>\r\nDATA\r\nVRFY x\r\n"), ["530 5.7.0", "530 5.7.0", "530 5.7.0"]);
+    assert_eq!(
+        (replies[0].code(), replies[0].status()),
+        (530, Some(reply::Status(5, 7, 0)))
+    );
+    assert_eq!(
+        outcome(&mut session, "RCPT TO:<a@b.c>\r\nDATA\r\nVRFY x\r\n"),
+        ["530 5.7.0", "530 5.7.0", "530 5.7.0"]
+    );
 }
 
 #[test]
 fn auth_plain_success_is_235_2_7_0() {
     let mut session = encrypted();
-    let actions = outcome(&mut session, &format!("AUTH PLAIN {}\r\n", plain("alice@example.test", "s3cret")));
+    let actions = outcome(
+        &mut session,
+        &format!("AUTH PLAIN {}\r\n", plain("alice@example.test", "s3cret")),
+    );
     assert_eq!(actions, ["AUTHENTICATE alice@example.test s3cret"]);
     session.auth_finished(AuthOutcome::Accepted("alice@example.test".into()));
     assert_eq!(drain(&mut session), ["235 2.7.0"]);
@@ -218,16 +296,25 @@ fn auth_plain_success_is_235_2_7_0() {
 #[test]
 fn auth_bad_credentials_is_535_5_7_8_and_session_continues() {
     let mut session = encrypted();
-    outcome(&mut session, &format!("AUTH PLAIN {}\r\n", plain("a@b.c", "wrong")));
+    outcome(
+        &mut session,
+        &format!("AUTH PLAIN {}\r\n", plain("a@b.c", "wrong")),
+    );
     session.auth_finished(AuthOutcome::Rejected);
     assert_eq!(drain(&mut session), ["535 5.7.8"]);
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c>\r\n"), ["530 5.7.0"]);
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c>\r\n"),
+        ["530 5.7.0"]
+    );
 }
 
 #[test]
 fn auth_store_unavailable_is_454_4_7_0() {
     let mut session = encrypted();
-    outcome(&mut session, &format!("AUTH PLAIN {}\r\n", plain("a@b.c", "pw")));
+    outcome(
+        &mut session,
+        &format!("AUTH PLAIN {}\r\n", plain("a@b.c", "pw")),
+    );
     session.auth_finished(AuthOutcome::Unavailable);
     assert_eq!(drain(&mut session), ["454 4.7.0"]);
 }
@@ -236,15 +323,27 @@ fn auth_store_unavailable_is_454_4_7_0() {
 fn auth_login_exchange() {
     let mut session = encrypted();
     assert_eq!(outcome(&mut session, "AUTH LOGIN\r\n"), ["334"]);
-    assert_eq!(outcome(&mut session, &format!("{}\r\n", BASE64.encode("bob@b.c"))), ["334"]);
-    assert_eq!(outcome(&mut session, &format!("{}\r\n", BASE64.encode("pw"))), ["AUTHENTICATE bob@b.c pw"]);
+    assert_eq!(
+        outcome(&mut session, &format!("{}\r\n", BASE64.encode("bob@b.c"))),
+        ["334"]
+    );
+    assert_eq!(
+        outcome(&mut session, &format!("{}\r\n", BASE64.encode("pw"))),
+        ["AUTHENTICATE bob@b.c pw"]
+    );
 }
 
 #[test]
 fn auth_plain_without_initial_response_and_pipelined_commands_wait_for_the_outcome() {
     let mut session = encrypted();
-    let input = format!("AUTH PLAIN\r\n{}\r\nMAIL FROM:<a@b.c>\r\n", plain("a@b.c", "pw"));
-    assert_eq!(outcome(&mut session, &input), ["334", "AUTHENTICATE a@b.c pw"]);
+    let input = format!(
+        "AUTH PLAIN\r\n{}\r\nMAIL FROM:<a@b.c>\r\n",
+        plain("a@b.c", "pw")
+    );
+    assert_eq!(
+        outcome(&mut session, &input),
+        ["334", "AUTHENTICATE a@b.c pw"]
+    );
     session.auth_finished(AuthOutcome::Accepted("a@b.c".into()));
     assert_eq!(drain(&mut session), ["235 2.7.0", "250 2.1.0"]);
 }
@@ -254,15 +353,24 @@ fn auth_unknown_mechanism_bad_base64_and_cancel() {
     let mut session = encrypted();
     assert_eq!(outcome(&mut session, "AUTH CRAM-MD5\r\n"), ["504 5.5.4"]);
     assert_eq!(outcome(&mut session, "AUTH PLAIN %%%\r\n"), ["501 5.5.2"]);
-    assert_eq!(outcome(&mut session, "AUTH LOGIN\r\n*\r\n"), ["334", "501 5.7.0"]);
-    assert_eq!(outcome(&mut session, "AUTH PLAIN\r\n*\r\n"), ["334", "501 5.7.0"]);
+    assert_eq!(
+        outcome(&mut session, "AUTH LOGIN\r\n*\r\n"),
+        ["334", "501 5.7.0"]
+    );
+    assert_eq!(
+        outcome(&mut session, "AUTH PLAIN\r\n*\r\n"),
+        ["334", "501 5.7.0"]
+    );
 }
 
 #[test]
 fn auth_with_foreign_authzid_is_535_5_7_8_without_checking() {
     let mut session = encrypted();
     let response = BASE64.encode("boss@b.c\0a@b.c\0pw");
-    assert_eq!(outcome(&mut session, &format!("AUTH PLAIN {response}\r\n")), ["535 5.7.8"]);
+    assert_eq!(
+        outcome(&mut session, &format!("AUTH PLAIN {response}\r\n")),
+        ["535 5.7.8"]
+    );
 }
 
 #[test]
@@ -272,7 +380,13 @@ fn auth_twice_or_inside_a_transaction_is_503_5_5_1() {
     let mut session = trusted();
     outcome(&mut session, "STARTTLS\r\n");
     session.tls_established(tls_info());
-    assert_eq!(outcome(&mut session, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nAUTH PLAIN\r\n"), ["250", "250 2.1.0", "503 5.5.1"]);
+    assert_eq!(
+        outcome(
+            &mut session,
+            "EHLO c\r\nMAIL FROM:<a@b.c>\r\nAUTH PLAIN\r\n"
+        ),
+        ["250", "250 2.1.0", "503 5.5.1"]
+    );
 }
 
 #[test]
@@ -299,13 +413,19 @@ fn auth_line_too_long_is_500_5_5_6() {
 fn full_transaction_is_250_250_354_then_250_2_0_0_queued() {
     let mut session = authenticated();
     assert_eq!(
-        outcome(&mut session, "MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n"),
+        outcome(
+            &mut session,
+            "MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n"
+        ),
         ["250 2.1.0", "250 2.1.5", "354"]
     );
     let submission = take_submission(&mut session, "Subject: hi\r\n\r\n..dot\r\n.\r\n");
     assert_eq!(submission.envelope.from, "alice@example.test");
     assert_eq!(submission.envelope.to, ["bob@example.net"]);
-    assert_eq!(submission.envelope.auth_user.as_deref(), Some("alice@example.test"));
+    assert_eq!(
+        submission.envelope.auth_user.as_deref(),
+        Some("alice@example.test")
+    );
     assert_eq!(submission.envelope.tls, Some(tls_info()));
     assert_eq!(submission.envelope.received_at, "2026-11-22T11:22:43Z");
     let text = String::from_utf8(submission.message).unwrap();
@@ -328,11 +448,17 @@ fn null_sender_is_accepted() {
 #[test]
 fn spool_failure_is_452_4_3_1_never_250() {
     let mut session = authenticated();
-    outcome(&mut session, "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n");
+    outcome(
+        &mut session,
+        "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n",
+    );
     take_submission(&mut session, "x\r\n.\r\n");
     session.spool_finished(SpoolOutcome::Failed);
     assert_eq!(drain(&mut session), ["452 4.3.1"]);
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c>\r\n"), ["250 2.1.0"]);
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c>\r\n"),
+        ["250 2.1.0"]
+    );
 }
 
 #[test]
@@ -340,8 +466,14 @@ fn bad_sequence_is_503_5_5_1() {
     let mut session = authenticated();
     assert_eq!(outcome(&mut session, "RCPT TO:<a@b.c>\r\n"), ["503 5.5.1"]);
     assert_eq!(outcome(&mut session, "DATA\r\n"), ["503 5.5.1"]);
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c>\r\nDATA\r\n"), ["250 2.1.0", "503 5.5.1"]);
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c>\r\n"), ["503 5.5.1"]);
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c>\r\nDATA\r\n"),
+        ["250 2.1.0", "503 5.5.1"]
+    );
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c>\r\n"),
+        ["503 5.5.1"]
+    );
     let mut fresh = trusted();
     assert_eq!(outcome(&mut fresh, "MAIL FROM:<a@b.c>\r\n"), ["503 5.5.1"]);
 }
@@ -349,20 +481,32 @@ fn bad_sequence_is_503_5_5_1() {
 #[test]
 fn unknown_command_is_500_5_5_2_and_bad_syntax_501_5_5_4() {
     let mut session = plaintext();
-    assert_eq!(outcome(&mut session, "XYZZY\r\nEHLO\r\n"), ["500 5.5.2", "501 5.5.4"]);
+    assert_eq!(
+        outcome(&mut session, "XYZZY\r\nEHLO\r\n"),
+        ["500 5.5.2", "501 5.5.4"]
+    );
 }
 
 #[test]
 fn bad_sender_is_501_5_1_7_and_bad_recipient_501_5_1_3() {
     let mut session = authenticated();
-    assert_eq!(outcome(&mut session, "MAIL FROM:<not an address>\r\n"), ["501 5.1.7"]);
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c>\r\nRCPT TO:<@@>\r\n"), ["250 2.1.0", "501 5.1.3"]);
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<not an address>\r\n"),
+        ["501 5.1.7"]
+    );
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c>\r\nRCPT TO:<@@>\r\n"),
+        ["250 2.1.0", "501 5.1.3"]
+    );
 }
 
 #[test]
 fn unknown_mail_parameter_is_555_5_5_4() {
     let mut session = authenticated();
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c> ENVID=1\r\n"), ["555 5.5.4"]);
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c> ENVID=1\r\n"),
+        ["555 5.5.4"]
+    );
 }
 
 #[test]
@@ -372,10 +516,20 @@ fn command_line_too_long_is_500_5_5_6_and_memory_stays_bounded() {
     assert_eq!(outcome(&mut session, &long), ["500 5.5.6"]);
     // A line that never ends is discarded as it arrives, not buffered.
     for _ in 0..100 {
-        assert_eq!(outcome(&mut session, &"y".repeat(10_000)), Vec::<String>::new());
+        assert_eq!(
+            outcome(&mut session, &"y".repeat(10_000)),
+            Vec::<String>::new()
+        );
     }
-    assert!(session.input.len() < 20_000, "buffer grew to {}", session.input.len());
-    assert_eq!(outcome(&mut session, "\r\nNOOP\r\n"), ["500 5.5.6", "250 2.0.0"]);
+    assert!(
+        session.input.len() < 20_000,
+        "buffer grew to {}",
+        session.input.len()
+    );
+    assert_eq!(
+        outcome(&mut session, "\r\nNOOP\r\n"),
+        ["500 5.5.6", "250 2.0.0"]
+    );
 }
 
 #[test]
@@ -390,7 +544,17 @@ fn a_line_of_exactly_512_octets_is_accepted() {
 fn too_many_recipients_is_452_4_5_3_and_earlier_ones_are_kept() {
     let mut session = authenticated();
     let input = "MAIL FROM:<a@b.c>\r\nRCPT TO:<1@b.c>\r\nRCPT TO:<2@b.c>\r\nRCPT TO:<3@b.c>\r\nRCPT TO:<4@b.c>\r\nDATA\r\n";
-    assert_eq!(outcome(&mut session, input), ["250 2.1.0", "250 2.1.5", "250 2.1.5", "250 2.1.5", "452 4.5.3", "354"]);
+    assert_eq!(
+        outcome(&mut session, input),
+        [
+            "250 2.1.0",
+            "250 2.1.5",
+            "250 2.1.5",
+            "250 2.1.5",
+            "452 4.5.3",
+            "354"
+        ]
+    );
     let submission = take_submission(&mut session, "x\r\n.\r\n");
     assert_eq!(submission.envelope.to, ["1@b.c", "2@b.c", "3@b.c"]);
 }
@@ -398,25 +562,49 @@ fn too_many_recipients_is_452_4_5_3_and_earlier_ones_are_kept() {
 #[test]
 fn declared_size_over_the_limit_is_552_5_3_4() {
     let mut session = authenticated();
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c> SIZE=1001\r\n"), ["552 5.3.4"]);
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c> SIZE=1000\r\n"), ["250 2.1.0"]);
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c> SIZE=1001\r\n"),
+        ["552 5.3.4"]
+    );
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c> SIZE=1000\r\n"),
+        ["250 2.1.0"]
+    );
 }
 
 #[test]
 fn body_over_the_limit_is_552_5_3_4_after_the_final_dot() {
     let mut session = authenticated();
-    outcome(&mut session, "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n");
-    let body = format!("{}.\r\nNOOP\r\n", format!("{}\r\n", "x".repeat(900)).repeat(2));
+    outcome(
+        &mut session,
+        "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n",
+    );
+    let body = format!(
+        "{}.\r\nNOOP\r\n",
+        format!("{}\r\n", "x".repeat(900)).repeat(2)
+    );
     assert_eq!(outcome(&mut session, &body), ["552 5.3.4", "250 2.0.0"]);
 }
 
 #[test]
 fn non_ascii_address_without_smtputf8_is_553_5_6_7() {
     let mut session = authenticated();
-    assert_eq!(outcome(&mut session, "MAIL FROM:<jörg@example.test>\r\n"), ["553 5.6.7"]);
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c>\r\nRCPT TO:<ü@b.c>\r\nRSET\r\n"), ["250 2.1.0", "553 5.6.7", "250 2.0.0"]);
     assert_eq!(
-        outcome(&mut session, "MAIL FROM:<jörg@example.test> SMTPUTF8\r\nRCPT TO:<ü@b.c>\r\n"),
+        outcome(&mut session, "MAIL FROM:<jörg@example.test>\r\n"),
+        ["553 5.6.7"]
+    );
+    assert_eq!(
+        outcome(
+            &mut session,
+            "MAIL FROM:<a@b.c>\r\nRCPT TO:<ü@b.c>\r\nRSET\r\n"
+        ),
+        ["250 2.1.0", "553 5.6.7", "250 2.0.0"]
+    );
+    assert_eq!(
+        outcome(
+            &mut session,
+            "MAIL FROM:<jörg@example.test> SMTPUTF8\r\nRCPT TO:<ü@b.c>\r\n"
+        ),
         ["250 2.1.0", "250 2.1.5"]
     );
 }
@@ -424,7 +612,10 @@ fn non_ascii_address_without_smtputf8_is_553_5_6_7() {
 #[test]
 fn bare_line_endings_in_data_are_554_5_6_0_and_nothing_is_spooled() {
     let mut session = authenticated();
-    outcome(&mut session, "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n");
+    outcome(
+        &mut session,
+        "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n",
+    );
     let smuggle = "x\n.\nMAIL FROM:<e@x.y>\r\nRCPT TO:<v@x.y>\r\nDATA\r\nsmuggled\r\n.\r\nNOOP\r\n";
     assert_eq!(outcome(&mut session, smuggle), ["554 5.6.0", "250 2.0.0"]);
 }
@@ -432,32 +623,56 @@ fn bare_line_endings_in_data_are_554_5_6_0_and_nothing_is_spooled() {
 #[test]
 fn text_line_too_long_is_554_5_6_0() {
     let mut session = Session::new(
-        Arc::new(SessionConfig { limits: Limits { max_message_size: 10_000, ..config(true).limits.clone() }, ..(*config(true)).clone() }),
+        Arc::new(SessionConfig {
+            limits: Limits {
+                max_message_size: 10_000,
+                ..config(true).limits.clone()
+            },
+            ..(*config(true)).clone()
+        }),
         CLIENT.parse().unwrap(),
         true,
         None,
     );
     outcome(&mut session, "");
-    outcome(&mut session, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n");
-    assert_eq!(outcome(&mut session, &format!("{}\r\n.\r\n", "x".repeat(999))), ["554 5.6.0"]);
+    outcome(
+        &mut session,
+        "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n",
+    );
+    assert_eq!(
+        outcome(&mut session, &format!("{}\r\n.\r\n", "x".repeat(999))),
+        ["554 5.6.0"]
+    );
 }
 
 #[test]
 fn rset_and_noop_are_250_2_0_0() {
     let mut session = authenticated();
-    assert_eq!(outcome(&mut session, "MAIL FROM:<a@b.c>\r\nRSET\r\nNOOP\r\nMAIL FROM:<a@b.c>\r\n"), ["250 2.1.0", "250 2.0.0", "250 2.0.0", "250 2.1.0"]);
+    assert_eq!(
+        outcome(
+            &mut session,
+            "MAIL FROM:<a@b.c>\r\nRSET\r\nNOOP\r\nMAIL FROM:<a@b.c>\r\n"
+        ),
+        ["250 2.1.0", "250 2.0.0", "250 2.0.0", "250 2.1.0"]
+    );
 }
 
 #[test]
 fn vrfy_after_auth_is_252_2_5_0_and_expn_is_502_5_5_1() {
     let mut session = authenticated();
-    assert_eq!(outcome(&mut session, "VRFY alice\r\nEXPN staff\r\n"), ["252 2.5.0", "502 5.5.1"]);
+    assert_eq!(
+        outcome(&mut session, "VRFY alice\r\nEXPN staff\r\n"),
+        ["252 2.5.0", "502 5.5.1"]
+    );
 }
 
 #[test]
 fn help_works_at_any_stage() {
     let mut session = plaintext();
-    assert_eq!(outcome(&mut session, "HELP\r\nHELP mail\r\nHELP nothing\r\n"), ["214 2.0.0", "214 2.0.0", "504 5.5.4"]);
+    assert_eq!(
+        outcome(&mut session, "HELP\r\nHELP mail\r\nHELP nothing\r\n"),
+        ["214 2.0.0", "214 2.0.0", "504 5.5.4"]
+    );
     let mut session = authenticated();
     outcome(&mut session, "MAIL FROM:<a@b.c>\r\n");
     assert_eq!(outcome(&mut session, "HELP RCPT\r\n"), ["214 2.0.0"]);
@@ -467,7 +682,10 @@ fn help_works_at_any_stage() {
 fn pipelined_replies_come_in_order() {
     let mut session = authenticated();
     let input = "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nRCPT TO:<bad>\r\nDATA\r\nbody\r\n.\r\nMAIL FROM:<a@b.c>\r\n";
-    assert_eq!(outcome(&mut session, input), ["250 2.1.0", "250 2.1.5", "501 5.1.3", "354", "SPOOL"]);
+    assert_eq!(
+        outcome(&mut session, input),
+        ["250 2.1.0", "250 2.1.5", "501 5.1.3", "354", "SPOOL"]
+    );
     session.spool_finished(SpoolOutcome::Queued("Q1".into()));
     assert_eq!(drain(&mut session), ["250 2.0.0", "250 2.1.0"]);
 }
@@ -482,7 +700,10 @@ fn too_many_errors_is_421_4_7_0_and_close() {
         rendered.extend(outcome(&mut session, "BOGUS\r\n"));
     }
     assert_eq!(rendered.len(), 22);
-    assert_eq!(&rendered[18..], ["500 5.5.2", "500 5.5.2", "421 4.7.0", "CLOSE"]);
+    assert_eq!(
+        &rendered[18..],
+        ["500 5.5.2", "500 5.5.2", "421 4.7.0", "CLOSE"]
+    );
     assert_eq!(outcome(&mut session, "NOOP\r\n"), Vec::<String>::new());
 }
 
@@ -503,7 +724,10 @@ fn shutdown_is_421_4_3_2_and_close() {
 #[test]
 fn data_arriving_in_pieces_leaves_the_next_command_buffered() {
     let mut session = trusted();
-    outcome(&mut session, "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n");
+    outcome(
+        &mut session,
+        "EHLO c\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n",
+    );
     assert!(session.in_data());
     assert_eq!(outcome(&mut session, "line one\r\n."), Vec::<String>::new());
     assert_eq!(outcome(&mut session, "\r\nQUIT\r\n"), ["SPOOL"]);
