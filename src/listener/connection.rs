@@ -12,7 +12,8 @@ use tokio_rustls::server::TlsStream;
 
 use super::{ListenerContext, Phase, Shared, phase_reaches};
 use crate::config::ListenerMode;
-use crate::smtp::{Action, Session, SpoolOutcome, TlsInfo};
+use crate::smtp::sasl::Credentials;
+use crate::smtp::{Action, AuthOutcome, Session, SpoolOutcome, TlsInfo};
 use crate::tls;
 
 /// Bytes read per system call. Small on purpose: it is held by every idle connection.
@@ -100,7 +101,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     };
                 }
                 Action::Authenticate(credentials) => {
-                    let outcome = shared.authenticator.verify(credentials).await;
+                    let outcome = authenticate(shared, session.client_ip(), credentials).await;
                     session.auth_finished(outcome);
                 }
                 Action::Spool(submission) => {
@@ -144,6 +145,23 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
+/// Checks credentials and logs the outcome with the client address (the reason for a failure
+/// is for the log only; the client always sees the same 535).
+async fn authenticate(shared: &Shared, client_ip: IpAddr, credentials: Credentials) -> AuthOutcome {
+    let username = credentials.username.clone();
+    let outcome = shared.authenticator.verify(credentials).await;
+    match &outcome {
+        AuthOutcome::Accepted(user) => tracing::info!(client = %client_ip, %user, "authenticated"),
+        AuthOutcome::Rejected => {
+            tracing::warn!(client = %client_ip, user = %username, "authentication failed")
+        }
+        AuthOutcome::Unavailable => {
+            tracing::error!(client = %client_ip, user = %username, "authentication unavailable")
+        }
+    }
+    outcome
+}
+
 fn timeout_for(session: &Session, shared: &Shared) -> std::time::Duration {
     if session.in_data() {
         shared.timeouts.data
@@ -153,12 +171,19 @@ fn timeout_for(session: &Session, shared: &Shared) -> std::time::Duration {
 }
 
 async fn spool(shared: &Shared, submission: crate::smtp::Submission) -> SpoolOutcome {
-    let from = submission.envelope.from.clone();
-    let recipients = submission.envelope.to.len();
-    let size = submission.message.len();
+    let envelope = &submission.envelope;
+    let (from, recipients, size) = (
+        envelope.from.clone(),
+        envelope.to.len(),
+        submission.message.len(),
+    );
+    let (client, user) = (
+        envelope.client_ip,
+        envelope.auth_user.clone().unwrap_or_default(),
+    );
     match shared.spool.submit(submission).await {
         Ok(Ok(id)) => {
-            tracing::info!(%id, from = %from, recipients, size, "queued");
+            tracing::info!(%id, %client, %user, %from, recipients, size, "queued");
             SpoolOutcome::Queued(id)
         }
         Ok(Err(error)) => {

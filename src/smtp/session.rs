@@ -193,6 +193,10 @@ impl Session {
         matches!(self.mode, Mode::Data(_))
     }
 
+    pub fn client_ip(&self) -> IpAddr {
+        self.client_ip
+    }
+
     pub fn is_closed(&self) -> bool {
         matches!(self.mode, Mode::Closed)
     }
