@@ -101,11 +101,15 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Logs go to standard error at the level named by PORTCULLIS_LOG (error, warn, info, debug,
+/// trace; default info).
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PORTCULLIS_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let level = std::env::var("PORTCULLIS_LOG")
+        .ok()
+        .and_then(|name| name.parse::<tracing::level_filters::LevelFilter>().ok())
+        .unwrap_or(tracing::level_filters::LevelFilter::INFO);
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
