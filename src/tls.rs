@@ -102,7 +102,7 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
 }
 
 /// The negotiated version and cipher suite, in the names operators know.
-pub fn session_info(connection: &rustls::ServerConnection) -> TlsInfo {
+pub fn session_info(connection: &rustls::CommonState) -> TlsInfo {
     let version = match connection.protocol_version() {
         Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_string(),
         Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_string(),
