@@ -1,6 +1,7 @@
 //! Portcullis: a mail submission server (RFC 6409).
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

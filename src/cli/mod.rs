@@ -52,6 +52,8 @@ enum Command {
         #[command(subcommand)]
         command: queue::Command,
     },
+    /// Load-test a submission server: throughput, latency, TLS and AUTH times
+    Bench(crate::bench::BenchArgs),
     /// Configuration helpers
     Config {
         #[command(subcommand)]
@@ -134,6 +136,18 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve => {
             let config = settings(cli.config, cli.data_dir)?;
             server::run(config).map_err(|e| Failure::new(e.status, e.message))
+        }
+        Command::Bench(args) => {
+            let json = args.json;
+            let report = crate::bench::run(args).map_err(|e| Failure::new(EX_USAGE, e))?;
+            if json {
+                let text = serde_json::to_string_pretty(&report)
+                    .map_err(|e| Failure::new(EX_SOFTWARE, e.to_string()))?;
+                println!("{text}");
+            } else {
+                print!("{}", crate::bench::render(&report));
+            }
+            Ok(())
         }
         Command::Accounts { command } => {
             accounts::run(command, &settings(cli.config, cli.data_dir)?)
