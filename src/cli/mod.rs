@@ -53,7 +53,7 @@ enum Command {
         command: queue::Command,
     },
     /// Load-test a submission server: throughput, latency, TLS and AUTH times
-    Bench(crate::bench::BenchArgs),
+    Bench(Box<crate::bench::BenchArgs>),
     /// Configuration helpers
     Config {
         #[command(subcommand)]
@@ -139,7 +139,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Bench(args) => {
             let json = args.json;
-            let report = crate::bench::run(args).map_err(|e| Failure::new(EX_USAGE, e))?;
+            let report = crate::bench::run(*args).map_err(|e| Failure::new(EX_USAGE, e))?;
             if json {
                 let text = serde_json::to_string_pretty(&report)
                     .map_err(|e| Failure::new(EX_SOFTWARE, e.to_string()))?;
