@@ -1,0 +1,12 @@
+//! Diagnostics for people operating or using a mail server: `portcullis explain` reads an SMTP
+//! reply (code, enhanced status code, or a whole pasted line) and says what it means, why it
+//! happens, how to fix it and whether to retry. The knowledge is data (`codes.toml`), written in
+//! Portcullis's own words from the RFCs and checked against the IANA registry by the tests.
+
+pub mod explain;
+mod knowledge;
+mod query;
+mod render;
+
+#[cfg(test)]
+mod tests;

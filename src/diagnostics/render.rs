@@ -1,0 +1,307 @@
+//! Terminal output for `portcullis explain`: labelled, wrapped sections, with ANSI colours only
+//! when the caller asks for them (the CLI decides from the terminal and NO_COLOR).
+
+use super::explain::{BasicPart, DigitMeaning, EnhancedPart, Explanation};
+use super::knowledge::{
+    BasicEntry, Combination, Confusion, EnhancedEntry, Knowledge, Retry, RetryAdvice, Side,
+};
+use super::query;
+
+/// Total line width; fits a default 100-column terminal with room to spare.
+const WIDTH: usize = 96;
+/// Indent of a field's text: two spaces, an 11-column label, one space.
+const FIELD_INDENT: usize = 14;
+
+const BOLD: &str = "1";
+const HEADING: &str = "1;36";
+const GREEN: &str = "32";
+const YELLOW: &str = "33";
+const RED: &str = "31";
+const CYAN: &str = "36";
+
+pub fn text(explanation: &Explanation, color: bool) -> String {
+    let mut out = Out::new(color);
+    out.title(&explanation.input);
+    if let Some(combination) = &explanation.combination {
+        combination_section(&mut out, combination);
+    }
+    retry_section(&mut out, &explanation.retry);
+    if let Some(basic) = &explanation.basic {
+        basic_section(&mut out, basic);
+    }
+    if let Some(enhanced) = &explanation.enhanced {
+        enhanced_section(&mut out, enhanced);
+    }
+    if !explanation.notes.is_empty() {
+        out.heading("Notes");
+        for note in &explanation.notes {
+            out.item(YELLOW, "!", note);
+        }
+    }
+    out.finish()
+}
+
+pub fn list(kb: &Knowledge) -> String {
+    let mut lines: Vec<String> = kb
+        .basic
+        .iter()
+        .map(|entry| format!("{:<9}{}", entry.code, entry.title))
+        .collect();
+    let mut enhanced: Vec<&EnhancedEntry> = kb.enhanced.iter().collect();
+    enhanced.sort_by_key(|entry| sort_key(entry));
+    for entry in enhanced {
+        let vendor = entry
+            .vendor
+            .as_ref()
+            .map(|v| format!(" [{v}; not in the IANA registry]"))
+            .unwrap_or_default();
+        let deprecated = if entry.deprecated { " [deprecated]" } else { "" };
+        lines.push(format!("{:<9}{}{vendor}{deprecated}", entry.code, entry.title));
+    }
+    lines.join("\n") + "\n"
+}
+
+/// Registered codes first, by subject and detail as numbers (X.1.10 after X.1.9).
+fn sort_key(entry: &EnhancedEntry) -> (bool, u16, u16) {
+    let code = query::parse(&entry.code).ok().and_then(|q| q.enhanced);
+    let (subject, detail) = code.map_or((u16::MAX, u16::MAX), |c| (c.subject, c.detail));
+    (!entry.registered(), subject, detail)
+}
+
+fn combination_section(out: &mut Out, combination: &Combination) {
+    out.heading(&format!("What this reply means: {}", combination.title));
+    out.paragraph(&combination.means);
+    out.list_field("Fix", &combination.fix);
+    if let Some(portcullis) = &combination.portcullis {
+        out.field("Portcullis", portcullis);
+    }
+    out.list_field("In the wild", &combination.in_the_wild);
+}
+
+fn retry_section(out: &mut Out, retry: &Retry) {
+    let (word, colour) = match retry.advice {
+        RetryAdvice::NotNeeded => ("Nothing to retry.", GREEN),
+        RetryAdvice::Yes => ("Yes, later, unchanged.", YELLOW),
+        RetryAdvice::AfterFix => ("Only after fixing the cause.", RED),
+        RetryAdvice::No => ("No.", RED),
+        RetryAdvice::DependsOnClass => ("Depends on the class (2, 4 or 5).", CYAN),
+    };
+    out.heading("Retry?");
+    let word = out.paint(colour, word);
+    out.line(&format!("  {word}"));
+    out.paragraph(&retry.when);
+}
+
+fn basic_section(out: &mut Out, part: &BasicPart) {
+    let title = part.entry.as_ref().map_or("not a defined reply code", |e| &e.title);
+    out.heading(&format!("Reply code {}: {title}", part.code));
+    digits(out, &part.digits);
+    if let Some(entry) = &part.entry {
+        basic_entry(out, entry);
+    }
+}
+
+fn basic_entry(out: &mut Out, entry: &BasicEntry) {
+    out.field("Meaning", &entry.meaning);
+    out.field("Defined in", &entry.rfc);
+    out.field("Sent by", side(entry.side));
+    out.field("Reply to", &entry.commands.join(", "));
+    out.field("When", &entry.when);
+    out.list_field("Causes", &entry.causes);
+    out.list_field("Fix", &entry.fix);
+    out.field("Retry", &entry.retry.when);
+    if let Some(portcullis) = &entry.portcullis {
+        out.field("Portcullis", portcullis);
+    }
+    confusions(out, &entry.confused_with);
+    out.list_field("In the wild", &entry.in_the_wild);
+}
+
+fn enhanced_section(out: &mut Out, part: &EnhancedPart) {
+    let title = part
+        .entry
+        .as_ref()
+        .map_or("not in the IANA registry", |e| &e.title);
+    let code = match part.code == part.pattern {
+        true => part.code.clone(),
+        false => format!("{} ({})", part.code, part.pattern),
+    };
+    out.heading(&format!("Enhanced status code {code}: {title}"));
+    digits(out, &part.digits);
+    if let Some(entry) = &part.entry {
+        enhanced_entry(out, entry);
+    }
+}
+
+fn enhanced_entry(out: &mut Out, entry: &EnhancedEntry) {
+    out.field("Meaning", &entry.meaning);
+    out.field("Defined in", &entry.rfc);
+    if let Some(vendor) = &entry.vendor {
+        out.field("Vendor", &format!("{vendor}; not in the IANA registry, not standard"));
+    }
+    if !entry.registry_basic.is_empty() {
+        let codes: Vec<String> = entry.registry_basic.iter().map(u16::to_string).collect();
+        out.field("Paired with", &codes.join(", "));
+    }
+    out.field("Sent by", side(entry.side));
+    out.field("When", &entry.when);
+    out.list_field("Causes", &entry.causes);
+    out.list_field("Fix", &entry.fix);
+    out.field("Retry", &entry.retry);
+    if let Some(portcullis) = &entry.portcullis {
+        out.field("Portcullis", portcullis);
+    }
+    confusions(out, &entry.confused_with);
+    out.list_field("In the wild", &entry.in_the_wild);
+}
+
+fn digits(out: &mut Out, digits: &[DigitMeaning]) {
+    for digit in digits {
+        let colour = match digit.value.as_str() {
+            _ if digit.position != "first" && digit.position != "class" => BOLD,
+            "2" => GREEN,
+            "3" => CYAN,
+            "4" => YELLOW,
+            "5" => RED,
+            _ => BOLD,
+        };
+        let rfc = digit.rfc.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+        let label = format!("{} {}", digit.position, digit.value);
+        let text = format!("{}: {}{rfc}", digit.name, digit.meaning);
+        out.painted_field(colour, &label, &text);
+    }
+}
+
+fn confusions(out: &mut Out, confusions: &[Confusion]) {
+    if confusions.is_empty() {
+        return;
+    }
+    let heading = out.paint(BOLD, "Not to be confused with");
+    out.line(&format!("  {heading}"));
+    for confusion in confusions {
+        out.painted_field(BOLD, &format!("  {}", confusion.code), &confusion.difference);
+    }
+}
+
+fn side(side: Side) -> &'static str {
+    match side {
+        Side::Submission => {
+            "your own submission server (port 587 with STARTTLS, or 465 with implicit TLS)"
+        }
+        Side::Mx => "a receiving mail exchanger (port 25); you usually see it in a bounce",
+        Side::Either => "any SMTP server: your submission server (587/465) or a receiving MX (25)",
+    }
+}
+
+/// An output buffer that knows the layout and whether to colour.
+struct Out {
+    buf: String,
+    color: bool,
+}
+
+impl Out {
+    fn new(color: bool) -> Out {
+        Out {
+            buf: String::new(),
+            color,
+        }
+    }
+
+    fn finish(self) -> String {
+        self.buf
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        match self.color {
+            true => format!("\x1b[{code}m{text}\x1b[0m"),
+            false => text.to_string(),
+        }
+    }
+
+    fn line(&mut self, text: &str) {
+        self.buf.push_str(text.trim_end());
+        self.buf.push('\n');
+    }
+
+    fn title(&mut self, text: &str) {
+        let title = self.paint(BOLD, text);
+        self.line(&title);
+    }
+
+    fn heading(&mut self, text: &str) {
+        self.buf.push('\n');
+        let heading = self.paint(HEADING, text);
+        self.line(&heading);
+    }
+
+    fn paragraph(&mut self, text: &str) {
+        for line in wrap(text, WIDTH - 2) {
+            self.line(&format!("  {line}"));
+        }
+    }
+
+    fn field(&mut self, label: &str, text: &str) {
+        self.painted_field(BOLD, label, text);
+    }
+
+    /// `  Label      text that wraps under itself`; a label too long for the column gets a
+    /// line of its own.
+    fn painted_field(&mut self, code: &str, label: &str, text: &str) {
+        let lines = wrap(text, WIDTH - FIELD_INDENT);
+        let padded = format!("{label:<width$}", width = FIELD_INDENT - 3);
+        let label = self.paint(code, &padded);
+        let indent = " ".repeat(FIELD_INDENT);
+        let mut lines = lines.into_iter();
+        if padded.chars().count() > FIELD_INDENT - 3 {
+            self.line(&format!("  {label}"));
+        } else if let Some(first) = lines.next() {
+            self.line(&format!("  {label} {first}"));
+        }
+        for line in lines {
+            self.line(&format!("{indent}{line}"));
+        }
+    }
+
+    fn list_field(&mut self, label: &str, items: &[String]) {
+        let Some((first, rest)) = items.split_first() else {
+            return;
+        };
+        self.field(label, &format!("- {first}"));
+        for item in rest {
+            self.field("", &format!("- {item}"));
+        }
+    }
+
+    fn item(&mut self, code: &str, marker: &str, text: &str) {
+        let mut lines = wrap(text, WIDTH - 4).into_iter();
+        let marker = self.paint(code, marker);
+        if let Some(first) = lines.next() {
+            self.line(&format!("  {marker} {first}"));
+        }
+        for line in lines {
+            self.line(&format!("    {line}"));
+        }
+    }
+}
+
+/// Greedy word wrap; a word longer than the width stays whole on its own line. List items
+/// (`- ...`) continue two columns further in, under their text.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let hang = if text.starts_with("- ") { "  " } else { "" };
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for word in text.split_whitespace() {
+        if current.is_empty() {
+            current.push_str(word);
+        } else if current.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::replace(&mut current, format!("{hang}{word}")));
+        } else {
+            current.push(' ');
+            current.push_str(word);
+        }
+    }
+    if !current.is_empty() {
+        lines.push(current);
+    }
+    lines
+}

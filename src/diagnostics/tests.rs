@@ -1,0 +1,482 @@
+use clap::Parser;
+
+use super::explain::{
+    ExplainArgs, ExplainError, Explanation, explain, list, render_json, render_text, run,
+};
+use super::knowledge::{self, RetryAdvice};
+use super::query::{self, Enhanced, Query};
+use crate::smtp::reply::{self, Reply};
+
+/// The IANA registry's enumerated codes, as copied into the test data (see its header).
+const IANA_LIST: &str = include_str!("../../tests/data/iana-enhanced-status-codes.txt");
+
+/// RFC 5321 §4.2.3, RFC 3207, RFC 4954: the reply codes the issue requires.
+const REQUIRED_BASIC: &[u16] = &[
+    211, 214, 220, 221, 235, 250, 251, 252, 334, 354, 421, 432, 450, 451, 452, 454, 455, 500, 501,
+    502, 503, 504, 530, 534, 535, 538, 550, 551, 552, 553, 554, 555,
+];
+
+fn iana_codes() -> Vec<&'static str> {
+    IANA_LIST
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect()
+}
+
+fn explained(input: &str) -> Explanation {
+    match explain(input) {
+        Ok(explanation) => explanation,
+        Err(error) => panic!("{input:?} was not explained: {error}"),
+    }
+}
+
+fn combination_title(input: &str) -> Option<String> {
+    explained(input).combination.map(|c| c.title)
+}
+
+fn code(class: Option<u8>, subject: u16, detail: u16) -> Option<Enhanced> {
+    Some(Enhanced {
+        class,
+        subject,
+        detail,
+    })
+}
+
+// ---- The knowledge base --------------------------------------------------------------------------
+
+#[test]
+fn the_embedded_knowledge_base_parses_and_is_consistent() {
+    if let Err(message) = knowledge::get() {
+        panic!("{message}");
+    }
+}
+
+#[test]
+fn a_broken_knowledge_base_is_reported_not_accepted() {
+    assert!(knowledge::parse("basic = 3").is_err());
+    let source = include_str!("codes.toml");
+    let dangling = source.replacen("code = \"214\"", "code = \"299\"", 1);
+    let error = knowledge::parse(&dangling).err().unwrap_or_default();
+    assert!(error.contains("299"), "{error}");
+}
+
+#[test]
+fn every_code_of_the_iana_registry_is_explained() {
+    let kb = knowledge::get().expect("knowledge base");
+    let codes = iana_codes();
+    assert_eq!(codes.len(), 81, "the test data holds the registry's 81 codes");
+    for code in &codes {
+        let entry = kb.enhanced.iter().find(|e| e.code == *code);
+        assert!(entry.is_some_and(|e| e.registered()), "{code} is missing from codes.toml");
+        for class in ["2", "4", "5"] {
+            let concrete = code.replacen('X', class, 1);
+            assert!(explain(&concrete).is_ok(), "{concrete} is not explained");
+        }
+    }
+}
+
+#[test]
+fn no_code_is_presented_as_registered_unless_iana_lists_it() {
+    let kb = knowledge::get().expect("knowledge base");
+    let codes = iana_codes();
+    for entry in kb.enhanced.iter().filter(|e| e.registered()) {
+        assert!(codes.contains(&entry.code.as_str()), "{} is not in the IANA list", entry.code);
+    }
+}
+
+#[test]
+fn every_required_basic_code_is_explained() {
+    for &code in REQUIRED_BASIC {
+        let explanation = explained(&code.to_string());
+        let entry = explanation.basic.and_then(|b| b.entry);
+        assert!(entry.is_some(), "{code} has no entry");
+    }
+}
+
+#[test]
+fn every_reply_portcullis_sends_is_explained_consistently() {
+    for reply in portcullis_replies() {
+        let wire = reply.to_wire();
+        let explanation = explained(&wire);
+        assert!(explanation.consistent, "{wire}: {:?}", explanation.notes);
+        assert!(explanation.notes.is_empty(), "{wire}: {:?}", explanation.notes);
+        assert!(explanation.basic.and_then(|b| b.entry).is_some(), "{wire}");
+        if reply.status().is_some() {
+            assert!(explanation.enhanced.and_then(|e| e.entry).is_some(), "{wire}");
+        }
+    }
+}
+
+fn portcullis_replies() -> Vec<Reply> {
+    vec![
+        reply::greeting("mail.example.test"),
+        reply::closing("mail.example.test"),
+        reply::TOO_MANY_ERRORS,
+        reply::IDLE_TIMEOUT,
+        reply::SHUTTING_DOWN,
+        reply::TOO_MANY_CONNECTIONS,
+        reply::TOO_MANY_CONNECTIONS_FROM_IP,
+        reply::OK,
+        reply::RESET,
+        reply::UNKNOWN_COMMAND,
+        reply::LINE_TOO_LONG,
+        reply::AUTH_LINE_TOO_LONG,
+        reply::BARE_LINE_ENDING_IN_COMMAND,
+        reply::syntax_error("MAIL FROM:<address>"),
+        reply::EHLO_FIRST,
+        reply::EXPN_DISABLED,
+        reply::VRFY_CANNOT_VERIFY,
+        reply::MUST_STARTTLS,
+        reply::READY_FOR_TLS,
+        reply::STARTTLS_ARGUMENTS,
+        reply::ALREADY_TLS,
+        reply::TLS_UNAVAILABLE,
+        reply::AUTH_REQUIRED,
+        reply::AUTH_SUCCEEDED,
+        reply::AUTH_FAILED,
+        reply::AUTH_UNAVAILABLE,
+        reply::AUTH_MECHANISM_UNKNOWN,
+        reply::AUTH_BAD_BASE64,
+        reply::AUTH_CANCELLED,
+        reply::AUTH_ALREADY_DONE,
+        reply::AUTH_IN_TRANSACTION,
+        reply::auth_challenge("VXNlcm5hbWU6"),
+        reply::sender_ok("me@example.com"),
+        reply::recipient_ok("you@example.org"),
+        reply::NESTED_MAIL,
+        reply::RCPT_BEFORE_MAIL,
+        reply::DATA_BEFORE_MAIL,
+        reply::DATA_WITHOUT_RECIPIENTS,
+        reply::DATA_ARGUMENTS,
+        reply::START_DATA,
+        reply::bad_sender("missing @"),
+        reply::bad_recipient("missing @"),
+        reply::unknown_parameter("FOO=BAR"),
+        reply::NON_ASCII_WITHOUT_SMTPUTF8,
+        reply::too_many_recipients(100),
+        reply::message_too_big(26214400),
+        reply::BARE_LINE_ENDING_IN_DATA,
+        reply::text_line_too_long(1000),
+        reply::queued("0000000100000000"),
+        reply::SPOOL_FAILED,
+        reply::help(None),
+        reply::help(Some("FOO")),
+    ]
+}
+
+#[test]
+fn portcullis_replies_get_their_specific_meaning() {
+    let cases = [
+        (reply::MUST_STARTTLS, "TLS has not been started"),
+        (reply::AUTH_REQUIRED, "Not logged in"),
+        (reply::AUTH_FAILED, "Wrong user name or password"),
+        (reply::AUTH_UNAVAILABLE, "Temporary authentication failure"),
+        (reply::TLS_UNAVAILABLE, "TLS temporarily unavailable"),
+        (reply::TOO_MANY_ERRORS, "Closed after too many errors"),
+        (reply::TOO_MANY_CONNECTIONS_FROM_IP, "Too many connections"),
+        (reply::IDLE_TIMEOUT, "Closed after a timeout"),
+        (reply::SHUTTING_DOWN, "Server shutting down"),
+        (reply::SPOOL_FAILED, "Server out of storage: message not accepted"),
+        (reply::queued("1"), "Message accepted"),
+    ];
+    for (reply, title) in cases {
+        let wire = reply.to_wire();
+        assert_eq!(combination_title(&wire).as_deref(), Some(title), "{wire}");
+    }
+}
+
+// ---- Parsing every input form --------------------------------------------------------------------
+
+#[test]
+fn parses_a_basic_code_an_enhanced_code_and_both() {
+    let parse = |input| query::parse(input).expect(input);
+    assert_eq!(
+        parse("530"),
+        Query {
+            basic: Some(530),
+            enhanced: None,
+            text: None
+        }
+    );
+    assert_eq!(parse("5.7.0").enhanced, code(Some(5), 7, 0));
+    assert_eq!(parse("5.7.0").basic, None);
+    assert_eq!(parse("X.7.8").enhanced, code(None, 7, 8));
+    assert_eq!(parse("x.1.10").enhanced, code(None, 1, 10));
+    let both = parse("530 5.7.8");
+    assert_eq!((both.basic, both.enhanced, both.text), (Some(530), code(Some(5), 7, 8), None));
+}
+
+#[test]
+fn parses_a_whole_reply_line() {
+    let line = query::parse("530 5.7.0 Must issue a STARTTLS command first").expect("line");
+    assert_eq!(line.basic, Some(530));
+    assert_eq!(line.enhanced, code(Some(5), 7, 0));
+    assert_eq!(line.text.as_deref(), Some("Must issue a STARTTLS command first"));
+    let no_enhanced = query::parse("530 Must issue a STARTTLS command first").expect("line");
+    assert_eq!(no_enhanced.enhanced, None);
+    assert_eq!(no_enhanced.text.as_deref(), Some("Must issue a STARTTLS command first"));
+    let enhanced_only = query::parse("5.7.8 Authentication credentials invalid").expect("line");
+    assert_eq!((enhanced_only.basic, enhanced_only.enhanced), (None, code(Some(5), 7, 8)));
+}
+
+#[test]
+fn tolerates_swaks_prefixes_quotes_whitespace_and_continuations() {
+    let expected = (Some(535), code(Some(5), 7, 8));
+    for input in [
+        "<-  535 5.7.8 Authentication credentials invalid",
+        "<~  535 5.7.8 Authentication credentials invalid",
+        "<** 535 5.7.8 Authentication credentials invalid",
+        "<~* 535 5.7.8 Authentication credentials invalid",
+        "  \"535 5.7.8 Authentication credentials invalid\"  ",
+        "'<~* 535 5.7.8 Authentication credentials invalid'",
+        "`535 5.7.8`",
+        "\t535-5.7.8 Authentication credentials invalid\r\n",
+        "535-5.7.8-Authentication credentials invalid",
+    ] {
+        let parsed = query::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
+        assert_eq!((parsed.basic, parsed.enhanced), expected, "{input:?}");
+    }
+    let continuation = query::parse("250-2.0.0 OK").expect("continuation");
+    assert_eq!((continuation.basic, continuation.enhanced), (Some(250), code(Some(2), 0, 0)));
+    assert_eq!(query::parse("250-").expect("bare").basic, Some(250));
+}
+
+#[test]
+fn joins_the_text_of_a_pasted_multi_line_reply() {
+    let pasted = "530-5.5.1 Authentication Required. Learn more at\n530 5.5.1 https://example.com/help";
+    let parsed = query::parse(pasted).expect("multi-line");
+    assert_eq!(
+        parsed.text.as_deref(),
+        Some("Authentication Required. Learn more at https://example.com/help")
+    );
+}
+
+#[test]
+fn keeps_dotted_numbers_in_the_text_as_text() {
+    let parsed = query::parse("554 192.0.2.1 is listed").expect("line");
+    assert_eq!((parsed.enhanced, parsed.text.as_deref()), (None, Some("192.0.2.1 is listed")));
+}
+
+// ---- Specific answers ----------------------------------------------------------------------------
+
+#[test]
+fn explains_530() {
+    let explanation = explained("530");
+    let entry = explanation.basic.and_then(|b| b.entry).expect("530 entry");
+    assert_eq!(entry.title, "Authentication or TLS required");
+    assert!(entry.meaning.contains("TLS") && entry.meaning.contains("logged in"));
+    assert!(entry.confused_with.iter().any(|c| c.code == "535"));
+    assert!(entry.confused_with.iter().any(|c| c.code == "503"));
+    assert!(explanation.combination.is_none());
+    assert_eq!(explanation.retry.advice, RetryAdvice::AfterFix);
+}
+
+#[test]
+fn explains_5_7_8_as_wrong_credentials() {
+    let explanation = explained("5.7.8");
+    let part = explanation.enhanced.expect("enhanced part");
+    assert_eq!((part.code.as_str(), part.pattern.as_str()), ("5.7.8", "X.7.8"));
+    assert!(part.registered);
+    let entry = part.entry.expect("X.7.8 entry");
+    assert_eq!(entry.title, "Authentication credentials invalid");
+    assert_eq!(entry.registry_basic, vec![535, 554]);
+    assert_eq!(explanation.retry.advice, RetryAdvice::AfterFix);
+}
+
+#[test]
+fn a_starttls_line_means_tls_was_not_started() {
+    let explanation = explained("530 5.7.0 Must issue a STARTTLS command first");
+    let combination = explanation.combination.expect("combination");
+    assert_eq!(combination.title, "TLS has not been started");
+    assert!(combination.means.contains("has not started TLS"));
+    assert!(explanation.consistent);
+    let text = render_text(&explained("530 5.7.0 Must issue a STARTTLS command first"), false);
+    assert!(text.contains("What this reply means: TLS has not been started"), "{text}");
+}
+
+#[test]
+fn the_text_distinguishes_the_two_meanings_of_530_5_7_0() {
+    assert_eq!(combination_title("530 5.7.0 Authentication required").as_deref(), Some("Not logged in"));
+    assert_eq!(
+        combination_title("530 5.7.0").as_deref(),
+        Some("TLS or login required (the text tells which)")
+    );
+    assert_eq!(
+        combination_title("530 Must issue a STARTTLS command first").as_deref(),
+        Some("TLS has not been started")
+    );
+    let gmail = "530-5.5.1 Authentication Required. Learn more at";
+    assert_eq!(combination_title(gmail).as_deref(), Some("Not logged in"));
+    let opensmtpd = "530 5.5.1 Invalid command: Must issue a STARTTLS command first";
+    assert_eq!(combination_title(opensmtpd).as_deref(), Some("TLS has not been started"));
+    assert_eq!(
+        combination_title("530 5.5.1").as_deref(),
+        Some("TLS or login required (non-standard enhanced code)")
+    );
+}
+
+#[test]
+fn explains_the_well_known_combinations() {
+    let cases = [
+        ("535 5.7.8", "Wrong user name or password"),
+        ("535 5.7.139 Authentication unsuccessful", "SMTP AUTH disabled (Microsoft 365)"),
+        ("454 4.7.0", "TLS or authentication temporarily unavailable"),
+        ("421 4.7.0", "Connection closed by policy"),
+        ("553 5.7.1 <a@example.com>: Sender address rejected: not owned by user b", "Sender address not allowed for this login"),
+        ("550 5.7.1", "Refused by policy: relaying denied or blocked"),
+        ("554 5.7.1 <x@example.org>: Relay access denied", "Relaying denied"),
+        ("552 5.3.4", "Message too big"),
+        ("452 4.3.1", "Server out of storage: message not accepted"),
+        ("452 4.5.3 Too many recipients", "Too many recipients in this message"),
+    ];
+    for (input, title) in cases {
+        assert_eq!(combination_title(input).as_deref(), Some(title), "{input}");
+    }
+}
+
+#[test]
+fn a_vendor_code_is_explained_but_marked_as_not_standard() {
+    let explanation = explained("5.7.139");
+    let part = explanation.enhanced.expect("enhanced part");
+    assert!(!part.registered);
+    assert_eq!(part.entry.and_then(|e| e.vendor).as_deref(), Some("Microsoft 365"));
+    assert!(explanation.notes.iter().any(|n| n.contains("not standard")));
+}
+
+#[test]
+fn an_inconsistent_class_is_reported() {
+    let explanation = explained("530 4.7.0");
+    assert!(!explanation.consistent);
+    let note = explanation.notes.join(" ");
+    assert!(note.contains("Inconsistent") && note.contains("530"), "{note}");
+    assert!(render_text(&explanation, false).contains("Inconsistent"));
+    assert!(!explained("250 5.0.0").consistent);
+    assert!(!explained("354 2.0.0").consistent);
+    assert!(explained("530 5.7.0").consistent);
+}
+
+#[test]
+fn unknown_parts_of_a_known_reply_are_noted() {
+    let explanation = explained("550 5.7.999 Blocked");
+    assert!(explanation.basic.and_then(|b| b.entry).is_some());
+    assert!(explanation.notes.iter().any(|n| n.contains("5.7.999") && n.contains("security or policy")));
+    let deprecated = explained("5.6.10");
+    assert!(deprecated.notes.iter().any(|n| n.contains("deprecated")));
+}
+
+// ---- Errors --------------------------------------------------------------------------------------
+
+#[test]
+fn unknown_and_malformed_codes_give_a_clear_error() {
+    let message = |input: &str| explain(input).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(matches!(explain("599"), Err(ExplainError::InvalidBasic { .. })));
+    assert!(message("599").contains("599 is not an SMTP reply code"));
+    assert!(message("599").contains("2xx-5xx"));
+    assert!(matches!(explain("5.9.9"), Err(ExplainError::InvalidEnhanced { .. })));
+    assert!(message("5.9.9").contains("subject"));
+    assert!(matches!(explain("hello"), Err(ExplainError::NotACode(_))));
+    assert!(message("hello").contains("--list"));
+    assert!(matches!(explain("  "), Err(ExplainError::Empty)));
+    assert!(matches!(explain("100"), Err(ExplainError::InvalidBasic { .. })));
+    assert!(matches!(explain("3.0.0"), Err(ExplainError::InvalidEnhanced { .. })));
+    assert!(matches!(explain("5300"), Err(ExplainError::NotACode(_))));
+    assert!(matches!(explain("5.7"), Err(ExplainError::InvalidEnhanced { .. })));
+}
+
+#[test]
+fn a_well_formed_unknown_code_alone_is_an_error_that_reads_its_digits() {
+    let error = explain("523").err().expect("523 is not defined");
+    assert!(matches!(error, ExplainError::UnknownBasic { code: 523, .. }));
+    assert!(error.to_string().contains("permanent negative completion"), "{error}");
+    let error = explain("5.7.999").err().expect("5.7.999 is not registered");
+    assert!(error.to_string().contains("security or policy"), "{error}");
+}
+
+// ---- Output --------------------------------------------------------------------------------------
+
+#[test]
+fn text_output_has_every_section_and_colours_only_when_asked() {
+    let explanation = explained("535 5.7.8 Authentication credentials invalid");
+    let plain = render_text(&explanation, false);
+    for section in [
+        "What this reply means:",
+        "Retry?",
+        "Reply code 535: Authentication credentials invalid",
+        "Enhanced status code 5.7.8 (X.7.8): Authentication credentials invalid",
+        "first 5",
+        "subject 7",
+        "Not to be confused with",
+        "In the wild",
+        "RFC 4954 §6",
+    ] {
+        assert!(plain.contains(section), "missing {section:?} in\n{plain}");
+    }
+    assert!(!plain.contains('\x1b'));
+    assert!(plain.lines().all(|line| line.chars().count() <= 100), "{plain}");
+    assert!(render_text(&explanation, true).contains("\x1b["));
+}
+
+#[test]
+fn json_output_is_valid_and_complete() {
+    let json = render_json(&explained("530 5.7.0 Must issue a STARTTLS command first"));
+    let value: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+    assert_eq!(value["reply"]["basic"], 530);
+    assert_eq!(value["reply"]["enhanced"], "5.7.0");
+    assert_eq!(value["combination"]["title"], "TLS has not been started");
+    assert_eq!(value["basic"]["entry"]["title"], "Authentication or TLS required");
+    assert_eq!(value["enhanced"]["pattern"], "X.7.0");
+    assert_eq!(value["retry"]["advice"], "after_fix");
+    assert_eq!(value["consistent"], true);
+}
+
+#[test]
+fn list_has_one_line_per_code() {
+    let kb = knowledge::get().expect("knowledge base");
+    let listing = list();
+    assert_eq!(listing.lines().count(), kb.basic.len() + kb.enhanced.len());
+    assert!(listing.lines().any(|l| l.starts_with("530") && l.contains("Authentication or TLS required")));
+    assert!(listing.lines().any(|l| l.starts_with("X.7.8 ") && l.contains("credentials")));
+    let position = |code: &str| listing.lines().position(|l| l.starts_with(code));
+    assert!(position("X.1.9 ") < position("X.1.10 "), "numeric order");
+}
+
+// ---- The command ---------------------------------------------------------------------------------
+
+#[derive(Parser)]
+struct Cli {
+    #[command(flatten)]
+    args: ExplainArgs,
+}
+
+fn args(words: &[&str]) -> ExplainArgs {
+    let argv = std::iter::once("explain").chain(words.iter().copied());
+    match Cli::try_parse_from(argv) {
+        Ok(cli) => cli.args,
+        Err(error) => panic!("{words:?}: {error}"),
+    }
+}
+
+#[test]
+fn the_command_joins_words_and_reads_its_flags() {
+    let parsed = args(&["530", "5.7.0", "Must", "issue", "a", "STARTTLS", "command", "first", "--json"]);
+    assert!(parsed.json);
+    assert_eq!(parsed.code.len(), 8);
+    let output = run(&parsed, false).expect("explained");
+    assert!(output.contains("\"TLS has not been started\""));
+    let swaks = args(&["--json", "<~*", "535", "5.7.8"]);
+    assert!(swaks.json);
+    assert!(run(&swaks, false).expect("explained").contains("Wrong user name or password"));
+    assert!(args(&["--list"]).list);
+}
+
+#[test]
+fn the_command_lists_explains_and_fails_clearly() {
+    let listing = run(&args(&["--list"]), false).expect("list");
+    assert!(listing.contains("X.7.30"));
+    let text = run(&args(&["530"]), true).expect("text");
+    assert!(text.contains("\x1b[") && text.ends_with('\n'));
+    let error = run(&args(&["599"]), false).expect_err("599");
+    assert!(error.contains("599 is not an SMTP reply code"));
+    assert!(run(&args(&[]), false).expect_err("nothing").contains("nothing to explain"));
+}
