@@ -79,38 +79,59 @@ pub struct EnhancedPart {
 pub enum ExplainError {
     Empty,
     NotACode(String),
-    InvalidBasic { code: String, reason: &'static str },
-    InvalidEnhanced { code: String, reason: &'static str },
-    UnknownBasic { code: u16, digits: String },
-    UnknownEnhanced { code: String, digits: String },
+    InvalidBasic {
+        code: String,
+        reason: String,
+    },
+    InvalidEnhanced {
+        code: String,
+        reason: &'static str,
+    },
+    /// `related` names registry entries that pair with the code (523 with X.7.10, ...).
+    UnknownBasic {
+        code: u16,
+        digits: String,
+        related: String,
+    },
+    UnknownEnhanced {
+        code: String,
+        digits: String,
+    },
     /// The embedded knowledge base does not parse: a bug, caught by the unit tests.
     KnowledgeBase(String),
 }
 
-const FORMS: &str = "give a reply code (530), an enhanced status code (5.7.8), both (530 5.7.0), or a whole reply line (\"535 5.7.8 Authentication credentials invalid\"); `portcullis explain --list` lists every code";
+const FORMS: &str = "try 530, 5.7.8, \"530 5.7.0\" or a whole reply line; `portcullis explain --list` lists every code";
 
 impl fmt::Display for ExplainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ExplainError::Empty => write!(f, "nothing to explain: {FORMS}"),
             ExplainError::NotACode(input) => {
-                write!(f, "{input:?} is not an SMTP reply code or enhanced status code: {FORMS}")
+                write!(
+                    f,
+                    "{input:?} is not an SMTP reply code or enhanced status code: {FORMS}"
+                )
             }
             ExplainError::InvalidBasic { code, reason } => write!(
                 f,
-                "{code} is not an SMTP reply code: {reason}. Basic codes are 2xx-5xx with a second digit of 0-5 (RFC 5321 §4.2); {FORMS}"
+                "{code} is not an SMTP reply code: {reason}; basic codes are 2xx-5xx with a second digit of 0-5 (RFC 5321 §4.2). {FORMS}"
             ),
             ExplainError::InvalidEnhanced { code, reason } => write!(
                 f,
-                "{code} is not an enhanced status code: {reason} (RFC 3463); {FORMS}"
+                "{code} is not an enhanced status code: {reason} (RFC 3463). {FORMS}"
             ),
-            ExplainError::UnknownBasic { code, digits } => write!(
+            ExplainError::UnknownBasic {
+                code,
+                digits,
+                related,
+            } => write!(
                 f,
-                "{code} is well-formed but not a reply code defined by RFC 5321 or its AUTH, STARTTLS and null-MX extensions. By its digits: {digits}. Clients act on the first digit alone (RFC 5321 §4.2); {FORMS}"
+                "{code} is not a reply code defined by RFC 5321 or its AUTH, STARTTLS and null-MX extensions; by its digits: {digits}. Clients act on its first digit alone (RFC 5321 §4.2).{related} {FORMS}"
             ),
             ExplainError::UnknownEnhanced { code, digits } => write!(
                 f,
-                "{code} is well-formed but not in the IANA enhanced status code registry (nor a known vendor code). By its numbers: {digits}; {FORMS}"
+                "{code} is not in the IANA enhanced status code registry (nor a known vendor code); by its numbers: {digits}. {FORMS}"
             ),
             ExplainError::KnowledgeBase(message) => write!(
                 f,
@@ -128,7 +149,7 @@ pub fn explain(input: &str) -> Result<Explanation, ExplainError> {
     let query = query::parse(input)?;
     let basic = query.basic.map(|code| basic_part(kb, code));
     let enhanced = query.enhanced.map(|code| enhanced_part(kb, &code));
-    require_something_known(basic.as_ref(), enhanced.as_ref())?;
+    require_something_known(kb, basic.as_ref(), enhanced.as_ref())?;
     let combination = query.basic.and_then(|code| {
         let text = query.text.as_deref().unwrap_or("");
         kb.combination(code, query.enhanced.as_ref(), text).cloned()
@@ -136,7 +157,12 @@ pub fn explain(input: &str) -> Result<Explanation, ExplainError> {
     let mut notes = Vec::new();
     let consistent = check_classes(&query, &mut notes);
     note_unknown_parts(basic.as_ref(), enhanced.as_ref(), &mut notes);
-    let retry = retry_advice(combination.as_ref(), basic.as_ref(), enhanced.as_ref(), &query);
+    let retry = retry_advice(
+        combination.as_ref(),
+        basic.as_ref(),
+        enhanced.as_ref(),
+        &query,
+    );
     Ok(Explanation {
         input: input.trim().to_string(),
         reply: ReplyParts {
@@ -175,7 +201,7 @@ pub fn list() -> String {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExplainArgs {
     /// CODE or a pasted reply line (several words are joined with spaces)
-    #[arg(value_name = "CODE", allow_hyphen_values = true)]
+    #[arg(value_name = "CODE")]
     pub code: Vec<String>,
     /// Print the explanation as JSON
     #[arg(long)]
@@ -274,6 +300,7 @@ fn digit_meaning(position: &'static str, value: String, digit: &Digit) -> DigitM
 /// A query is explained when at least one of its codes is known; an unknown code on its own is
 /// an error whose message still says what its digits mean.
 fn require_something_known(
+    kb: &Knowledge,
     basic: Option<&BasicPart>,
     enhanced: Option<&EnhancedPart>,
 ) -> Result<(), ExplainError> {
@@ -286,6 +313,7 @@ fn require_something_known(
         return Err(ExplainError::UnknownBasic {
             code: part.code,
             digits: describe_digits(&part.digits),
+            related: registry_pairings(kb, part.code),
         });
     }
     match enhanced {
@@ -294,6 +322,23 @@ fn require_something_known(
             digits: describe_digits(&part.digits),
         }),
         None => Err(ExplainError::Empty),
+    }
+}
+
+/// Some servers use reply codes that only the enhanced-code registry mentions (523, 525, ...).
+fn registry_pairings(kb: &Knowledge, code: u16) -> String {
+    let entries: Vec<String> = kb
+        .enhanced
+        .iter()
+        .filter(|entry| entry.registry_basic.contains(&code))
+        .map(|entry| format!("{} ({})", entry.code, entry.title))
+        .collect();
+    match entries.is_empty() {
+        true => String::new(),
+        false => format!(
+            " The IANA enhanced-code registry pairs it with {}.",
+            entries.join(", ")
+        ),
     }
 }
 
@@ -309,7 +354,12 @@ fn describe_digits(digits: &[DigitMeaning]) -> String {
 /// RFC 3463 §2 and RFC 2034: the enhanced class repeats the reply code's first digit, and 3xx
 /// replies carry no enhanced code.
 fn check_classes(query: &Query, notes: &mut Vec<String>) -> bool {
-    let (Some(basic), Some(Enhanced { class: Some(class), .. })) = (query.basic, query.enhanced)
+    let (
+        Some(basic),
+        Some(Enhanced {
+            class: Some(class), ..
+        }),
+    ) = (query.basic, query.enhanced)
     else {
         return true;
     };
@@ -389,7 +439,10 @@ fn retry_advice(
     if let Some(entry) = basic.and_then(|b| b.entry.as_ref()) {
         return entry.retry.clone();
     }
-    let class = query.basic.map(|b| (b / 100) as u8).or_else(|| query.enhanced.and_then(|e| e.class));
+    let class = query
+        .basic
+        .map(|b| (b / 100) as u8)
+        .or_else(|| query.enhanced.and_then(|e| e.class));
     let advice = match class {
         Some(2) | Some(3) => RetryAdvice::NotNeeded,
         Some(4) => RetryAdvice::Yes,
@@ -399,6 +452,8 @@ fn retry_advice(
     let when = enhanced
         .and_then(|e| e.entry.as_ref())
         .map(|entry| entry.retry.clone())
-        .unwrap_or_else(|| "As the class says: 2 nothing to do, 4 retry later, 5 change something first.".into());
+        .unwrap_or_else(|| {
+            "As the class says: 2 nothing to do, 4 retry later, 5 change something first.".into()
+        });
     Retry { advice, when }
 }

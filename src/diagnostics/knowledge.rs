@@ -169,12 +169,14 @@ impl Combination {
 /// The parsed knowledge base, or why the embedded file is broken (a bug caught by the tests).
 pub(crate) fn get() -> Result<&'static Knowledge, String> {
     static KNOWLEDGE: OnceLock<Result<Knowledge, String>> = OnceLock::new();
-    KNOWLEDGE.get_or_init(|| parse(SOURCE)).as_ref().map_err(Clone::clone)
+    KNOWLEDGE
+        .get_or_init(|| parse(SOURCE))
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 pub(crate) fn parse(source: &str) -> Result<Knowledge, String> {
-    let knowledge: Knowledge =
-        toml::from_str(source).map_err(|e| format!("codes.toml: {e}"))?;
+    let knowledge: Knowledge = toml::from_str(source).map_err(|e| format!("codes.toml: {e}"))?;
     knowledge.check().map_err(|e| format!("codes.toml: {e}"))?;
     Ok(knowledge)
 }
@@ -267,7 +269,10 @@ impl Knowledge {
         };
         // Registered codes are patterns (X.7.8); only a vendor's code names a class.
         if code.class.is_some() == entry.registered() {
-            return Err(format!("{}: registered codes are written X.s.d, vendor codes with a class", entry.code));
+            return Err(format!(
+                "{}: registered codes are written X.s.d, vendor codes with a class",
+                entry.code
+            ));
         }
         check_filled(&entry.code, &entry.causes, &entry.fix)?;
         self.check_references(&entry.code, &entry.confused_with)

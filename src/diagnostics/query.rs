@@ -40,7 +40,10 @@ pub struct Query {
 }
 
 pub fn parse(input: &str) -> Result<Query, ExplainError> {
-    let mut lines = input.lines().map(strip_decoration).filter(|l| !l.is_empty());
+    let mut lines = input
+        .lines()
+        .map(strip_decoration)
+        .filter(|l| !l.is_empty());
     let Some(first) = lines.next() else {
         return Err(ExplainError::Empty);
     };
@@ -86,7 +89,9 @@ fn parse_line(line: &str) -> Result<Query, ExplainError> {
     if basic.is_none() && enhanced.is_none() {
         return Err(ExplainError::NotACode(line.to_string()));
     }
-    let text = Some(rest.trim()).filter(|t| !t.is_empty()).map(str::to_string);
+    let text = Some(rest.trim())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     Ok(Query {
         basic,
         enhanced,
@@ -116,10 +121,13 @@ fn split_basic(line: &str) -> Result<(Option<u16>, &str), ExplainError> {
 /// RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39.
 fn check_basic(code: &str) -> Result<(), ExplainError> {
     let bytes = code.as_bytes();
-    let reason = if !(b'2'..=b'5').contains(&bytes[0]) {
-        "the first digit must be 2 (success), 3 (send more), 4 (temporary failure) or 5 (permanent failure)"
-    } else if !(b'0'..=b'5').contains(&bytes[1]) {
-        "the second digit must be 0 to 5"
+    let (first, second) = (char::from(bytes[0]), char::from(bytes[1]));
+    let reason = if !('2'..='5').contains(&first) {
+        format!(
+            "its first digit, {first}, is not 2 (success), 3 (send more), 4 (temporary failure) or 5 (permanent failure)"
+        )
+    } else if !('0'..='5').contains(&second) {
+        format!("its second digit, {second}, is not 0-5")
     } else {
         return Ok(());
     };
@@ -151,26 +159,39 @@ fn parse_enhanced(token: &str, parts: &[&str]) -> Result<Enhanced, ExplainError>
         reason,
     };
     let [class, subject, detail] = parts else {
-        return Err(invalid("an enhanced status code has three numbers: class.subject.detail"));
+        return Err(invalid(
+            "an enhanced status code has three numbers: class.subject.detail",
+        ));
     };
-    let number = |part: &str| {
-        (1..=3).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit())
-    };
+    let number =
+        |part: &str| (1..=3).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_digit());
     if !number(subject) || !number(detail) {
-        return Err(invalid("the subject and the detail are numbers of one to three digits"));
+        return Err(invalid(
+            "the subject and the detail are numbers of one to three digits",
+        ));
     }
     let class = match *class {
         "X" | "x" => None,
         "2" => Some(2),
         "4" => Some(4),
         "5" => Some(5),
-        _ => return Err(invalid("the class must be 2 (success), 4 (temporary failure) or 5 (permanent failure)")),
+        _ => {
+            return Err(invalid(
+                "the class must be 2 (success), 4 (temporary failure) or 5 (permanent failure)",
+            ));
+        }
     };
-    let subject: u16 = subject.parse().map_err(|_| invalid("the subject is not a number"))?;
+    let subject: u16 = subject
+        .parse()
+        .map_err(|_| invalid("the subject is not a number"))?;
     if subject > 7 {
-        return Err(invalid("the subject (middle number) must be 0 to 7: 0 other, 1 addressing, 2 mailbox, 3 mail system, 4 network and routing, 5 protocol, 6 content, 7 security or policy"));
+        return Err(invalid(
+            "the subject (middle number) must be 0 to 7: 0 other, 1 addressing, 2 mailbox, 3 mail system, 4 network and routing, 5 protocol, 6 content, 7 security or policy",
+        ));
     }
-    let detail = detail.parse().map_err(|_| invalid("the detail is not a number"))?;
+    let detail = detail
+        .parse()
+        .map_err(|_| invalid("the detail is not a number"))?;
     Ok(Enhanced {
         class,
         subject,

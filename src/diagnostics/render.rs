@@ -55,8 +55,15 @@ pub fn list(kb: &Knowledge) -> String {
             .as_ref()
             .map(|v| format!(" [{v}; not in the IANA registry]"))
             .unwrap_or_default();
-        let deprecated = if entry.deprecated { " [deprecated]" } else { "" };
-        lines.push(format!("{:<9}{}{vendor}{deprecated}", entry.code, entry.title));
+        let deprecated = if entry.deprecated {
+            " [deprecated]"
+        } else {
+            ""
+        };
+        lines.push(format!(
+            "{:<9}{}{vendor}{deprecated}",
+            entry.code, entry.title
+        ));
     }
     lines.join("\n") + "\n"
 }
@@ -93,7 +100,10 @@ fn retry_section(out: &mut Out, retry: &Retry) {
 }
 
 fn basic_section(out: &mut Out, part: &BasicPart) {
-    let title = part.entry.as_ref().map_or("not a defined reply code", |e| &e.title);
+    let title = part
+        .entry
+        .as_ref()
+        .map_or("not a defined reply code", |e| &e.title);
     out.heading(&format!("Reply code {}: {title}", part.code));
     digits(out, &part.digits);
     if let Some(entry) = &part.entry {
@@ -137,11 +147,17 @@ fn enhanced_entry(out: &mut Out, entry: &EnhancedEntry) {
     out.field("Meaning", &entry.meaning);
     out.field("Defined in", &entry.rfc);
     if let Some(vendor) = &entry.vendor {
-        out.field("Vendor", &format!("{vendor}; not in the IANA registry, not standard"));
+        out.field(
+            "Vendor",
+            &format!("{vendor}; not in the IANA registry, not standard"),
+        );
     }
     if !entry.registry_basic.is_empty() {
         let codes: Vec<String> = entry.registry_basic.iter().map(u16::to_string).collect();
-        out.field("Paired with", &codes.join(", "));
+        out.field(
+            "Paired with",
+            &format!("{} (per the IANA registry)", codes.join(", ")),
+        );
     }
     out.field("Sent by", side(entry.side));
     out.field("When", &entry.when);
@@ -165,7 +181,11 @@ fn digits(out: &mut Out, digits: &[DigitMeaning]) {
             "5" => RED,
             _ => BOLD,
         };
-        let rfc = digit.rfc.as_ref().map(|r| format!(" ({r})")).unwrap_or_default();
+        let rfc = digit
+            .rfc
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
         let label = format!("{} {}", digit.position, digit.value);
         let text = format!("{}: {}{rfc}", digit.name, digit.meaning);
         out.painted_field(colour, &label, &text);
@@ -179,7 +199,11 @@ fn confusions(out: &mut Out, confusions: &[Confusion]) {
     let heading = out.paint(BOLD, "Not to be confused with");
     out.line(&format!("  {heading}"));
     for confusion in confusions {
-        out.painted_field(BOLD, &format!("  {}", confusion.code), &confusion.difference);
+        out.painted_field(
+            BOLD,
+            &format!("  {}", confusion.code),
+            &confusion.difference,
+        );
     }
 }
 
@@ -290,18 +314,52 @@ fn wrap(text: &str, width: usize) -> Vec<String> {
     let hang = if text.starts_with("- ") { "  " } else { "" };
     let mut lines = Vec::new();
     let mut current = String::new();
-    for word in text.split_whitespace() {
+    for word in words(text) {
         if current.is_empty() {
-            current.push_str(word);
+            current.push_str(&word);
         } else if current.chars().count() + 1 + word.chars().count() > width {
             lines.push(std::mem::replace(&mut current, format!("{hang}{word}")));
         } else {
             current.push(' ');
-            current.push_str(word);
+            current.push_str(&word);
         }
     }
     if !current.is_empty() {
         lines.push(current);
     }
     lines
+}
+
+/// The words of a text, keeping a short `quoted reply` in one piece so that a code and its
+/// enhanced code are never split across lines.
+fn words(text: &str) -> Vec<String> {
+    const SHORT_QUOTE: usize = 32;
+    let mut words: Vec<String> = Vec::new();
+    let mut open: Option<String> = None;
+    for word in text.split_whitespace() {
+        let joined = match open.take() {
+            Some(mut quote) => {
+                quote.push(' ');
+                quote.push_str(word);
+                quote
+            }
+            None => word.to_string(),
+        };
+        let inside = joined.starts_with('`') && joined.matches('`').count() % 2 == 1;
+        if inside && joined.chars().count() < SHORT_QUOTE {
+            open = Some(joined);
+        } else {
+            words.extend(split_long_quote(joined, SHORT_QUOTE));
+        }
+    }
+    words.extend(open);
+    words
+}
+
+/// A quote that grew too long goes back to being separate words.
+fn split_long_quote(joined: String, limit: usize) -> Vec<String> {
+    match joined.chars().count() < limit || !joined.contains(' ') {
+        true => vec![joined],
+        false => joined.split(' ').map(str::to_string).collect(),
+    }
 }

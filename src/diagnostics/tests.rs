@@ -65,10 +65,17 @@ fn a_broken_knowledge_base_is_reported_not_accepted() {
 fn every_code_of_the_iana_registry_is_explained() {
     let kb = knowledge::get().expect("knowledge base");
     let codes = iana_codes();
-    assert_eq!(codes.len(), 81, "the test data holds the registry's 81 codes");
+    assert_eq!(
+        codes.len(),
+        81,
+        "the test data holds the registry's 81 codes"
+    );
     for code in &codes {
         let entry = kb.enhanced.iter().find(|e| e.code == *code);
-        assert!(entry.is_some_and(|e| e.registered()), "{code} is missing from codes.toml");
+        assert!(
+            entry.is_some_and(|e| e.registered()),
+            "{code} is missing from codes.toml"
+        );
         for class in ["2", "4", "5"] {
             let concrete = code.replacen('X', class, 1);
             assert!(explain(&concrete).is_ok(), "{concrete} is not explained");
@@ -81,7 +88,11 @@ fn no_code_is_presented_as_registered_unless_iana_lists_it() {
     let kb = knowledge::get().expect("knowledge base");
     let codes = iana_codes();
     for entry in kb.enhanced.iter().filter(|e| e.registered()) {
-        assert!(codes.contains(&entry.code.as_str()), "{} is not in the IANA list", entry.code);
+        assert!(
+            codes.contains(&entry.code.as_str()),
+            "{} is not in the IANA list",
+            entry.code
+        );
     }
 }
 
@@ -100,10 +111,17 @@ fn every_reply_portcullis_sends_is_explained_consistently() {
         let wire = reply.to_wire();
         let explanation = explained(&wire);
         assert!(explanation.consistent, "{wire}: {:?}", explanation.notes);
-        assert!(explanation.notes.is_empty(), "{wire}: {:?}", explanation.notes);
+        assert!(
+            explanation.notes.is_empty(),
+            "{wire}: {:?}",
+            explanation.notes
+        );
         assert!(explanation.basic.and_then(|b| b.entry).is_some(), "{wire}");
         if reply.status().is_some() {
-            assert!(explanation.enhanced.and_then(|e| e.entry).is_some(), "{wire}");
+            assert!(
+                explanation.enhanced.and_then(|e| e.entry).is_some(),
+                "{wire}"
+            );
         }
     }
 }
@@ -177,7 +195,10 @@ fn portcullis_replies_get_their_specific_meaning() {
         (reply::TOO_MANY_CONNECTIONS_FROM_IP, "Too many connections"),
         (reply::IDLE_TIMEOUT, "Closed after a timeout"),
         (reply::SHUTTING_DOWN, "Server shutting down"),
-        (reply::SPOOL_FAILED, "Server out of storage: message not accepted"),
+        (
+            reply::SPOOL_FAILED,
+            "Server out of storage: message not accepted",
+        ),
         (reply::queued("1"), "Message accepted"),
     ];
     for (reply, title) in cases {
@@ -204,7 +225,10 @@ fn parses_a_basic_code_an_enhanced_code_and_both() {
     assert_eq!(parse("X.7.8").enhanced, code(None, 7, 8));
     assert_eq!(parse("x.1.10").enhanced, code(None, 1, 10));
     let both = parse("530 5.7.8");
-    assert_eq!((both.basic, both.enhanced, both.text), (Some(530), code(Some(5), 7, 8), None));
+    assert_eq!(
+        (both.basic, both.enhanced, both.text),
+        (Some(530), code(Some(5), 7, 8), None)
+    );
 }
 
 #[test]
@@ -212,12 +236,21 @@ fn parses_a_whole_reply_line() {
     let line = query::parse("530 5.7.0 Must issue a STARTTLS command first").expect("line");
     assert_eq!(line.basic, Some(530));
     assert_eq!(line.enhanced, code(Some(5), 7, 0));
-    assert_eq!(line.text.as_deref(), Some("Must issue a STARTTLS command first"));
+    assert_eq!(
+        line.text.as_deref(),
+        Some("Must issue a STARTTLS command first")
+    );
     let no_enhanced = query::parse("530 Must issue a STARTTLS command first").expect("line");
     assert_eq!(no_enhanced.enhanced, None);
-    assert_eq!(no_enhanced.text.as_deref(), Some("Must issue a STARTTLS command first"));
+    assert_eq!(
+        no_enhanced.text.as_deref(),
+        Some("Must issue a STARTTLS command first")
+    );
     let enhanced_only = query::parse("5.7.8 Authentication credentials invalid").expect("line");
-    assert_eq!((enhanced_only.basic, enhanced_only.enhanced), (None, code(Some(5), 7, 8)));
+    assert_eq!(
+        (enhanced_only.basic, enhanced_only.enhanced),
+        (None, code(Some(5), 7, 8))
+    );
 }
 
 #[test]
@@ -232,19 +265,22 @@ fn tolerates_swaks_prefixes_quotes_whitespace_and_continuations() {
         "'<~* 535 5.7.8 Authentication credentials invalid'",
         "`535 5.7.8`",
         "\t535-5.7.8 Authentication credentials invalid\r\n",
-        "535-5.7.8-Authentication credentials invalid",
     ] {
         let parsed = query::parse(input).unwrap_or_else(|e| panic!("{input:?}: {e}"));
         assert_eq!((parsed.basic, parsed.enhanced), expected, "{input:?}");
     }
     let continuation = query::parse("250-2.0.0 OK").expect("continuation");
-    assert_eq!((continuation.basic, continuation.enhanced), (Some(250), code(Some(2), 0, 0)));
+    assert_eq!(
+        (continuation.basic, continuation.enhanced),
+        (Some(250), code(Some(2), 0, 0))
+    );
     assert_eq!(query::parse("250-").expect("bare").basic, Some(250));
 }
 
 #[test]
 fn joins_the_text_of_a_pasted_multi_line_reply() {
-    let pasted = "530-5.5.1 Authentication Required. Learn more at\n530 5.5.1 https://example.com/help";
+    let pasted =
+        "530-5.5.1 Authentication Required. Learn more at\n530 5.5.1 https://example.com/help";
     let parsed = query::parse(pasted).expect("multi-line");
     assert_eq!(
         parsed.text.as_deref(),
@@ -255,7 +291,10 @@ fn joins_the_text_of_a_pasted_multi_line_reply() {
 #[test]
 fn keeps_dotted_numbers_in_the_text_as_text() {
     let parsed = query::parse("554 192.0.2.1 is listed").expect("line");
-    assert_eq!((parsed.enhanced, parsed.text.as_deref()), (None, Some("192.0.2.1 is listed")));
+    assert_eq!(
+        (parsed.enhanced, parsed.text.as_deref()),
+        (None, Some("192.0.2.1 is listed"))
+    );
 }
 
 // ---- Specific answers ----------------------------------------------------------------------------
@@ -276,7 +315,10 @@ fn explains_530() {
 fn explains_5_7_8_as_wrong_credentials() {
     let explanation = explained("5.7.8");
     let part = explanation.enhanced.expect("enhanced part");
-    assert_eq!((part.code.as_str(), part.pattern.as_str()), ("5.7.8", "X.7.8"));
+    assert_eq!(
+        (part.code.as_str(), part.pattern.as_str()),
+        ("5.7.8", "X.7.8")
+    );
     assert!(part.registered);
     let entry = part.entry.expect("X.7.8 entry");
     assert_eq!(entry.title, "Authentication credentials invalid");
@@ -291,13 +333,22 @@ fn a_starttls_line_means_tls_was_not_started() {
     assert_eq!(combination.title, "TLS has not been started");
     assert!(combination.means.contains("has not started TLS"));
     assert!(explanation.consistent);
-    let text = render_text(&explained("530 5.7.0 Must issue a STARTTLS command first"), false);
-    assert!(text.contains("What this reply means: TLS has not been started"), "{text}");
+    let text = render_text(
+        &explained("530 5.7.0 Must issue a STARTTLS command first"),
+        false,
+    );
+    assert!(
+        text.contains("What this reply means: TLS has not been started"),
+        "{text}"
+    );
 }
 
 #[test]
 fn the_text_distinguishes_the_two_meanings_of_530_5_7_0() {
-    assert_eq!(combination_title("530 5.7.0 Authentication required").as_deref(), Some("Not logged in"));
+    assert_eq!(
+        combination_title("530 5.7.0 Authentication required").as_deref(),
+        Some("Not logged in")
+    );
     assert_eq!(
         combination_title("530 5.7.0").as_deref(),
         Some("TLS or login required (the text tells which)")
@@ -309,7 +360,10 @@ fn the_text_distinguishes_the_two_meanings_of_530_5_7_0() {
     let gmail = "530-5.5.1 Authentication Required. Learn more at";
     assert_eq!(combination_title(gmail).as_deref(), Some("Not logged in"));
     let opensmtpd = "530 5.5.1 Invalid command: Must issue a STARTTLS command first";
-    assert_eq!(combination_title(opensmtpd).as_deref(), Some("TLS has not been started"));
+    assert_eq!(
+        combination_title(opensmtpd).as_deref(),
+        Some("TLS has not been started")
+    );
     assert_eq!(
         combination_title("530 5.5.1").as_deref(),
         Some("TLS or login required (non-standard enhanced code)")
@@ -320,15 +374,27 @@ fn the_text_distinguishes_the_two_meanings_of_530_5_7_0() {
 fn explains_the_well_known_combinations() {
     let cases = [
         ("535 5.7.8", "Wrong user name or password"),
-        ("535 5.7.139 Authentication unsuccessful", "SMTP AUTH disabled (Microsoft 365)"),
+        (
+            "535 5.7.139 Authentication unsuccessful",
+            "SMTP AUTH disabled (Microsoft 365)",
+        ),
         ("454 4.7.0", "TLS or authentication temporarily unavailable"),
         ("421 4.7.0", "Connection closed by policy"),
-        ("553 5.7.1 <a@example.com>: Sender address rejected: not owned by user b", "Sender address not allowed for this login"),
+        (
+            "553 5.7.1 <a@example.com>: Sender address rejected: not owned by user b",
+            "Sender address not allowed for this login",
+        ),
         ("550 5.7.1", "Refused by policy: relaying denied or blocked"),
-        ("554 5.7.1 <x@example.org>: Relay access denied", "Relaying denied"),
+        (
+            "554 5.7.1 <x@example.org>: Relay access denied",
+            "Relaying denied",
+        ),
         ("552 5.3.4", "Message too big"),
         ("452 4.3.1", "Server out of storage: message not accepted"),
-        ("452 4.5.3 Too many recipients", "Too many recipients in this message"),
+        (
+            "452 4.5.3 Too many recipients",
+            "Too many recipients in this message",
+        ),
     ];
     for (input, title) in cases {
         assert_eq!(combination_title(input).as_deref(), Some(title), "{input}");
@@ -340,7 +406,10 @@ fn a_vendor_code_is_explained_but_marked_as_not_standard() {
     let explanation = explained("5.7.139");
     let part = explanation.enhanced.expect("enhanced part");
     assert!(!part.registered);
-    assert_eq!(part.entry.and_then(|e| e.vendor).as_deref(), Some("Microsoft 365"));
+    assert_eq!(
+        part.entry.and_then(|e| e.vendor).as_deref(),
+        Some("Microsoft 365")
+    );
     assert!(explanation.notes.iter().any(|n| n.contains("not standard")));
 }
 
@@ -349,7 +418,10 @@ fn an_inconsistent_class_is_reported() {
     let explanation = explained("530 4.7.0");
     assert!(!explanation.consistent);
     let note = explanation.notes.join(" ");
-    assert!(note.contains("Inconsistent") && note.contains("530"), "{note}");
+    assert!(
+        note.contains("Inconsistent") && note.contains("530"),
+        "{note}"
+    );
     assert!(render_text(&explanation, false).contains("Inconsistent"));
     assert!(!explained("250 5.0.0").consistent);
     assert!(!explained("354 2.0.0").consistent);
@@ -360,7 +432,12 @@ fn an_inconsistent_class_is_reported() {
 fn unknown_parts_of_a_known_reply_are_noted() {
     let explanation = explained("550 5.7.999 Blocked");
     assert!(explanation.basic.and_then(|b| b.entry).is_some());
-    assert!(explanation.notes.iter().any(|n| n.contains("5.7.999") && n.contains("security or policy")));
+    assert!(
+        explanation
+            .notes
+            .iter()
+            .any(|n| n.contains("5.7.999") && n.contains("security or policy"))
+    );
     let deprecated = explained("5.6.10");
     assert!(deprecated.notes.iter().any(|n| n.contains("deprecated")));
 }
@@ -369,26 +446,52 @@ fn unknown_parts_of_a_known_reply_are_noted() {
 
 #[test]
 fn unknown_and_malformed_codes_give_a_clear_error() {
-    let message = |input: &str| explain(input).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(matches!(explain("599"), Err(ExplainError::InvalidBasic { .. })));
+    let message = |input: &str| {
+        explain(input)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    assert!(matches!(
+        explain("599"),
+        Err(ExplainError::InvalidBasic { .. })
+    ));
     assert!(message("599").contains("599 is not an SMTP reply code"));
     assert!(message("599").contains("2xx-5xx"));
-    assert!(matches!(explain("5.9.9"), Err(ExplainError::InvalidEnhanced { .. })));
+    assert!(matches!(
+        explain("5.9.9"),
+        Err(ExplainError::InvalidEnhanced { .. })
+    ));
     assert!(message("5.9.9").contains("subject"));
     assert!(matches!(explain("hello"), Err(ExplainError::NotACode(_))));
     assert!(message("hello").contains("--list"));
     assert!(matches!(explain("  "), Err(ExplainError::Empty)));
-    assert!(matches!(explain("100"), Err(ExplainError::InvalidBasic { .. })));
-    assert!(matches!(explain("3.0.0"), Err(ExplainError::InvalidEnhanced { .. })));
+    assert!(matches!(
+        explain("100"),
+        Err(ExplainError::InvalidBasic { .. })
+    ));
+    assert!(matches!(
+        explain("3.0.0"),
+        Err(ExplainError::InvalidEnhanced { .. })
+    ));
     assert!(matches!(explain("5300"), Err(ExplainError::NotACode(_))));
-    assert!(matches!(explain("5.7"), Err(ExplainError::InvalidEnhanced { .. })));
+    assert!(matches!(
+        explain("5.7"),
+        Err(ExplainError::InvalidEnhanced { .. })
+    ));
 }
 
 #[test]
 fn a_well_formed_unknown_code_alone_is_an_error_that_reads_its_digits() {
     let error = explain("523").err().expect("523 is not defined");
-    assert!(matches!(error, ExplainError::UnknownBasic { code: 523, .. }));
-    assert!(error.to_string().contains("permanent negative completion"), "{error}");
+    assert!(matches!(
+        error,
+        ExplainError::UnknownBasic { code: 523, .. }
+    ));
+    assert!(
+        error.to_string().contains("permanent negative completion"),
+        "{error}"
+    );
     let error = explain("5.7.999").err().expect("5.7.999 is not registered");
     assert!(error.to_string().contains("security or policy"), "{error}");
 }
@@ -413,7 +516,10 @@ fn text_output_has_every_section_and_colours_only_when_asked() {
         assert!(plain.contains(section), "missing {section:?} in\n{plain}");
     }
     assert!(!plain.contains('\x1b'));
-    assert!(plain.lines().all(|line| line.chars().count() <= 100), "{plain}");
+    assert!(
+        plain.lines().all(|line| line.chars().count() <= 100),
+        "{plain}"
+    );
     assert!(render_text(&explanation, true).contains("\x1b["));
 }
 
@@ -424,7 +530,10 @@ fn json_output_is_valid_and_complete() {
     assert_eq!(value["reply"]["basic"], 530);
     assert_eq!(value["reply"]["enhanced"], "5.7.0");
     assert_eq!(value["combination"]["title"], "TLS has not been started");
-    assert_eq!(value["basic"]["entry"]["title"], "Authentication or TLS required");
+    assert_eq!(
+        value["basic"]["entry"]["title"],
+        "Authentication or TLS required"
+    );
     assert_eq!(value["enhanced"]["pattern"], "X.7.0");
     assert_eq!(value["retry"]["advice"], "after_fix");
     assert_eq!(value["consistent"], true);
@@ -435,8 +544,16 @@ fn list_has_one_line_per_code() {
     let kb = knowledge::get().expect("knowledge base");
     let listing = list();
     assert_eq!(listing.lines().count(), kb.basic.len() + kb.enhanced.len());
-    assert!(listing.lines().any(|l| l.starts_with("530") && l.contains("Authentication or TLS required")));
-    assert!(listing.lines().any(|l| l.starts_with("X.7.8 ") && l.contains("credentials")));
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("530") && l.contains("Authentication or TLS required"))
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("X.7.8 ") && l.contains("credentials"))
+    );
     let position = |code: &str| listing.lines().position(|l| l.starts_with(code));
     assert!(position("X.1.9 ") < position("X.1.10 "), "numeric order");
 }
@@ -459,14 +576,20 @@ fn args(words: &[&str]) -> ExplainArgs {
 
 #[test]
 fn the_command_joins_words_and_reads_its_flags() {
-    let parsed = args(&["530", "5.7.0", "Must", "issue", "a", "STARTTLS", "command", "first", "--json"]);
+    let parsed = args(&[
+        "530", "5.7.0", "Must", "issue", "a", "STARTTLS", "command", "first", "--json",
+    ]);
     assert!(parsed.json);
     assert_eq!(parsed.code.len(), 8);
     let output = run(&parsed, false).expect("explained");
     assert!(output.contains("\"TLS has not been started\""));
     let swaks = args(&["--json", "<~*", "535", "5.7.8"]);
     assert!(swaks.json);
-    assert!(run(&swaks, false).expect("explained").contains("Wrong user name or password"));
+    assert!(
+        run(&swaks, false)
+            .expect("explained")
+            .contains("Wrong user name or password")
+    );
     assert!(args(&["--list"]).list);
 }
 
@@ -478,5 +601,9 @@ fn the_command_lists_explains_and_fails_clearly() {
     assert!(text.contains("\x1b[") && text.ends_with('\n'));
     let error = run(&args(&["599"]), false).expect_err("599");
     assert!(error.contains("599 is not an SMTP reply code"));
-    assert!(run(&args(&[]), false).expect_err("nothing").contains("nothing to explain"));
+    assert!(
+        run(&args(&[]), false)
+            .expect_err("nothing")
+            .contains("nothing to explain")
+    );
 }

@@ -95,7 +95,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             match action {
                 Action::Send(reply) => reply.write_to(&mut output),
                 Action::StartTls => {
-                    return match flush(&mut stream, &mut output).await {
+                    return match flush(&mut stream, &mut output, shared).await {
                         Ok(()) => Ended::StartTls(stream),
                         Err(_) => Ended::Closed,
                     };
@@ -109,13 +109,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     session.spool_finished(outcome);
                 }
                 Action::Close => {
-                    let _ = flush(&mut stream, &mut output).await;
-                    let _ = stream.shutdown().await;
+                    let _ = flush(&mut stream, &mut output, shared).await;
+                    let _ = tokio::time::timeout(shared.timeouts.command, stream.shutdown()).await;
                     return Ended::Closed;
                 }
             }
         }
-        if flush(&mut stream, &mut output).await.is_err() {
+        if flush(&mut stream, &mut output, shared).await.is_err() {
             return Ended::Closed;
         }
         // A complete command (or a data block) restarts the clock; partial lines do not, so a
@@ -194,12 +194,29 @@ async fn spool(shared: &Shared, submission: crate::smtp::Submission) -> SpoolOut
     }
 }
 
-async fn flush<S: AsyncWrite + Unpin>(stream: &mut S, output: &mut Vec<u8>) -> std::io::Result<()> {
+/// Writes the pending replies. A client that stops reading gets the command timeout to take
+/// them, then the connection is dropped: otherwise it could hold its slot forever.
+async fn flush<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    output: &mut Vec<u8>,
+    shared: &Shared,
+) -> std::io::Result<()> {
     if output.is_empty() {
         return Ok(());
     }
-    stream.write_all(output).await?;
-    stream.flush().await?;
+    let write = async {
+        stream.write_all(output).await?;
+        stream.flush().await
+    };
+    match tokio::time::timeout(shared.timeouts.command, write).await {
+        Ok(result) => result?,
+        Err(_) => {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client stopped reading",
+            ));
+        }
+    }
     output.clear();
     Ok(())
 }

@@ -7,11 +7,12 @@
 //! spool's throughput comes from, without ever acknowledging a message that is not on disk.
 //!
 //! A queue id names where the record starts: eight hex digits of segment number, eight of
-//! offset. Records carry a CRC; at start-up each segment is cut back to its last complete
-//! record, so a crash leaves every acknowledged message intact and no partial one.
+//! offset. Records carry a CRC. At start-up a write torn by a crash is cut off the end of its
+//! segment, so a crash leaves every acknowledged message intact and no partial one; damage
+//! anywhere else is skipped over (the records after it stay readable) and never deleted.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc;
@@ -19,7 +20,7 @@ use std::thread;
 
 use tokio::sync::oneshot;
 
-use super::record::{self, Decoded};
+use super::record::{self, Decoded, Next};
 use super::{QueuedMessage, Receipt, Spool, SpoolError};
 use crate::smtp::Submission;
 
@@ -42,19 +43,28 @@ pub struct SegmentLog {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Recovery {
     pub messages: usize,
+    /// Bytes of interrupted writes cut off the ends of segments.
     pub torn_bytes_removed: u64,
+    /// Damaged regions skipped (and left in place for inspection).
+    pub damaged_regions: usize,
 }
 
 impl SegmentLog {
     /// Recovers the spool in `dir` (creating it if needed) and starts the writer thread.
     pub fn open(dir: &Path) -> io::Result<(SegmentLog, Recovery)> {
-        fs::create_dir_all(dir)?;
+        create_dir_durably(dir)?;
         let (recovery, last_segment) = recover(dir)?;
-        let segment = Segment::create(dir, last_segment + 1)?;
+        let mut writer = Writer {
+            dir: dir.to_path_buf(),
+            next_number: last_segment + 1,
+            segment: None,
+        };
+        // Fail now, not at the first message, if the directory is not writable.
+        writer.ready_segment()?;
         let (sender, receiver) = mpsc::channel();
         let writer = thread::Builder::new()
             .name("spool-writer".into())
-            .spawn(move || write_loop(segment, receiver))?;
+            .spawn(move || writer.run(receiver))?;
         let log = SegmentLog {
             sender: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
@@ -95,7 +105,6 @@ impl Drop for SegmentLog {
 }
 
 struct Segment {
-    dir: PathBuf,
     number: u32,
     file: File,
     len: u64,
@@ -110,63 +119,101 @@ impl Segment {
         // The new name must be durable before any record in it is acknowledged.
         sync_dir(dir)?;
         Ok(Segment {
-            dir: dir.to_path_buf(),
             number,
             file,
             len: 0,
         })
     }
 
-    fn next(&self) -> io::Result<Segment> {
-        Segment::create(&self.dir, self.number + 1)
+    /// Appends the batch with vectored writes and syncs it.
+    fn append(&mut self, parts: &mut [IoSlice<'_>]) -> io::Result<u64> {
+        let mut parts = &mut parts[..];
+        let mut written = 0u64;
+        while !parts.is_empty() {
+            let n = self.file.write_vectored(parts)?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            written += n as u64;
+            IoSlice::advance_slices(&mut parts, n);
+        }
+        self.file.sync_data()?;
+        self.len += written;
+        Ok(written)
     }
 
-    /// Appends the batch and syncs it. On failure the segment is cut back to where it was.
-    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
-        let written = self
-            .file
-            .write_all(bytes)
-            .and_then(|()| self.file.sync_data());
-        match written {
-            Ok(()) => {
-                self.len += bytes.len() as u64;
-                Ok(())
-            }
-            Err(error) => {
-                let _ = self.file.set_len(self.len);
-                Err(error)
-            }
-        }
+    /// After a failed append: removes what it left and makes that durable, so a refused
+    /// message can never come back as queued after a crash.
+    fn cut_back(&self) -> io::Result<()> {
+        self.file.set_len(self.len)?;
+        self.file.sync_all()
     }
 }
 
-fn write_loop(mut segment: Segment, requests: mpsc::Receiver<Request>) {
-    while let Ok(first) = requests.recv() {
-        let batch = gather(first, &requests);
-        if segment.len >= SEGMENT_TARGET_SIZE {
-            match segment.next() {
-                Ok(next) => segment = next,
-                Err(error) => {
-                    fail(batch, &error);
-                    continue;
-                }
-            }
+/// The writer thread's state. `segment` is `None` after a failure: nothing is ever appended
+/// after bytes whose fate is uncertain, and a new segment is tried for the next batch.
+struct Writer {
+    dir: PathBuf,
+    next_number: u32,
+    segment: Option<Segment>,
+}
+
+impl Writer {
+    fn run(mut self, requests: mpsc::Receiver<Request>) {
+        while let Ok(first) = requests.recv() {
+            let batch = gather(first, &requests);
+            self.write(batch);
         }
-        let (bytes, ids) = encode_batch(&segment, &batch);
-        match segment.append(&bytes) {
-            Ok(()) => {
+    }
+
+    fn ready_segment(&mut self) -> io::Result<&mut Segment> {
+        if self
+            .segment
+            .as_ref()
+            .is_none_or(|s| s.len >= SEGMENT_TARGET_SIZE)
+        {
+            let segment = Segment::create(&self.dir, self.next_number)?;
+            self.next_number += 1;
+            self.segment = Some(segment);
+        }
+        Ok(self.segment.as_mut().expect("just ensured"))
+    }
+
+    fn write(&mut self, batch: Vec<Request>) {
+        let segment = match self.ready_segment() {
+            Ok(segment) => segment,
+            Err(error) => {
+                tracing::error!(%error, "cannot start a spool segment; messages refused with 452");
+                return fail(batch, &error);
+            }
+        };
+        let (heads, ids) = encode_batch(segment, &batch);
+        let mut parts: Vec<IoSlice<'_>> = heads
+            .iter()
+            .zip(&batch)
+            .flat_map(|(head, request)| {
+                [
+                    IoSlice::new(head),
+                    IoSlice::new(&request.submission.message),
+                ]
+            })
+            .collect();
+        match segment.append(&mut parts) {
+            Ok(_) => {
+                drop(parts);
                 for (request, id) in batch.into_iter().zip(ids) {
                     let _ = request.done.send(Ok(id));
                 }
             }
             Err(error) => {
-                tracing::error!(%error, segment = segment.number, "spool write failed; messages refused with 452");
-                fail(batch, &error);
-                // After a failed write or sync the file's tail is uncertain (the kernel may have
-                // dropped dirty pages). Never append after it: continue in a fresh segment.
-                if let Ok(next) = segment.next() {
-                    segment = next;
+                drop(parts);
+                let number = segment.number;
+                tracing::error!(%error, segment = number, "spool write failed; messages refused with 452");
+                if let Err(cut) = segment.cut_back() {
+                    tracing::error!(error = %cut, segment = number, "cannot remove the failed write; refused messages may be delivered anyway");
                 }
+                self.segment = None;
+                fail(batch, &error);
             }
         }
     }
@@ -187,22 +234,25 @@ fn gather(first: Request, requests: &mpsc::Receiver<Request>) -> Vec<Request> {
     batch
 }
 
-fn encode_batch(segment: &Segment, batch: &[Request]) -> (Vec<u8>, Vec<String>) {
-    let mut bytes =
-        Vec::with_capacity(batch.iter().map(|r| r.submission.message.len() + 512).sum());
+/// Each record's prefix and header, and its queue id.
+fn encode_batch(segment: &Segment, batch: &[Request]) -> (Vec<Vec<u8>>, Vec<String>) {
+    let mut offset = segment.len;
+    let mut heads = Vec::with_capacity(batch.len());
     let mut ids = Vec::with_capacity(batch.len());
     for request in batch {
-        let offset = segment.len + bytes.len() as u64;
         let id = queue_id(segment.number, offset);
+        let message = &request.submission.message;
         let header = QueuedMessage {
             id: id.clone(),
             envelope: request.submission.envelope.clone(),
-            size: request.submission.message.len() as u64,
+            size: message.len() as u64,
         };
-        record::encode(&header, &request.submission.message, &mut bytes);
+        let head = record::encode_head(&header, message);
+        offset += (head.len() + message.len()) as u64;
+        heads.push(head);
         ids.push(id);
     }
-    (bytes, ids)
+    (heads, ids)
 }
 
 fn fail(batch: Vec<Request>, error: &io::Error) {
@@ -256,41 +306,109 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Cuts every segment back to its last valid record and removes empty ones. Returns what was
-/// found and the highest segment number in use.
+/// Creates `dir` (and missing parents) so that the new names survive a crash.
+pub fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    fs::create_dir_all(dir)?;
+    for created in missing {
+        sync_dir(
+            created
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )?;
+    }
+    Ok(())
+}
+
+/// Cuts interrupted writes off the ends of segments and removes empty segments. Returns what
+/// was found and the highest segment number in use.
 fn recover(dir: &Path) -> io::Result<(Recovery, u32)> {
     let mut recovery = Recovery::default();
     let mut last = 0;
     for number in segment_numbers(dir)? {
         last = number;
         let path = segment_path(dir, number);
-        let (messages, valid_len) = scan(&path, |_| {})?;
-        let file = OpenOptions::new().write(true).open(&path)?;
-        let len = file.metadata()?.len();
-        if valid_len < len {
-            file.set_len(valid_len)?;
-            file.sync_all()?;
-            recovery.torn_bytes_removed += len - valid_len;
+        let bytes = fs::read(&path)?;
+        let scan = scan(&bytes, |_, _| {});
+        recovery.messages += scan.records;
+        recovery.damaged_regions += scan.damaged.len();
+        for region in &scan.damaged {
+            tracing::warn!(segment = %path.display(), start = region.start, end = region.end, "damaged spool bytes skipped and kept");
         }
-        if messages == 0 {
+        if let Some(torn_at) = scan.torn_tail {
+            let file = OpenOptions::new().write(true).open(&path)?;
+            file.set_len(torn_at as u64)?;
+            file.sync_all()?;
+            recovery.torn_bytes_removed += (bytes.len() - torn_at) as u64;
+        }
+        if scan.torn_tail == Some(0) || bytes.is_empty() {
             fs::remove_file(&path)?;
         }
-        recovery.messages += messages;
     }
     sync_dir(dir)?;
     Ok((recovery, last))
 }
 
-/// Calls `visit` for each valid record of one segment; returns the count and the valid length.
-fn scan(path: &Path, mut visit: impl FnMut(Decoded)) -> io::Result<(usize, u64)> {
-    let mut reader = BufReader::new(File::open(path)?);
-    let (mut count, mut valid_len) = (0, 0);
-    while let Some(decoded) = record::decode(&mut reader)? {
-        valid_len += decoded.len;
-        count += 1;
-        visit(decoded);
+/// What one segment holds.
+struct Scan {
+    records: usize,
+    /// Complete but invalid regions, skipped.
+    damaged: Vec<std::ops::Range<usize>>,
+    /// Where an interrupted write starts, when the segment ends with one: a record cut short by
+    /// the end of the file, or bytes after the last record that hold no record start at all.
+    torn_tail: Option<usize>,
+}
+
+/// Walks a segment's bytes, calling `visit` with each valid record and its offset. After a
+/// damaged region it resumes at the next record start, so one bad record never hides the rest.
+fn scan(bytes: &[u8], mut visit: impl FnMut(usize, Decoded)) -> Scan {
+    let mut result = Scan {
+        records: 0,
+        damaged: Vec::new(),
+        torn_tail: None,
+    };
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let mut rest = &bytes[offset..];
+        let next = record::decode(&mut rest).unwrap_or(Next::Corrupt);
+        match next {
+            Next::Record(decoded) => {
+                let len = decoded.len as usize;
+                result.records += 1;
+                visit(offset, decoded);
+                offset += len;
+            }
+            Next::End => break,
+            Next::Torn => {
+                result.torn_tail = Some(offset);
+                break;
+            }
+            Next::Corrupt => match find_magic(bytes, offset + 1) {
+                Some(resume) => {
+                    result.damaged.push(offset..resume);
+                    offset = resume;
+                }
+                // Nothing record-like follows: the remains of an interrupted write.
+                None => {
+                    result.torn_tail = Some(offset);
+                    break;
+                }
+            },
+        }
     }
-    Ok((count, valid_len))
+    result
+}
+
+fn find_magic(bytes: &[u8], from: usize) -> Option<usize> {
+    bytes
+        .get(from..)?
+        .windows(record::MAGIC.len())
+        .position(|w| w == record::MAGIC)
+        .map(|p| from + p)
 }
 
 /// Every complete message in the spool, oldest first. Safe to call while a server writes.
@@ -300,9 +418,8 @@ pub fn list(dir: &Path) -> io::Result<Vec<QueuedMessage>> {
         return Ok(messages);
     }
     for number in segment_numbers(dir)? {
-        scan(&segment_path(dir, number), |decoded| {
-            messages.push(decoded.header)
-        })?;
+        let bytes = fs::read(segment_path(dir, number))?;
+        scan(&bytes, |_, decoded| messages.push(decoded.header));
     }
     Ok(messages)
 }
@@ -318,10 +435,12 @@ pub fn read(dir: &Path, id: &str) -> io::Result<Option<(QueuedMessage, Vec<u8>)>
         Err(error) => return Err(error),
     };
     file.seek(SeekFrom::Start(offset))?;
-    let found = record::decode(&mut BufReader::new(file))?;
-    Ok(found
-        .filter(|decoded| decoded.header.id.eq_ignore_ascii_case(id))
-        .map(|decoded| (decoded.header, decoded.body)))
+    match record::decode(&mut BufReader::new(file))? {
+        Next::Record(decoded) if decoded.header.id.eq_ignore_ascii_case(id) => {
+            Ok(Some((decoded.header, decoded.body)))
+        }
+        _ => Ok(None),
+    }
 }
 
 #[cfg(test)]
@@ -426,18 +545,94 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_bytes_are_not_a_message() {
+    fn damage_in_the_middle_hides_nothing_else_and_is_never_deleted() {
         let dir = temp_dir("corrupt");
         let (log, _) = SegmentLog::open(&dir).unwrap();
-        let id = submit(&log, "hello\r\n");
+        let damaged = submit(&log, "first\r\n");
+        let second = submit(&log, "second\r\n");
+        let third = submit(&log, "third\r\n");
         drop(log);
         let path = segment_path(&dir, 1);
         let mut bytes = fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xFF;
-        fs::write(&path, bytes).unwrap();
-        assert!(read(&dir, &id).unwrap().is_none());
-        assert!(list(&dir).unwrap().is_empty());
+        let (_, offset) = parse_queue_id(&second).unwrap();
+        bytes[offset as usize - 3] ^= 0xFF; // the last body byte of the first record
+        fs::write(&path, &bytes).unwrap();
+        assert!(read(&dir, &damaged).unwrap().is_none());
+        let (log, recovery) = SegmentLog::open(&dir).unwrap();
+        assert_eq!(
+            (
+                recovery.messages,
+                recovery.damaged_regions,
+                recovery.torn_bytes_removed
+            ),
+            (2, 1, 0)
+        );
+        drop(log);
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            bytes,
+            "the damaged segment is left as it was"
+        );
+        let ids: Vec<String> = list(&dir).unwrap().into_iter().map(|m| m.id).collect();
+        assert_eq!(ids, [second, third]);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn zeros_after_the_last_record_are_an_interrupted_write() {
+        let dir = temp_dir("zeros");
+        let (log, _) = SegmentLog::open(&dir).unwrap();
+        let kept = submit(&log, "kept\r\n");
+        drop(log);
+        let path = segment_path(&dir, 1);
+        let len = fs::metadata(&path).unwrap().len();
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&[0u8; 4096])
+            .unwrap();
+        let (log, recovery) = SegmentLog::open(&dir).unwrap();
+        assert_eq!((recovery.messages, recovery.torn_bytes_removed), (1, 4096));
+        drop(log);
+        assert_eq!(fs::metadata(&path).unwrap().len(), len);
+        assert_eq!(list(&dir).unwrap()[0].id, kept);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_is_refused_cut_back_and_followed_by_a_new_segment() {
+        let dir = temp_dir("failure");
+        let (log, _) = SegmentLog::open(&dir).unwrap();
+        let before = submit(&log, "before\r\n");
+        // /dev/full fails every write with ENOSPC: swap it in as the open segment's file.
+        let mut writer = Writer {
+            dir: dir.clone(),
+            next_number: 9,
+            segment: None,
+        };
+        writer.segment = Some(Segment {
+            number: 8,
+            file: OpenOptions::new().write(true).open("/dev/full").unwrap(),
+            len: 0,
+        });
+        let (done, receipt) = oneshot::channel();
+        writer.write(vec![Request {
+            submission: submission("refused\r\n"),
+            done,
+        }]);
+        assert_eq!(receipt.blocking_recv().unwrap(), Err(SpoolError::Full));
+        assert!(writer.segment.is_none(), "never appends after a failure");
+        let (done, receipt) = oneshot::channel();
+        writer.write(vec![Request {
+            submission: submission("after\r\n"),
+            done,
+        }]);
+        let after = receipt.blocking_recv().unwrap().unwrap();
+        assert!(after.starts_with("00000009"), "{after}");
+        drop(log);
+        let ids: Vec<String> = list(&dir).unwrap().into_iter().map(|m| m.id).collect();
+        assert_eq!(ids, [before, after]);
         fs::remove_dir_all(&dir).unwrap();
     }
 

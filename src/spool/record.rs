@@ -5,7 +5,7 @@
 //! header (JSON QueuedMessage) | body (the message bytes)
 //! ```
 //! A record is valid only when it is complete and its checksum matches, so a write torn by a
-//! crash is recognised and dropped at recovery.
+//! crash, or bytes damaged later, are recognised and never taken for a message.
 
 use std::io::{self, Read};
 
@@ -16,17 +16,19 @@ pub const PREFIX_LEN: usize = 20;
 /// Headers are small JSON objects; anything larger is corruption, not a header.
 const MAX_HEADER_LEN: u32 = 1 << 20;
 
-pub fn encode(header: &QueuedMessage, body: &[u8], out: &mut Vec<u8>) {
+/// The prefix and header of a record; the body is written after it as it is, uncopied.
+pub fn encode_head(header: &QueuedMessage, body: &[u8]) -> Vec<u8> {
     let header = serde_json::to_vec(header).expect("a QueuedMessage always serialises");
     let mut crc = crc32fast::Hasher::new();
     crc.update(&header);
     crc.update(body);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc.finalize().to_le_bytes());
-    out.extend_from_slice(&header);
-    out.extend_from_slice(body);
+    let mut head = Vec::with_capacity(PREFIX_LEN + header.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    head.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    head.extend_from_slice(&crc.finalize().to_le_bytes());
+    head.extend_from_slice(&header);
+    head
 }
 
 pub struct Decoded {
@@ -36,53 +38,74 @@ pub struct Decoded {
     pub len: u64,
 }
 
-/// Reads one record. `Ok(None)` means the input ends (cleanly or with a torn or corrupt record);
-/// everything from this point on is not a valid record.
-pub fn decode(reader: &mut impl Read) -> io::Result<Option<Decoded>> {
+/// What is at a position in a segment.
+pub enum Next {
+    Record(Decoded),
+    /// Nothing: the input ends here.
+    End,
+    /// The input ends inside a record: a write the crash interrupted.
+    Torn,
+    /// Complete bytes that are not a valid record (wrong magic, bad length, checksum mismatch).
+    Corrupt,
+}
+
+/// Reads one record from the current position.
+pub fn decode(reader: &mut impl Read) -> io::Result<Next> {
     let mut prefix = [0u8; PREFIX_LEN];
-    if !read_fully(reader, &mut prefix)? || &prefix[..4] != MAGIC {
-        return Ok(None);
+    match read_fully(reader, &mut prefix)? {
+        0 => return Ok(Next::End),
+        n if n < PREFIX_LEN => {
+            return Ok(if prefix[..n.min(4)] == MAGIC[..n.min(4)] {
+                Next::Torn
+            } else {
+                Next::Corrupt
+            });
+        }
+        _ => {}
+    }
+    if &prefix[..4] != MAGIC {
+        return Ok(Next::Corrupt);
     }
     let header_len = u32::from_le_bytes(prefix[4..8].try_into().expect("4 bytes"));
     let body_len = u64::from_le_bytes(prefix[8..16].try_into().expect("8 bytes"));
     let crc = u32::from_le_bytes(prefix[16..20].try_into().expect("4 bytes"));
     if header_len > MAX_HEADER_LEN {
-        return Ok(None);
+        return Ok(Next::Corrupt);
     }
     let mut header = vec![0u8; header_len as usize];
-    if !read_fully(reader, &mut header)? {
-        return Ok(None);
+    if read_fully(reader, &mut header)? < header.len() {
+        return Ok(Next::Torn);
     }
     let mut body = Vec::new();
     if reader.take(body_len).read_to_end(&mut body)? as u64 != body_len {
-        return Ok(None);
+        return Ok(Next::Torn);
     }
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&header);
     hasher.update(&body);
     if hasher.finalize() != crc {
-        return Ok(None);
+        return Ok(Next::Corrupt);
     }
     match serde_json::from_slice(&header) {
-        Ok(header) => Ok(Some(Decoded {
+        Ok(header) => Ok(Next::Record(Decoded {
             header,
             body,
             len: PREFIX_LEN as u64 + u64::from(header_len) + body_len,
         })),
-        Err(_) => Ok(None),
+        Err(_) => Ok(Next::Corrupt),
     }
 }
 
-/// Fills `buf`; false if the input ended first.
-fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+/// Fills as much of `buf` as the input has; returns how much.
+fn read_fully(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
-            Ok(0) => return Ok(false),
+            Ok(0) => break,
             Ok(n) => filled += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         }
     }
-    Ok(true)
+    Ok(filled)
 }
