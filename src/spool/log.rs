@@ -379,7 +379,7 @@ fn scan(bytes: &[u8], mut visit: impl FnMut(usize, Decoded)) -> Scan {
             Next::Record(decoded) => {
                 let len = decoded.len as usize;
                 result.records += 1;
-                visit(offset, decoded);
+                visit(offset, *decoded);
                 offset += len;
             }
             Next::End => break,

@@ -40,7 +40,7 @@ pub struct Decoded {
 
 /// What is at a position in a segment.
 pub enum Next {
-    Record(Decoded),
+    Record(Box<Decoded>),
     /// Nothing: the input ends here.
     End,
     /// The input ends inside a record: a write the crash interrupted.
@@ -87,11 +87,11 @@ pub fn decode(reader: &mut impl Read) -> io::Result<Next> {
         return Ok(Next::Corrupt);
     }
     match serde_json::from_slice(&header) {
-        Ok(header) => Ok(Next::Record(Decoded {
+        Ok(header) => Ok(Next::Record(Box::new(Decoded {
             header,
             body,
             len: PREFIX_LEN as u64 + u64::from(header_len) + body_len,
-        })),
+        }))),
         Err(_) => Ok(Next::Corrupt),
     }
 }
