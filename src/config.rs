@@ -98,6 +98,8 @@ impl Default for LimitsConfig {
 pub struct Timeouts {
     pub command: Duration,
     pub data: Duration,
+    /// The whole of one message's DATA, however steadily it trickles in.
+    pub message: Duration,
     pub tls_handshake: Duration,
     pub shutdown_grace: Duration,
 }
@@ -107,6 +109,7 @@ impl Default for Timeouts {
         Timeouts {
             command: Duration::from_secs(300),
             data: Duration::from_secs(180),
+            message: Duration::from_secs(1800),
             tls_handshake: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
         }
@@ -383,7 +386,7 @@ struct RawListener {
     mode: ListenerMode,
     #[serde(default)]
     trusted_networks: Vec<Spanned<String>>,
-    starttls: Option<bool>,
+    starttls: Option<Spanned<bool>>,
     hostname: Option<Spanned<String>>,
 }
 
@@ -415,6 +418,7 @@ struct RawLimits {
 struct RawTimeouts {
     command_seconds: Option<Spanned<i64>>,
     data_seconds: Option<Spanned<i64>>,
+    message_seconds: Option<Spanned<i64>>,
     tls_handshake_seconds: Option<Spanned<i64>>,
     shutdown_grace_seconds: Option<Spanned<i64>>,
 }
@@ -468,6 +472,7 @@ const MAX_CONNECTIONS: Setting = setting("limits.max_connections", 1, NO_CAP, ""
 const MAX_PER_IP: Setting = setting("limits.max_connections_per_ip", 1, NO_CAP, "");
 const COMMAND_SECONDS: Setting = setting("timeouts.command_seconds", 1, DAY, "");
 const DATA_SECONDS: Setting = setting("timeouts.data_seconds", 1, DAY, "");
+const MESSAGE_SECONDS: Setting = setting("timeouts.message_seconds", 1, DAY, "");
 const TLS_SECONDS: Setting = setting("timeouts.tls_handshake_seconds", 1, DAY, "");
 const GRACE_SECONDS: Setting = setting("timeouts.shutdown_grace_seconds", 0, DAY, "");
 
@@ -575,7 +580,7 @@ impl Source<'_> {
 
     fn listener(&self, index: usize, raw: &RawListener) -> Result<ListenerConfig, ConfigError> {
         let key = |name: &str| format!("listener[{index}].{name}");
-        let trusted_networks = raw
+        let trusted_networks: Vec<Cidr> = raw
             .trusted_networks
             .iter()
             .enumerate()
@@ -585,13 +590,33 @@ impl Source<'_> {
             Some(name) => Some(self.hostname(name, &key("hostname"))?),
             None => None,
         };
+        let starttls = raw.starttls.as_ref().is_none_or(|s| *s.get_ref());
+        self.check_reachable(raw, &trusted_networks, &key("starttls"))?;
         Ok(ListenerConfig {
             address: self.socket_address(&raw.address, &key("address"))?,
             mode: raw.mode,
             trusted_networks,
-            starttls: raw.starttls.unwrap_or(true),
+            starttls,
             hostname,
         })
+    }
+
+    /// Without STARTTLS a submission listener can take mail only from trusted networks, so
+    /// it needs some: otherwise it would accept nothing from anyone.
+    fn check_reachable(
+        &self,
+        raw: &RawListener,
+        trusted: &[Cidr],
+        key: &str,
+    ) -> Result<(), ConfigError> {
+        match &raw.starttls {
+            Some(starttls) if !*starttls.get_ref() && raw.mode == ListenerMode::Submission && trusted.is_empty() => Err(self.error(
+                starttls.span(),
+                key,
+                "a submission listener without STARTTLS accepts mail only from trusted_networks, and none are set",
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn socket_address(&self, text: &Spanned<String>, key: &str) -> Result<SocketAddr, ConfigError> {
@@ -676,6 +701,7 @@ impl Source<'_> {
         Ok(Timeouts {
             command: seconds(&raw.command_seconds, &COMMAND_SECONDS, default.command)?,
             data: seconds(&raw.data_seconds, &DATA_SECONDS, default.data)?,
+            message: seconds(&raw.message_seconds, &MESSAGE_SECONDS, default.message)?,
             tls_handshake: seconds(
                 &raw.tls_handshake_seconds,
                 &TLS_SECONDS,
@@ -900,6 +926,8 @@ max_connections_per_ip = 100
 command_seconds = 300
 # Wait for more message data during DATA. 1 to 86400.
 data_seconds = 180
+# The whole of one message's DATA, so a steady trickle cannot hold a session. 1 to 86400.
+message_seconds = 1800
 # Complete a TLS handshake. 1 to 86400.
 tls_handshake_seconds = 30
 # On shutdown, time open sessions get to finish before they are cut off; 0 cuts at once.
@@ -1058,6 +1086,7 @@ mod tests {
             "[timeouts]",
             "command_seconds",
             "data_seconds",
+            "message_seconds",
             "tls_handshake_seconds",
             "shutdown_grace_seconds",
         ];
@@ -1372,6 +1401,15 @@ shutdown_grace_seconds = 0
             "tls.certificate",
             "empty",
         );
+    }
+
+    #[test]
+    fn listener_without_starttls_needs_trusted_networks() {
+        let text =
+            "[[listener]]\naddress = \"127.0.0.1:25\"\nmode = \"submission\"\nstarttls = false\n";
+        assert_refused(text, 4, 12, "listener[0].starttls", "trusted_networks");
+        let trusted = format!("{text}trusted_networks = [\"10.0.0.0/8\"]\n");
+        assert!(!parse(&trusted).unwrap().listeners[0].starttls);
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl ConnectionLimiter {
     }
 
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<ConnectionSlot, Refusal> {
-        let ip = canonical(ip);
+        let ip = network_of(ip);
         let mut counts = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if counts.total >= self.max_total {
             return Err(Refusal::TooManyInTotal);
@@ -97,6 +97,18 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// What the per-address cap counts: the IPv4 address, or the IPv6 /64 (one customer's network:
+/// counting single IPv6 addresses would give anyone 2^64 of them).
+fn network_of(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// An IPv4 client on a dual-stack socket shows up as ::ffff:a.b.c.d; count it as a.b.c.d.
 pub fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -127,6 +139,17 @@ mod tests {
         drop(first);
         let _again = limiter.admit(a).unwrap();
         assert_eq!(limiter.open_connections(), 3);
+    }
+
+    #[test]
+    fn ipv6_clients_are_capped_per_64() {
+        let limiter = ConnectionLimiter::new(10, 1);
+        let _first = limiter.admit("2001:db8:1:2::1".parse().unwrap()).unwrap();
+        assert_eq!(
+            limiter.admit("2001:db8:1:2::ffff".parse().unwrap()).err(),
+            Some(Refusal::TooManyFromAddress)
+        );
+        assert!(limiter.admit("2001:db8:1:3::1".parse().unwrap()).is_ok());
     }
 
     #[tokio::test]

@@ -112,3 +112,67 @@ fn sigterm_lets_data_in_progress_finish_then_closes_with_421() {
             .ends_with("first half\r\nsecond half\r\n")
     );
 }
+
+#[test]
+fn a_client_that_never_reads_is_dropped_after_the_command_timeout() {
+    let server = Server::start("noread", trusted("[timeouts]\ncommand_seconds = 2\n"));
+    let mut stream = std::net::TcpStream::connect(server.submission).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    // EHLO is neither an error nor a junk command: only the write timeout can end this.
+    let burst = "EHLO c.example\r\n".repeat(4096);
+    let mut failed = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        if std::io::Write::write_all(&mut stream, burst.as_bytes()).is_err() {
+            failed = true;
+            break;
+        }
+    }
+    assert!(
+        failed,
+        "the server kept the connection of a client that never reads"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_message_trickled_in_forever_is_cut_off_with_421_4_4_2() {
+    let server = Server::start(
+        "trickle-data",
+        trusted("[timeouts]\ndata_seconds = 10\nmessage_seconds = 2\n"),
+    );
+    let mut client = Raw::connect(server.submission);
+    client.expect("220 ");
+    client.send(
+        b"EHLO c.example\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n",
+    );
+    client.expect("250 ");
+    client.expect("250 2.1.0");
+    client.expect("250 2.1.5");
+    client.expect("354");
+    let started = std::time::Instant::now();
+    let writer = client.writer();
+    let trickle = std::thread::spawn(move || {
+        let mut writer = writer;
+        for _ in 0..40 {
+            if std::io::Write::write_all(&mut writer, b"more\r\n").is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    client.expect("421 4.4.2");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    trickle.join().unwrap();
+    assert!(server.queue().is_empty());
+}

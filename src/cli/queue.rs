@@ -4,7 +4,7 @@ use std::io::Write;
 
 use clap::Subcommand;
 
-use super::{EX_IOERR, EX_NOINPUT, Failure};
+use super::{EX_DATAERR, EX_IOERR, EX_NOINPUT, Failure};
 use crate::config::Config;
 use crate::spool::{QueuedMessage, log};
 
@@ -18,6 +18,8 @@ pub enum Command {
     },
     /// Print one message: its envelope, a blank line, then the message as stored
     Show { id: String },
+    /// Read the whole spool and report damaged or partial records (changes nothing)
+    Check,
 }
 
 pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
@@ -33,6 +35,20 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
                 println!("{text}");
             } else {
                 print_table(&messages);
+            }
+            Ok(())
+        }
+        Command::Check => {
+            let health = log::check(&spool_dir).map_err(io_failure)?;
+            println!(
+                "{} segment(s), {} message(s), {} damaged region(s), {} trailing byte(s)",
+                health.segments, health.messages, health.damaged_regions, health.trailing_bytes
+            );
+            if health.damaged_regions > 0 {
+                return Err(Failure::new(
+                    EX_DATAERR,
+                    "the spool has damaged records; they are skipped and kept for inspection",
+                ));
             }
             Ok(())
         }

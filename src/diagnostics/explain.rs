@@ -101,16 +101,16 @@ pub enum ExplainError {
     KnowledgeBase(String),
 }
 
-const FORMS: &str = "try 530, 5.7.8, \"530 5.7.0\" or a whole reply line; `portcullis explain --list` lists every code";
+const FORMS: &str = "Try 530, 5.7.8, \"530 5.7.0\" or a whole reply line; `portcullis explain --list` lists every code";
 
 impl fmt::Display for ExplainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ExplainError::Empty => write!(f, "nothing to explain: {FORMS}"),
+            ExplainError::Empty => write!(f, "nothing to explain. {FORMS}"),
             ExplainError::NotACode(input) => {
                 write!(
                     f,
-                    "{input:?} is not an SMTP reply code or enhanced status code: {FORMS}"
+                    "{input:?} is not an SMTP reply code or enhanced status code. {FORMS}"
                 )
             }
             ExplainError::InvalidBasic { code, reason } => write!(
@@ -351,8 +351,8 @@ fn describe_digits(digits: &[DigitMeaning]) -> String {
         .join(", ")
 }
 
-/// RFC 3463 §2 and RFC 2034: the enhanced class repeats the reply code's first digit, and 3xx
-/// replies carry no enhanced code.
+/// RFC 2034 §4: the enhanced class agrees with the reply code's first digit, and 3xx replies
+/// carry no enhanced code.
 fn check_classes(query: &Query, notes: &mut Vec<String>) -> bool {
     let (
         Some(basic),
@@ -366,7 +366,7 @@ fn check_classes(query: &Query, notes: &mut Vec<String>) -> bool {
     let first = basic / 100;
     if first == 3 {
         notes.push(format!(
-            "Unusual: {basic} is an intermediate reply, and enhanced status codes are not used with 3xx replies (RFC 2034)."
+            "Unusual: {basic} is an intermediate reply, and enhanced status codes are not used with 3xx replies (RFC 2034 §4)."
         ));
         return false;
     }
@@ -374,7 +374,7 @@ fn check_classes(query: &Query, notes: &mut Vec<String>) -> bool {
         return true;
     }
     notes.push(format!(
-        "Inconsistent: the enhanced class {class} ({}) contradicts reply code {basic} ({}). The enhanced class must repeat the reply code's first digit (RFC 3463 §2). Clients act on the reply code (RFC 5321 §4.2), so treat this as {}, and report the inconsistency to the server's operator.",
+        "Inconsistent: the enhanced class {class} ({}) contradicts reply code {basic} ({}). The enhanced code's class must agree with the reply code's first digit (RFC 2034 §4). Clients act on the reply code (RFC 5321 §4.2), so treat this as {}, and report the inconsistency to the server's operator.",
         class_word(u16::from(class)),
         class_word(first),
         class_word(first),

@@ -100,7 +100,8 @@ pub struct EnhancedEntry {
     pub title: String,
     pub meaning: String,
     pub rfc: String,
-    /// The reply codes the IANA registry associates with this code.
+    /// The reply codes the IANA registry associates with this code (for a vendor's code: the
+    /// ones it is seen with).
     pub registry_basic: Vec<u16>,
     pub side: Side,
     pub when: String,

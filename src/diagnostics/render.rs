@@ -21,7 +21,7 @@ const CYAN: &str = "36";
 
 pub fn text(explanation: &Explanation, color: bool) -> String {
     let mut out = Out::new(color);
-    out.title(&explanation.input);
+    out.title(&reply_line(explanation));
     if let Some(combination) = &explanation.combination {
         combination_section(&mut out, combination);
     }
@@ -39,6 +39,17 @@ pub fn text(explanation: &Explanation, color: bool) -> String {
         }
     }
     out.finish()
+}
+
+/// The reply as understood, without the quotes and prefixes it was pasted with.
+fn reply_line(explanation: &Explanation) -> String {
+    let reply = &explanation.reply;
+    let parts = [
+        reply.basic.map(|code| code.to_string()),
+        reply.enhanced.clone(),
+        reply.text.clone(),
+    ];
+    parts.into_iter().flatten().collect::<Vec<_>>().join(" ")
 }
 
 pub fn list(kb: &Knowledge) -> String {
@@ -132,7 +143,8 @@ fn enhanced_section(out: &mut Out, part: &EnhancedPart) {
         .entry
         .as_ref()
         .map_or("not in the IANA registry", |e| &e.title);
-    let code = match part.code == part.pattern {
+    // A vendor's code has no registry pattern; naming one would suggest it is registered.
+    let code = match part.code == part.pattern || !part.registered {
         true => part.code.clone(),
         false => format!("{} ({})", part.code, part.pattern),
     };
@@ -154,10 +166,11 @@ fn enhanced_entry(out: &mut Out, entry: &EnhancedEntry) {
     }
     if !entry.registry_basic.is_empty() {
         let codes: Vec<String> = entry.registry_basic.iter().map(u16::to_string).collect();
-        out.field(
-            "Paired with",
-            &format!("{} (per the IANA registry)", codes.join(", ")),
-        );
+        let source = match entry.registered() {
+            true => " (per the IANA registry)",
+            false => "",
+        };
+        out.field("Paired with", &format!("{}{source}", codes.join(", ")));
     }
     out.field("Sent by", side(entry.side));
     out.field("When", &entry.when);
@@ -254,8 +267,11 @@ impl Out {
 
     fn heading(&mut self, text: &str) {
         self.buf.push('\n');
-        let heading = self.paint(HEADING, text);
-        self.line(&heading);
+        for (index, line) in wrap(text, WIDTH - 2).into_iter().enumerate() {
+            let indent = if index == 0 { "" } else { "  " };
+            let heading = self.paint(HEADING, &line);
+            self.line(&format!("{indent}{heading}"));
+        }
     }
 
     fn paragraph(&mut self, text: &str) {

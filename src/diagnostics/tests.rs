@@ -483,7 +483,7 @@ fn unknown_and_malformed_codes_give_a_clear_error() {
 
 #[test]
 fn a_well_formed_unknown_code_alone_is_an_error_that_reads_its_digits() {
-    let error = explain("523").err().expect("523 is not defined");
+    let error = explain("523").expect_err("523 is not defined");
     assert!(matches!(
         error,
         ExplainError::UnknownBasic { code: 523, .. }
@@ -492,7 +492,7 @@ fn a_well_formed_unknown_code_alone_is_an_error_that_reads_its_digits() {
         error.to_string().contains("permanent negative completion"),
         "{error}"
     );
-    let error = explain("5.7.999").err().expect("5.7.999 is not registered");
+    let error = explain("5.7.999").expect_err("5.7.999 is not registered");
     assert!(error.to_string().contains("security or policy"), "{error}");
 }
 

@@ -88,6 +88,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     let mut input = vec![0u8; READ_CHUNK];
     let mut phase = shared.phase.clone();
     let mut deadline = Instant::now() + shared.timeouts.command;
+    let mut message_deadline = None;
     loop {
         let mut progressed = false;
         while let Some(action) = session.next_action() {
@@ -119,11 +120,17 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
             return Ended::Closed;
         }
         // A complete command (or a data block) restarts the clock; partial lines do not, so a
-        // client trickling bytes cannot hold a session open forever.
-        if progressed {
-            deadline = Instant::now() + timeout_for(session, shared);
-        }
+        // client trickling bytes cannot hold a session open forever. A message as a whole must
+        // also finish within its own limit, however steadily its bytes arrive.
         let in_data = session.in_data();
+        match (in_data, message_deadline) {
+            (true, None) => message_deadline = Some(Instant::now() + shared.timeouts.message),
+            (false, Some(_)) => message_deadline = None,
+            _ => {}
+        }
+        if progressed {
+            deadline = next_deadline(session, shared, message_deadline);
+        }
         let stop = phase_reaches(&mut phase, |p| match p {
             Phase::Running => false,
             Phase::Draining => !in_data,
@@ -136,7 +143,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 Ok(Ok(n)) => {
                     session.receive(&input[..n]);
                     if session.in_data() {
-                        deadline = Instant::now() + shared.timeouts.data;
+                        deadline = next_deadline(session, shared, message_deadline);
                     }
                 }
             },
@@ -162,11 +169,11 @@ async fn authenticate(shared: &Shared, client_ip: IpAddr, credentials: Credentia
     outcome
 }
 
-fn timeout_for(session: &Session, shared: &Shared) -> std::time::Duration {
-    if session.in_data() {
-        shared.timeouts.data
-    } else {
-        shared.timeouts.command
+fn next_deadline(session: &Session, shared: &Shared, message_deadline: Option<Instant>) -> Instant {
+    let now = Instant::now();
+    match message_deadline {
+        Some(limit) if session.in_data() => (now + shared.timeouts.data).min(limit),
+        _ => now + shared.timeouts.command,
     }
 }
 

@@ -40,7 +40,8 @@ pub struct AddressError(pub &'static str);
 
 const MAX_LOCAL_PART: usize = 64; // RFC 5321 §4.5.3.1.1
 const MAX_DOMAIN: usize = 255; // §4.5.3.1.2
-const MAX_PATH: usize = 256; // §4.5.3.1.3
+/// §4.5.3.1.3: 256 octets including the angle brackets.
+const MAX_PATH: usize = 254;
 
 /// Splits `<path> [params]` into the path (without angle brackets) and the parameter text.
 /// Tolerates one space after the colon, which many clients send.
@@ -78,7 +79,7 @@ fn closing_bracket(text: &str) -> Option<usize> {
 /// Parses the inside of `<...>` as a mailbox, dropping a source route (`@a,@b:`).
 pub fn parse_mailbox(path: &str) -> Result<Mailbox, AddressError> {
     if path.len() > MAX_PATH {
-        return Err(AddressError("the address is longer than 256 octets"));
+        return Err(AddressError("the address is longer than 254 octets"));
     }
     let path = strip_source_route(path)?;
     let at = local_part_end(path)?;
@@ -265,6 +266,16 @@ mod tests {
         }
         assert!(parse_mailbox(&format!("{}@example.com", "a".repeat(65))).is_err());
         assert!(parse_mailbox(&format!("a@{}.com", "b".repeat(300))).is_err());
+        let longest = format!(
+            "{}@{}.{}.{}.example",
+            "a".repeat(64),
+            "b".repeat(60),
+            "c".repeat(60),
+            "d".repeat(59)
+        );
+        assert_eq!(longest.len(), 254);
+        assert!(parse_mailbox(&longest).is_ok());
+        assert!(parse_mailbox(&format!("x{longest}")).is_err());
     }
 
     #[test]

@@ -44,8 +44,8 @@ impl Command {
             }
         };
         match verb.to_ascii_uppercase().as_str() {
-            "EHLO" => required(argument, "EHLO <your-hostname>").map(Command::Ehlo),
-            "HELO" => required(argument, "HELO <your-hostname>").map(Command::Helo),
+            "EHLO" => client_name(argument, "EHLO <your-hostname>").map(Command::Ehlo),
+            "HELO" => client_name(argument, "HELO <your-hostname>").map(Command::Helo),
             "MAIL" => from_prefix(argument, "FROM:", "MAIL FROM:<address> [parameters]")
                 .map(Command::Mail),
             "RCPT" => from_prefix(argument, "TO:", "RCPT TO:<address>").map(Command::Rcpt),
@@ -72,6 +72,23 @@ fn required(argument: &str, usage: &'static str) -> Result<String, Reply> {
         Err(reply::syntax_error(usage))
     } else {
         Ok(argument.to_string())
+    }
+}
+
+/// The name a client gives in EHLO/HELO: a host name or an address literal (RFC 5321
+/// §4.1.1.1). Underscores and unqualified names are tolerated because real clients send them;
+/// anything else (spaces, parentheses, control characters) is refused, since the name goes
+/// into the Received: header.
+fn client_name(argument: &str, usage: &'static str) -> Result<String, Reply> {
+    let plausible = !argument.is_empty()
+        && argument.len() <= 255
+        && argument
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-._[]:".contains(c));
+    if plausible {
+        Ok(argument.to_string())
+    } else {
+        Err(reply::syntax_error(usage))
     }
 }
 
@@ -126,18 +143,18 @@ pub fn parse_mail_from(argument: &str) -> Result<MailFrom, Reply> {
         sender,
         ..MailFrom::default()
     };
+    let mut seen = Vec::new();
     for param in params.split(' ').filter(|p| !p.is_empty()) {
         let (keyword, value) = match param.split_once('=') {
             Some((keyword, value)) => (keyword, Some(value)),
             None => (param, None),
         };
-        match (keyword.to_ascii_uppercase().as_str(), value) {
-            ("SIZE", Some(value)) => {
-                let size = value
-                    .parse()
-                    .map_err(|_| reply::syntax_error("SIZE=<number of octets>"))?;
-                mail.declared_size = Some(size);
-            }
+        let keyword = keyword.to_ascii_uppercase();
+        if seen.contains(&keyword) {
+            return Err(reply::syntax_error("each MAIL parameter at most once"));
+        }
+        match (keyword.as_str(), value) {
+            ("SIZE", value) => mail.declared_size = Some(parse_size(value)?),
             ("BODY", Some(value)) if value.eq_ignore_ascii_case("7BIT") => {
                 mail.body = Body::SevenBit
             }
@@ -150,8 +167,18 @@ pub fn parse_mail_from(argument: &str) -> Result<MailFrom, Reply> {
             ("AUTH", Some(_)) => {}
             _ => return Err(reply::unknown_parameter(param)),
         }
+        seen.push(keyword);
     }
     Ok(mail)
+}
+
+/// `SIZE=<digits>` (RFC 1870 §3): no sign, no other characters.
+fn parse_size(value: Option<&str>) -> Result<u64, Reply> {
+    let usage = || reply::syntax_error("SIZE=<number of octets>");
+    let digits = value
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .ok_or_else(usage)?;
+    digits.parse().map_err(|_| usage())
 }
 
 pub fn parse_rcpt_to(argument: &str, hostname: &str) -> Result<Mailbox, Reply> {
@@ -202,6 +229,27 @@ mod tests {
                 initial_response: Some("AGEAYg==".into())
             })
         );
+    }
+
+    #[test]
+    fn client_names_must_be_host_names_or_literals() {
+        for name in [
+            "client.example",
+            "[192.0.2.1]",
+            "[IPv6:2001:db8::1]",
+            "DESKTOP_7Q",
+            "localhost",
+            "bücher.example",
+        ] {
+            assert_eq!(
+                Command::parse(format!("EHLO {name}").as_bytes()),
+                Ok(Command::Ehlo(name.into()))
+            );
+        }
+        for name in ["evil (by mx.google.com)", "a\x00b", "x;y", "\x1b[2J"] {
+            let reply = Command::parse(format!("HELO {name}").as_bytes()).unwrap_err();
+            assert_eq!(code(&reply), (501, Some(Status(5, 5, 4))), "{name:?}");
+        }
     }
 
     #[test]

@@ -139,11 +139,15 @@ pub const UNKNOWN_COMMAND: Reply = Reply::fixed(
     Status(5, 5, 2),
     "Command not recognized; send HELP for the list of commands",
 );
-pub const LINE_TOO_LONG: Reply = Reply::fixed(
-    500,
-    Status(5, 5, 6),
-    "Command line too long; the limit is 512 octets including CRLF (RFC 5321 §4.5.3.1.4)",
-);
+pub fn line_too_long(limit: usize) -> Reply {
+    Reply::owned(
+        500,
+        Some(Status(5, 5, 6)),
+        format!(
+            "Command line too long; this server accepts {limit} octets including CRLF (RFC 5321 §4.5.3.1.4)"
+        ),
+    )
+}
 pub const AUTH_LINE_TOO_LONG: Reply = Reply::fixed(
     500,
     Status(5, 5, 6),
@@ -168,6 +172,19 @@ pub const EHLO_FIRST: Reply = Reply::fixed(
     Status(5, 5, 1),
     "Bad sequence of commands: send EHLO first",
 );
+pub const EHLO_NOT_HELO: Reply = Reply::fixed(
+    503,
+    Status(5, 5, 1),
+    "Bad sequence of commands: AUTH needs the session to start with EHLO, not HELO",
+);
+
+pub fn parameter_needs_ehlo(parameter: &str) -> Reply {
+    Reply::owned(
+        555,
+        Some(Status(5, 5, 4)),
+        format!("Parameter {parameter} needs the session to start with EHLO, not HELO"),
+    )
+}
 pub const EXPN_DISABLED: Reply = Reply::fixed(
     502,
     Status(5, 5, 1),

@@ -43,6 +43,14 @@ impl Default for Limits {
     }
 }
 
+/// What MAIL parameters may add to the 512-octet command line: SIZE 26 (RFC 1870 §3), AUTH=
+/// 500 (RFC 4954 §3), SMTPUTF8 10 (RFC 6531 §3.4).
+const MAIL_PARAMETER_ALLOWANCE: usize = 26 + 500 + 10;
+
+/// Commands that move no mail (Postfix's "junk commands"). Past this many in one session
+/// without a MAIL, each further one counts as an error, so a client cannot idle forever on NOOP.
+const JUNK_COMMAND_LIMIT: u32 = 100;
+
 /// What a listener tells each of its sessions.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -142,6 +150,7 @@ pub struct Session {
     auth_user: Option<String>,
     transaction: Option<Transaction>,
     errors: u32,
+    junk_commands: u32,
 }
 
 impl Session {
@@ -166,6 +175,7 @@ impl Session {
             auth_user: None,
             transaction: None,
             errors: 0,
+            junk_commands: 0,
             config,
         };
         session.send(reply::greeting(&session.config.hostname));
@@ -283,7 +293,7 @@ impl Session {
         let limit = if in_auth {
             self.config.limits.max_auth_line
         } else {
-            self.config.limits.max_command_line
+            self.config.limits.max_command_line + MAIL_PARAMETER_ALLOWANCE
         };
         let pending = &self.input[self.consumed..];
         let Some(end) = pending.windows(2).position(|w| w == b"\r\n") else {
@@ -298,7 +308,7 @@ impl Session {
         let line_start = self.consumed;
         self.consumed += end + 2;
         if std::mem::take(&mut self.discarding_line) || end + 2 > limit {
-            self.line_too_long(in_auth);
+            self.line_too_long(in_auth, limit);
             return true;
         }
         let line = self.input[line_start..line_start + end].to_vec();
@@ -309,12 +319,12 @@ impl Session {
         true
     }
 
-    fn line_too_long(&mut self, in_auth: bool) {
+    fn line_too_long(&mut self, in_auth: bool, limit: usize) {
         if in_auth {
             self.mode = Mode::Command;
             self.send(reply::AUTH_LINE_TOO_LONG);
         } else {
-            self.send(reply::LINE_TOO_LONG);
+            self.send(reply::line_too_long(limit));
         }
     }
 
@@ -346,6 +356,13 @@ impl Session {
     }
 
     fn handle(&mut self, command: Command) {
+        let junk = matches!(
+            command,
+            Command::Noop | Command::Rset | Command::Vrfy | Command::Expn | Command::Help(_)
+        );
+        if junk && self.junk_ends_session() {
+            return;
+        }
         match command {
             Command::Ehlo(client) => self.ehlo(client),
             Command::Helo(client) => self.helo(client),
@@ -370,6 +387,19 @@ impl Session {
             Command::Expn => self.send(reply::EXPN_DISABLED),
             Command::Help(topic) => self.send(reply::help(topic.as_deref())),
         }
+    }
+
+    /// Counts a junk command; true when that reached the error limit and closed the session.
+    fn junk_ends_session(&mut self) -> bool {
+        self.junk_commands += 1;
+        if self.junk_commands > JUNK_COMMAND_LIMIT {
+            self.errors += 1;
+            if self.errors >= self.config.limits.max_errors {
+                self.close_with(reply::TOO_MANY_ERRORS);
+                return true;
+            }
+        }
+        false
     }
 
     fn ehlo(&mut self, client: String) {
@@ -433,6 +463,8 @@ impl Session {
             Some(reply::MUST_STARTTLS)
         } else if self.helo.is_none() {
             Some(reply::EHLO_FIRST)
+        } else if !self.esmtp {
+            Some(reply::EHLO_NOT_HELO)
         } else if self.auth_user.is_some() {
             Some(reply::AUTH_ALREADY_DONE)
         } else if self.transaction.is_some() {
@@ -486,6 +518,9 @@ impl Session {
             Ok(mail) => mail,
             Err(reply) => return self.send(reply),
         };
+        if let Some(parameter) = self.extension_used_after_helo(&mail) {
+            return self.send(reply::parameter_needs_ehlo(parameter));
+        }
         let sender = mail.sender.as_ref().map_or("", Mailbox::as_str).to_string();
         if !mail.smtputf8 && !sender.is_ascii() {
             return self.send(reply::NON_ASCII_WITHOUT_SMTPUTF8);
@@ -498,7 +533,24 @@ impl Session {
             mail,
             recipients: Vec::new(),
         });
+        self.junk_commands = 0;
         self.send(reply::sender_ok(&sender));
+    }
+
+    /// Service extensions exist only after EHLO (RFC 5321 §4.1.1.1).
+    fn extension_used_after_helo(&self, mail: &MailFrom) -> Option<&'static str> {
+        if self.esmtp {
+            return None;
+        }
+        if mail.declared_size.is_some() {
+            Some("SIZE")
+        } else if mail.body == Body::EightBitMime {
+            Some("BODY")
+        } else if mail.smtputf8 {
+            Some("SMTPUTF8")
+        } else {
+            None
+        }
     }
 
     fn rcpt(&mut self, argument: &str) {
@@ -611,17 +663,24 @@ impl Session {
         }
     }
 
-    /// The trace header of RFC 5321 §4.4, with the protocol name of RFC 3848 and the
+    /// The trace header of RFC 5321 §4.4, with the protocol name of RFC 3848 / 6531 and the
     /// authenticated identity (RFC 4954 §7). The recipient is named only when there is exactly
     /// one, so that Bcc recipients are not disclosed to each other.
     fn received_header(&self, now: SystemTime) -> String {
-        let protocol = match (self.esmtp, self.tls.is_some(), self.auth_user.is_some()) {
-            (false, _, _) => "SMTP",
-            (true, false, false) => "ESMTP",
-            (true, true, false) => "ESMTPS",
-            (true, false, true) => "ESMTPA",
-            (true, true, true) => "ESMTPSA",
+        let utf8 = self.transaction.as_ref().is_some_and(|t| t.mail.smtputf8);
+        let base = match (self.esmtp, utf8) {
+            (false, _) => "SMTP",
+            (true, false) => "ESMTP",
+            (true, true) => "UTF8SMTP", // RFC 6531 §3.7.3
         };
+        let suffix = match (self.tls.is_some(), self.auth_user.is_some()) {
+            (_, _) if !self.esmtp => "",
+            (false, false) => "",
+            (true, false) => "S",
+            (false, true) => "A",
+            (true, true) => "SA",
+        };
+        let protocol = format!("{base}{suffix}");
         let mut header = format!(
             "Received: from {} ([{}])\r\n\tby {} (Portcullis) with {protocol}",
             self.helo.as_deref().unwrap_or("unknown"),

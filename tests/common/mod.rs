@@ -262,6 +262,11 @@ impl Raw {
         self.reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
     }
 
+    /// A second handle for writing while this one reads.
+    pub fn writer(&self) -> TcpStream {
+        self.reader.get_ref().try_clone().unwrap()
+    }
+
     pub fn set_timeout(&mut self, timeout: Duration) {
         self.reader
             .get_ref()

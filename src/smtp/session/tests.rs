@@ -512,7 +512,7 @@ fn unknown_mail_parameter_is_555_5_5_4() {
 #[test]
 fn command_line_too_long_is_500_5_5_6_and_memory_stays_bounded() {
     let mut session = plaintext();
-    let long = format!("NOOP {}\r\n", "x".repeat(600));
+    let long = format!("NOOP {}\r\n", "x".repeat(1100));
     assert_eq!(outcome(&mut session, &long), ["500 5.5.6"]);
     // A line that never ends is discarded as it arrives, not buffered.
     for _ in 0..100 {
@@ -538,6 +538,73 @@ fn a_line_of_exactly_512_octets_is_accepted() {
     let line = format!("NOOP {}\r\n", "x".repeat(512 - 7));
     assert_eq!(line.len(), 512);
     assert_eq!(outcome(&mut session, &line), ["250 2.0.0"]);
+}
+
+#[test]
+fn mail_with_every_extension_parameter_may_exceed_512_octets() {
+    let mut session = authenticated();
+    let address = format!(
+        "{}@{}.{}.{}.example",
+        "a".repeat(64),
+        "b".repeat(60),
+        "c".repeat(60),
+        "d".repeat(50)
+    );
+    let line =
+        format!("MAIL FROM:<{address}> SIZE=999 BODY=8BITMIME SMTPUTF8 AUTH=<{address}>\r\n");
+    assert!(line.len() > 512, "{}", line.len());
+    assert_eq!(outcome(&mut session, &line), ["250 2.1.0"]);
+}
+
+#[test]
+fn extensions_after_helo_are_refused() {
+    let mut session = trusted();
+    assert_eq!(
+        outcome(&mut session, "HELO c\r\nMAIL FROM:<a@b.c> SIZE=10\r\n"),
+        ["250", "555 5.5.4"]
+    );
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c> BODY=8BITMIME\r\n"),
+        ["555 5.5.4"]
+    );
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c>\r\n"),
+        ["250 2.1.0"]
+    );
+    let mut session = plaintext();
+    outcome(&mut session, "STARTTLS\r\n");
+    session.tls_established(tls_info());
+    assert_eq!(
+        outcome(&mut session, "HELO c\r\nAUTH PLAIN\r\n"),
+        ["250", "503 5.5.1"]
+    );
+}
+
+#[test]
+fn endless_noop_eventually_counts_as_errors() {
+    let mut session = trusted();
+    let mut rendered = Vec::new();
+    for _ in 0..(JUNK_COMMAND_LIMIT + 20) {
+        rendered.extend(outcome(&mut session, "NOOP\r\n"));
+    }
+    assert!(
+        rendered[..rendered.len() - 2]
+            .iter()
+            .all(|r| r == "250 2.0.0")
+    );
+    assert_eq!(rendered[rendered.len() - 2..], ["421 4.7.0", "CLOSE"]);
+}
+
+#[test]
+fn received_names_the_utf8_protocol_for_smtputf8_transactions() {
+    let mut session = authenticated();
+    outcome(
+        &mut session,
+        "MAIL FROM:<jörg@example.test> SMTPUTF8\r\nRCPT TO:<b@c.d>\r\nDATA\r\n",
+    );
+    let submission = take_submission(&mut session, "x\r\n.\r\n");
+    let text = String::from_utf8(submission.message).unwrap();
+    assert!(text.contains("with UTF8SMTPSA\r\n"), "{text}");
 }
 
 #[test]
