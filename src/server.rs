@@ -42,6 +42,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
 }
 
 async fn serve(config: Config) -> Result<(), StartError> {
+    // Before anything can connect: a SIGTERM that arrived before the handlers existed would
+    // kill the process outright instead of draining it.
+    let signals =
+        Signals::install().map_err(|e| fail(EX_OSERR, format!("cannot handle signals: {e}")))?;
     let data_dir = &config.data_dir;
     fs::create_dir_all(data_dir)
         .map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", data_dir.display())))?;
@@ -96,7 +100,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
         tokio::spawn(listener.run(Arc::clone(&shared)));
     }
 
-    wait_for_signal().await;
+    signals.wait().await;
     tracing::info!(
         open = limiter.open_connections(),
         "shutting down: finishing messages in progress"
@@ -183,18 +187,24 @@ fn announce(config: &Config, listeners: &[Listener], origin: &tls::Origin, recov
     println!("Stop with Ctrl-C (SIGINT) or SIGTERM.");
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut interrupt), Ok(mut terminate)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        // Without signal handlers the server can still be stopped; it just cannot drain.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
     }
 }

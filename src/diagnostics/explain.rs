@@ -215,7 +215,8 @@ pub struct ExplainArgs {
 /// to exit status 65). The text ends with a newline (print it with `print!`); the message has none.
 pub fn run(args: &ExplainArgs, color: bool) -> Result<String, String> {
     if args.list {
-        return Ok(list());
+        let kb = knowledge::get().map_err(|m| ExplainError::KnowledgeBase(m).to_string())?;
+        return Ok(render::list(kb));
     }
     let input = args.code.join(" ");
     let explanation = explain(&input).map_err(|e| e.to_string())?;

@@ -1,0 +1,246 @@
+//! The password exactly as read from standard input or a file, and what may be wrong with its
+//! bytes. A pasted password with a stray newline, a no-break space or a zero-width space is the
+//! most common reason for a `535` that "cannot be": the raw bytes are inspected before anything
+//! is trimmed, and nothing is removed silently.
+
+use std::io::Read;
+use std::path::Path;
+
+pub struct Password {
+    /// What is sent: from standard input, the input minus one trailing "\n" (the line
+    /// terminator); from a file, every byte of it.
+    pub bytes: Vec<u8>,
+    /// Problems found in the raw bytes, in plain words.
+    pub issues: Vec<String>,
+    /// The password without surrounding whitespace and invisible characters, when that differs;
+    /// tried once after a `535` so the diagnosis can be certain.
+    pub cleaned: Option<Vec<u8>>,
+}
+
+impl Password {
+    pub fn from_stdin() -> Result<Password, String> {
+        let mut raw = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut raw)
+            .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        Ok(Password::from_stdin_bytes(raw))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Password, String> {
+        let raw = std::fs::read(path)
+            .map_err(|e| format!("{}: cannot read the password file: {e}", path.display()))?;
+        Ok(Password::from_file_bytes(raw))
+    }
+
+    /// Exactly one trailing "\n" is the line terminator of `echo` or a typed line; anything
+    /// else left at the end is reported.
+    pub fn from_stdin_bytes(mut bytes: Vec<u8>) -> Password {
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+        }
+        let mut issues = Vec::new();
+        let mut content: &[u8] = &bytes;
+        if let Some(rest) = bytes.strip_suffix(b"\r") {
+            issues.push(
+                "the password read from standard input ends with a carriage return (\\r), \
+                 left over from a Windows (CRLF) line ending; if that is not part of the \
+                 password, remove it"
+                    .to_string(),
+            );
+            content = rest;
+        }
+        issues.extend(inspect(content));
+        Password::new(bytes, issues)
+    }
+
+    /// Nothing is stripped from a file: its whole content is the password.
+    pub fn from_file_bytes(bytes: Vec<u8>) -> Password {
+        let mut issues = Vec::new();
+        let mut content: &[u8] = &bytes;
+        let ending = if let Some(rest) = bytes.strip_suffix(b"\r\n") {
+            content = rest;
+            Some("a CRLF line ending (\\r\\n)")
+        } else if let Some(rest) = bytes.strip_suffix(b"\n") {
+            content = rest;
+            Some("a newline")
+        } else {
+            None
+        };
+        if let Some(ending) = ending {
+            issues.push(format!(
+                "the password file ends with {ending}; if that is not part of the password, \
+                 remove it (for example: printf '%s' 'PASSWORD' > FILE): the whole file is \
+                 sent as the password, nothing is stripped"
+            ));
+        }
+        issues.extend(inspect(content));
+        Password::new(bytes, issues)
+    }
+
+    fn new(bytes: Vec<u8>, issues: Vec<String>) -> Password {
+        let cleaned = clean(&bytes).filter(|c| *c != bytes && !c.is_empty());
+        Password {
+            bytes,
+            issues,
+            cleaned,
+        }
+    }
+}
+
+/// Leading or trailing whitespace, invisible characters anywhere, bytes that are not UTF-8.
+fn inspect(content: &[u8]) -> Vec<String> {
+    let mut issues = Vec::new();
+    let Ok(text) = std::str::from_utf8(content) else {
+        issues.push(
+            "the password is not valid UTF-8 (saved in a legacy encoding such as Latin-1?); \
+             servers usually expect UTF-8"
+                .to_string(),
+        );
+        return issues;
+    };
+    let chars: Vec<char> = text.chars().collect();
+    let (Some(&first), Some(&last)) = (chars.first(), chars.last()) else {
+        issues.push("the password is empty".to_string());
+        return issues;
+    };
+    if let Some(name) = edge_name(first) {
+        issues.push(format!("the password starts with {name}"));
+    }
+    if chars.len() > 1
+        && let Some(name) = edge_name(last)
+    {
+        issues.push(format!("the password ends with {name}"));
+    }
+    let inner = chars
+        .iter()
+        .enumerate()
+        .skip(1)
+        .take(chars.len().saturating_sub(2));
+    for (index, &c) in inner {
+        if let Some(name) = invisible(c) {
+            issues.push(format!(
+                "the password contains {name} at character {}",
+                index + 1
+            ));
+        }
+    }
+    issues
+}
+
+/// Whitespace or an invisible character at either end of the password.
+fn edge_name(c: char) -> Option<&'static str> {
+    match c {
+        ' ' => Some("a space"),
+        '\t' => Some("a tab"),
+        '\n' => Some("a newline (\\n)"),
+        '\r' => Some("a carriage return (\\r)"),
+        _ => invisible(c).or_else(|| c.is_whitespace().then_some("a whitespace character")),
+    }
+}
+
+/// Characters that look like nothing, or like an ordinary space, but are different bytes.
+fn invisible(c: char) -> Option<&'static str> {
+    let name = match c {
+        '\u{00A0}' => "a no-break space (U+00A0, looks like a space)",
+        '\u{202F}' | '\u{2007}' => "a narrow or figure no-break space (looks like a space)",
+        '\u{200B}' => "a zero-width space (U+200B, invisible)",
+        '\u{200C}' => "a zero-width non-joiner (U+200C, invisible)",
+        '\u{200D}' => "a zero-width joiner (U+200D, invisible)",
+        '\u{2060}' => "a word joiner (U+2060, invisible)",
+        '\u{FEFF}' => "a byte order mark (U+FEFF, invisible)",
+        '\u{00AD}' => "a soft hyphen (U+00AD, usually invisible)",
+        '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
+            "a text-direction mark (invisible)"
+        }
+        c if c.is_control() => "a control character (tab, CR, LF or similar)",
+        c if c.is_whitespace() && c != ' ' => "an unusual whitespace character",
+        _ => return None,
+    };
+    Some(name)
+}
+
+/// Format characters that are never meant to be typed, removed anywhere in the password.
+fn is_format_character(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200F}'
+            | '\u{2060}'
+            | '\u{FEFF}'
+            | '\u{00AD}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2066}'..='\u{2069}'
+    )
+}
+
+fn clean(bytes: &[u8]) -> Option<Vec<u8>> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            let kept: String = text.chars().filter(|&c| !is_format_character(c)).collect();
+            Some(kept.trim().as_bytes().to_vec())
+        }
+        Err(_) => Some(bytes.trim_ascii().to_vec()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stdin_loses_exactly_one_newline() {
+        let password = Password::from_stdin_bytes(b"secret\n".to_vec());
+        assert_eq!(password.bytes, b"secret");
+        assert!(password.issues.is_empty(), "{:?}", password.issues);
+        assert!(password.cleaned.is_none());
+
+        let password = Password::from_stdin_bytes(b"secret\r\n".to_vec());
+        assert_eq!(password.bytes, b"secret\r");
+        assert_eq!(password.issues.len(), 1, "{:?}", password.issues);
+        assert!(password.issues[0].contains("carriage return"));
+        assert_eq!(password.cleaned.as_deref(), Some(&b"secret"[..]));
+
+        let password = Password::from_stdin_bytes(b"secret\n\n".to_vec());
+        assert_eq!(password.bytes, b"secret\n");
+        assert!(password.issues[0].contains("ends with a newline"));
+    }
+
+    #[test]
+    fn file_keeps_every_byte_and_says_so() {
+        let password = Password::from_file_bytes(b"secret\n".to_vec());
+        assert_eq!(password.bytes, b"secret\n");
+        assert_eq!(password.issues.len(), 1);
+        assert!(
+            password.issues[0].starts_with("the password file ends with a newline; if that is")
+        );
+        assert_eq!(password.cleaned.as_deref(), Some(&b"secret"[..]));
+        let password = Password::from_file_bytes(b"secret\r\n".to_vec());
+        assert!(password.issues[0].contains("CRLF"));
+        let password = Password::from_file_bytes(b"secret".to_vec());
+        assert!(password.issues.is_empty());
+    }
+
+    #[test]
+    fn invisible_and_surrounding_characters_are_named() {
+        let password = Password::from_stdin_bytes(" pass\u{200B}word\u{00A0}".as_bytes().to_vec());
+        let all = password.issues.join(" | ");
+        assert!(all.contains("starts with a space"), "{all}");
+        assert!(all.contains("zero-width space (U+200B"), "{all}");
+        assert!(all.contains("ends with a no-break space"), "{all}");
+        assert_eq!(password.cleaned.as_deref(), Some(&b"password"[..]));
+
+        let password = Password::from_stdin_bytes("\u{FEFF}pw".as_bytes().to_vec());
+        assert!(password.issues[0].contains("byte order mark"));
+
+        // Ordinary spaces inside a pass phrase are fine.
+        let password = Password::from_stdin_bytes(b"correct horse battery\n".to_vec());
+        assert!(password.issues.is_empty());
+        assert!(password.cleaned.is_none());
+    }
+
+    #[test]
+    fn empty_and_non_utf8() {
+        assert!(Password::from_stdin_bytes(b"\n".to_vec()).issues[0].contains("empty"));
+        let latin1 = Password::from_file_bytes(b"caf\xe9".to_vec());
+        assert!(latin1.issues[0].contains("not valid UTF-8"));
+    }
+}

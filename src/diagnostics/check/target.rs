@@ -1,0 +1,137 @@
+//! `HOST[:PORT]` and the TLS mode that goes with it.
+
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Plaintext greeting, then STARTTLS (RFC 3207), as on port 587.
+    StartTls,
+    /// TLS from the first byte (RFC 8314), as on port 465.
+    Implicit,
+    /// No TLS at all (`--plain`).
+    Plain,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::StartTls => "starttls",
+            Mode::Implicit => "tls",
+            Mode::Plain => "plain",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Mode::StartTls => "STARTTLS",
+            Mode::Implicit => "implicit TLS",
+            Mode::Plain => "plaintext, no TLS",
+        }
+    }
+}
+
+pub const SUBMISSION_PORT: u16 = 587;
+pub const SUBMISSIONS_PORT: u16 = 465;
+
+/// Splits `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address. The port defaults
+/// to 587, the submission port.
+pub fn parse(target: &str) -> Result<(String, u16), String> {
+    let invalid = |why: &str| format!("{target:?} is not HOST[:PORT]: {why}");
+    if let Some(rest) = target.strip_prefix('[') {
+        let (host, after) = rest.split_once(']').ok_or_else(|| invalid("missing ']'"))?;
+        let port = match after {
+            "" => SUBMISSION_PORT,
+            _ => port(
+                after
+                    .strip_prefix(':')
+                    .ok_or_else(|| invalid("junk after ']'"))?,
+            )
+            .ok_or_else(|| invalid("bad port"))?,
+        };
+        return non_empty(host, port).ok_or_else(|| invalid("empty host"));
+    }
+    // More than one colon without brackets can only be a bare IPv6 address.
+    if target.matches(':').count() > 1 {
+        return Ok((target.to_string(), SUBMISSION_PORT));
+    }
+    let (host, port) = match target.split_once(':') {
+        Some((host, text)) => (host, port(text).ok_or_else(|| invalid("bad port"))?),
+        None => (target, SUBMISSION_PORT),
+    };
+    non_empty(host, port).ok_or_else(|| invalid("empty host"))
+}
+
+fn port(text: &str) -> Option<u16> {
+    text.parse::<u16>().ok().filter(|&p| p != 0)
+}
+
+fn non_empty(host: &str, port: u16) -> Option<(String, u16)> {
+    (!host.is_empty()).then(|| (host.to_string(), port))
+}
+
+/// The mode from the flags, else from the port; for an unusual port STARTTLS is assumed and the
+/// note says so, because the user did not choose it.
+pub fn mode(starttls: bool, tls: bool, plain: bool, port: u16) -> (Mode, Option<String>) {
+    if plain {
+        return (Mode::Plain, None);
+    }
+    if tls {
+        return (Mode::Implicit, None);
+    }
+    if starttls {
+        return (Mode::StartTls, None);
+    }
+    match port {
+        SUBMISSIONS_PORT => (Mode::Implicit, None),
+        SUBMISSION_PORT => (Mode::StartTls, None),
+        other => (
+            Mode::StartTls,
+            Some(format!(
+                "port {other} is neither 587 (STARTTLS) nor 465 (implicit TLS); assuming STARTTLS \
+                 (give --tls for implicit TLS or --plain for none)"
+            )),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_forms() {
+        assert_eq!(
+            parse("mail.example.com").unwrap(),
+            ("mail.example.com".into(), 587)
+        );
+        assert_eq!(
+            parse("mail.example.com:465").unwrap(),
+            ("mail.example.com".into(), 465)
+        );
+        assert_eq!(parse("[::1]:2587").unwrap(), ("::1".into(), 2587));
+        assert_eq!(parse("[::1]").unwrap(), ("::1".into(), 587));
+        assert_eq!(parse("2001:db8::1").unwrap(), ("2001:db8::1".into(), 587));
+        for bad in [
+            "",
+            ":587",
+            "host:",
+            "host:0",
+            "host:70000",
+            "host:x",
+            "[::1",
+            "[::1]x",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mode_follows_flags_then_port() {
+        assert_eq!(mode(false, false, false, 587), (Mode::StartTls, None));
+        assert_eq!(mode(false, false, false, 465), (Mode::Implicit, None));
+        assert_eq!(mode(false, true, false, 587), (Mode::Implicit, None));
+        assert_eq!(mode(false, false, true, 465), (Mode::Plain, None));
+        let (mode, note) = mode(false, false, false, 2525);
+        assert_eq!(mode, Mode::StartTls);
+        assert!(note.unwrap().contains("assuming STARTTLS"));
+    }
+}

@@ -1,0 +1,408 @@
+//! TLS for the check. The certificate is always verified (against the system's roots or
+//! `--ca`); the verifier records the verdict, so with `--insecure` a bad certificate becomes a
+//! warning and the check goes on instead of stopping. Handshake errors are turned into what they
+//! mean for the user: wrong mode for the port, untrusted chain, wrong name, expired, old TLS.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{AlertDescription, CertificateError, ClientConfig, Error, InvalidMessage};
+use rustls::{DigitallySignedStruct, PeerIncompatible, RootCertStore, SignatureScheme};
+
+use crate::tls::provider;
+
+/// A client configuration and the verifier inside it.
+pub struct Tls {
+    pub config: Arc<ClientConfig>,
+    verifier: Arc<Recording>,
+    /// Where the trusted roots came from, for the report.
+    pub trust: String,
+}
+
+impl Tls {
+    /// `ca`: a PEM file of trusted certificates instead of the system's roots.
+    pub fn new(ca: Option<&Path>, insecure: bool) -> Result<Tls, String> {
+        let (roots, trust) = match ca {
+            Some(path) => (
+                file_roots(path)?,
+                format!("trusted via --ca {}", path.display()),
+            ),
+            None => (
+                system_roots(),
+                "trusted by the system's CA store".to_string(),
+            ),
+        };
+        // With no roots at all the real verifier cannot be built; every chain is then
+        // untrusted, which the recorder reports like any other verdict.
+        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+            .build()
+            .ok();
+        let verifier = Arc::new(Recording {
+            inner,
+            insecure,
+            verdict: Mutex::new(None),
+            provider: provider(),
+        });
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS set-up failed: {e}"))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        Ok(Tls {
+            config: Arc::new(config),
+            verifier,
+            trust,
+        })
+    }
+
+    /// The certificate error of the last handshake (`None`: the chain was trusted).
+    pub fn certificate_error(&self) -> Option<Error> {
+        self.verifier
+            .verdict
+            .lock()
+            .ok()
+            .and_then(|verdict| verdict.clone())
+    }
+}
+
+fn system_roots() -> RootCertStore {
+    let mut roots = RootCertStore::empty();
+    // Unreadable entries are skipped: one bad file must not disable every other root.
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    roots
+}
+
+fn file_roots(path: &Path) -> Result<RootCertStore, String> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("--ca {}: cannot read certificates: {e}", path.display()))?;
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(certificates);
+    if added == 0 {
+        return Err(format!("--ca {}: no usable certificate", path.display()));
+    }
+    Ok(roots)
+}
+
+/// Verifies like rustls does, remembers the verdict, and with `insecure` lets the handshake go
+/// on anyway. Handshake signatures are always checked.
+#[derive(Debug)]
+struct Recording {
+    inner: Option<Arc<WebPkiServerVerifier>>,
+    insecure: bool,
+    verdict: Mutex<Option<Error>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        let result = match &self.inner {
+            Some(inner) => {
+                inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+        };
+        if let Ok(mut verdict) = self.verdict.lock() {
+            *verdict = result.as_ref().err().cloned();
+        }
+        match result {
+            Err(_) if self.insecure => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// What went wrong in a handshake: a short meaning and the advice.
+pub struct Explained {
+    pub meaning: String,
+    pub advice: String,
+}
+
+fn explained(meaning: impl Into<String>, advice: impl Into<String>) -> Explained {
+    Explained {
+        meaning: meaning.into(),
+        advice: advice.into(),
+    }
+}
+
+/// True when the peer answered a ClientHello with something that is not TLS at all: bytes like
+/// "220 " make rustls complain about the record's content type or version.
+pub fn is_plaintext_answer(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::InvalidMessage(
+            InvalidMessage::InvalidContentType | InvalidMessage::UnknownProtocolVersion
+        )
+    )
+}
+
+pub fn explain_error(error: &Error, host: &str, insecure_hint: bool) -> Explained {
+    match error {
+        Error::InvalidCertificate(certificate) => {
+            explain_certificate(certificate, host, insecure_hint)
+        }
+        Error::AlertReceived(AlertDescription::ProtocolVersion)
+        | Error::PeerIncompatible(
+            PeerIncompatible::ServerDoesNotSupportTls12Or13
+            | PeerIncompatible::ServerTlsVersionIsDisabledByOurConfig,
+        ) => explained(
+            "the server offers only TLS older than 1.2",
+            "The server supports only TLS 1.0 or 1.1, which are obsolete and refused by current \
+             mail clients. The server's TLS configuration must allow TLS 1.2 or 1.3.",
+        ),
+        Error::AlertReceived(AlertDescription::HandshakeFailure) | Error::PeerIncompatible(_) => {
+            explained(
+                format!("no common TLS parameters ({error})"),
+                "Client and server share no cipher suite or key exchange: the server's TLS \
+             configuration is outdated or unusual. It should allow TLS 1.2/1.3 with modern \
+             (ECDHE, AES-GCM or ChaCha20) cipher suites.",
+            )
+        }
+        other => explained(
+            format!("TLS handshake failed: {other}"),
+            "The TLS handshake failed; the --verbose transcript shows where.",
+        ),
+    }
+}
+
+fn explain_certificate(error: &CertificateError, host: &str, insecure_hint: bool) -> Explained {
+    // Only an unknown issuer can be fixed by trusting the certificate with --ca.
+    let next = match (insecure_hint, error) {
+        (false, _) => "",
+        (true, CertificateError::UnknownIssuer) => {
+            " To continue the check anyway, give --ca FILE with the certificate (or its CA), or \
+             --insecure."
+        }
+        (true, _) => " To continue the check anyway, give --insecure.",
+    };
+    match error {
+        CertificateError::UnknownIssuer => explained(
+            "certificate chain not trusted (unknown issuer)",
+            format!(
+                "The server's certificate chain does not lead to a trusted CA: the certificate \
+                 is self-signed or from a private CA, or the server does not send its \
+                 intermediate certificates. Mail clients will refuse it. Use a certificate from a \
+                 public CA with the full chain, or make clients trust it explicitly.{next}"
+            ),
+        ),
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            let presented = match error {
+                CertificateError::NotValidForNameContext { presented, .. } => {
+                    let names: Vec<&str> = presented.iter().map(|n| bare_name(n)).collect();
+                    format!(" (it names: {})", names.join(", "))
+                }
+                _ => String::new(),
+            };
+            explained(
+                format!("certificate not valid for {host}{presented}"),
+                format!(
+                    "The certificate does not name {host}{presented}. Connect with the host name \
+                     the certificate was issued for, or get a certificate that includes \
+                     {host}.{next}"
+                ),
+            )
+        }
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            let when = match error {
+                CertificateError::ExpiredContext { not_after, .. } => {
+                    format!(" on {}", date(not_after.as_secs()))
+                }
+                _ => String::new(),
+            };
+            explained(
+                format!("certificate expired{when}"),
+                format!(
+                    "The server's certificate expired{when}. Mail clients will refuse it; the \
+                     server needs a renewed certificate (and a reload).{next}"
+                ),
+            )
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => explained(
+            "certificate not valid yet",
+            format!(
+                "The certificate's validity starts in the future: check the clock of this \
+                 machine and of the server.{next}"
+            ),
+        ),
+        other => explained(
+            format!("certificate rejected: {other:?}"),
+            format!("The server's certificate was rejected ({other:?}).{next}"),
+        ),
+    }
+}
+
+/// rustls presents names as `DnsName("mail.example.com")`; the report wants the name.
+fn bare_name(presented: &str) -> &str {
+    match (presented.find('"'), presented.rfind('"')) {
+        (Some(start), Some(end)) if end > start => &presented[start + 1..end],
+        _ => presented,
+    }
+}
+
+/// `notAfter` of a DER certificate, in seconds since 1970: the verifier accepts a certificate
+/// that expires tomorrow, but a doctor should say so. Only the fixed leading fields of
+/// TBSCertificate are walked (RFC 5280 §4.1).
+pub fn not_after(der: &[u8]) -> Option<u64> {
+    let (certificate, _) = element(der, 0x30)?;
+    let (tbs, _) = element(certificate, 0x30)?;
+    let mut rest = tbs;
+    if rest.first() == Some(&0xa0) {
+        rest = element(rest, 0xa0)?.1; // version
+    }
+    rest = element(rest, 0x02)?.1; // serialNumber
+    rest = element(rest, 0x30)?.1; // signature
+    rest = element(rest, 0x30)?.1; // issuer
+    let (validity, _) = element(rest, 0x30)?;
+    let (_, _, after) = any_element(validity)?; // notBefore
+    let (tag, time, _) = any_element(after)?;
+    parse_time(tag, time)
+}
+
+/// One DER element with the expected tag: (contents, rest).
+fn element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (found, contents, rest) = any_element(input)?;
+    (found == tag).then_some((contents, rest))
+}
+
+fn any_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, input) = input.split_first()?;
+    let (&first, mut input) = input.split_first()?;
+    let length = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 {
+            return None;
+        }
+        let (bytes, rest) = input.split_at_checked(count)?;
+        input = rest;
+        bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
+    };
+    let (contents, rest) = input.split_at_checked(length)?;
+    Some((tag, contents, rest))
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`, tag 0x17) or GeneralizedTime (`YYYYMMDDHHMMSSZ`, tag 0x18).
+fn parse_time(tag: u8, bytes: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(bytes).ok()?.strip_suffix('Z')?;
+    let (year, rest) = match tag {
+        0x17 => {
+            let yy: i64 = text.get(..2)?.parse().ok()?;
+            (if yy < 50 { 2000 + yy } else { 1900 + yy }, text.get(2..)?)
+        }
+        0x18 => (text.get(..4)?.parse().ok()?, text.get(4..)?),
+        _ => return None,
+    };
+    let field = |at: usize| -> Option<i64> { rest.get(at..at + 2)?.parse().ok() };
+    let days = days_from_civil(year, field(0)?, field(2)?);
+    let seconds = days * 86_400 + field(4)? * 3600 + field(6)? * 60 + field(8)?;
+    u64::try_from(seconds).ok()
+}
+
+/// Howard Hinnant's days-from-civil algorithm (the inverse of `timefmt`'s).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `2026-05-01`
+pub fn date(seconds: u64) -> String {
+    let time = UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    crate::timefmt::rfc3339(time)
+        .get(..10)
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_after_of_generated_certificates() {
+        let mut params = rcgen::CertificateParams::new(vec!["mail.example.test".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 2);
+        params.not_after = rcgen::date_time_ymd(2049, 12, 31);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = params.self_signed(&key).unwrap();
+        let seconds = not_after(certificate.der()).unwrap();
+        assert_eq!(date(seconds), "2049-12-31");
+
+        // After 2049 the GeneralizedTime form is used.
+        let mut params = rcgen::CertificateParams::new(vec!["x.test".into()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2051, 3, 1);
+        let certificate = params.self_signed(&key).unwrap();
+        assert_eq!(date(not_after(certificate.der()).unwrap()), "2051-03-01");
+    }
+
+    #[test]
+    fn garbage_is_not_a_date() {
+        assert_eq!(not_after(b""), None);
+        assert_eq!(not_after(&[0x30, 0x82, 0xff]), None);
+        assert_eq!(not_after(&[0x30, 0x03, 0x30, 0x01, 0x00]), None);
+    }
+
+    #[test]
+    fn presented_names_lose_their_debug_wrapping() {
+        assert_eq!(bare_name("DnsName(\"mx.example.com\")"), "mx.example.com");
+        assert_eq!(bare_name("192.0.2.1"), "192.0.2.1");
+    }
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+    }
+}
