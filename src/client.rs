@@ -112,14 +112,16 @@ pub fn tls_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
     Ok(Arc::new(config))
 }
 
-fn system_roots() -> rustls::RootCertStore {
+/// The operating system's trust store.
+pub fn system_roots() -> rustls::RootCertStore {
     let mut roots = rustls::RootCertStore::empty();
     // Unreadable entries are skipped: one bad file must not disable every other root.
     roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
     roots
 }
 
-fn file_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
+/// The certificates of a PEM file, as trust anchors.
+pub fn file_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
     let certificates = CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("{}: cannot read certificates: {e}", path.display()))?;

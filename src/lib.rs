@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod diagnostics;
 pub mod listener;
 pub mod policy;
 pub mod server;

@@ -52,6 +52,10 @@ enum Command {
         #[command(subcommand)]
         command: queue::Command,
     },
+    /// Explain an SMTP reply code, enhanced status code or pasted reply line
+    Explain(crate::diagnostics::explain::ExplainArgs),
+    /// Diagnose a submission server: TLS, AUTH, sender, recipient, optionally a test message
+    Check(Box<crate::diagnostics::check::CheckArgs>),
     /// Load-test a submission server: throughput, latency, TLS and AUTH times
     Bench(Box<crate::bench::BenchArgs>),
     /// Configuration helpers
@@ -88,14 +92,18 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
-            let status = if error.use_stderr() { EX_USAGE } else { 0 };
+            let status = if error.use_stderr() {
+                usage_status()
+            } else {
+                0
+            };
             let _ = error.print();
             return ExitCode::from(status);
         }
     };
     init_logging();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(status) => ExitCode::from(status),
         Err(failure) => {
             eprintln!("portcullis: {}", failure.message);
             ExitCode::from(failure.status)
@@ -105,6 +113,15 @@ pub fn main() -> ExitCode {
 
 /// Logs go to standard error at the level named by PORTCULLIS_LOG (error, warn, info, debug,
 /// trace; default info).
+/// `check` promises 2 for a usage error, like other diagnostic tools; the rest use sysexits.
+fn usage_status() -> u8 {
+    if std::env::args().skip(1).any(|arg| arg == "check") {
+        2
+    } else {
+        EX_USAGE
+    }
+}
+
 fn init_logging() {
     let level = std::env::var("PORTCULLIS_LOG")
         .ok()
@@ -118,42 +135,59 @@ fn init_logging() {
         .init();
 }
 
-fn run(cli: Cli) -> Result<(), Failure> {
+/// Runs a command; `Ok` carries the exit status (0 except for `check`).
+fn run(cli: Cli) -> Result<u8, Failure> {
+    let done = |result: Result<(), Failure>| result.map(|()| 0);
     match cli.command {
         Command::Config {
             command: ConfigCommand::Example,
         } => {
             print!("{}", Config::example());
-            Ok(())
+            Ok(0)
         }
         Command::Config {
             command: ConfigCommand::Check,
         } => {
             let config = settings(cli.config, cli.data_dir)?;
             println!("{config:#?}");
-            Ok(())
+            Ok(0)
         }
+        Command::Explain(args) => {
+            // Colour only on a terminal, and never when NO_COLOR is set.
+            let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
+                && std::env::var_os("NO_COLOR").is_none();
+            let text = crate::diagnostics::explain::run(&args, color)
+                .map_err(|message| Failure::new(EX_DATAERR, message))?;
+            print!("{text}");
+            Ok(0)
+        }
+        // `check` reports through its own exit statuses (0 pass, 1 a failure, 2 usage).
+        Command::Check(args) => Ok(crate::diagnostics::check::run(&args)),
         Command::Serve => {
             let config = settings(cli.config, cli.data_dir)?;
-            server::run(config).map_err(|e| Failure::new(e.status, e.message))
+            done(server::run(config).map_err(|e| Failure::new(e.status, e.message)))
         }
-        Command::Bench(args) => {
-            let json = args.json;
-            let report = crate::bench::run(*args).map_err(|e| Failure::new(EX_USAGE, e))?;
-            if json {
-                let text = serde_json::to_string_pretty(&report)
-                    .map_err(|e| Failure::new(EX_SOFTWARE, e.to_string()))?;
-                println!("{text}");
-            } else {
-                print!("{}", crate::bench::render(&report));
-            }
-            Ok(())
-        }
+        Command::Bench(args) => done(bench(*args)),
         Command::Accounts { command } => {
-            accounts::run(command, &settings(cli.config, cli.data_dir)?)
+            done(accounts::run(command, &settings(cli.config, cli.data_dir)?))
         }
-        Command::Queue { command } => queue::run(command, &settings(cli.config, cli.data_dir)?),
+        Command::Queue { command } => {
+            done(queue::run(command, &settings(cli.config, cli.data_dir)?))
+        }
     }
+}
+
+fn bench(args: crate::bench::BenchArgs) -> Result<(), Failure> {
+    let json = args.json;
+    let report = crate::bench::run(args).map_err(|e| Failure::new(EX_USAGE, e))?;
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::new(EX_SOFTWARE, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", crate::bench::render(&report));
+    }
+    Ok(())
 }
 
 /// The configuration in effect: the file (or the embedded default), then command-line overrides.

@@ -9,11 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{AlertDescription, CertificateError, ClientConfig, Error, InvalidMessage};
-use rustls::{DigitallySignedStruct, PeerIncompatible, RootCertStore, SignatureScheme};
+use rustls::{DigitallySignedStruct, PeerIncompatible, SignatureScheme};
 
+use crate::client;
 use crate::tls::provider;
 
 /// A client configuration and the verifier inside it.
@@ -29,11 +29,11 @@ impl Tls {
     pub fn new(ca: Option<&Path>, insecure: bool) -> Result<Tls, String> {
         let (roots, trust) = match ca {
             Some(path) => (
-                file_roots(path)?,
+                client::file_roots(path).map_err(|e| format!("--ca {e}"))?,
                 format!("trusted via --ca {}", path.display()),
             ),
             None => (
-                system_roots(),
+                client::system_roots(),
                 "trusted by the system's CA store".to_string(),
             ),
         };
@@ -69,25 +69,6 @@ impl Tls {
             .ok()
             .and_then(|verdict| verdict.clone())
     }
-}
-
-fn system_roots() -> RootCertStore {
-    let mut roots = RootCertStore::empty();
-    // Unreadable entries are skipped: one bad file must not disable every other root.
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    roots
-}
-
-fn file_roots(path: &Path) -> Result<RootCertStore, String> {
-    let certificates = CertificateDer::pem_file_iter(path)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("--ca {}: cannot read certificates: {e}", path.display()))?;
-    let mut roots = RootCertStore::empty();
-    let (added, _) = roots.add_parsable_certificates(certificates);
-    if added == 0 {
-        return Err(format!("--ca {}: no usable certificate", path.display()));
-    }
-    Ok(roots)
 }
 
 /// Verifies like rustls does, remembers the verdict, and with `insecure` lets the handshake go
