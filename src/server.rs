@@ -11,7 +11,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::{Authenticator, FileAccountStore};
 use crate::config::{Config, ListenerMode};
 use crate::listener::{Listener, Phase, Shared};
-use crate::policy::ConnectionLimiter;
+use crate::policy::{ConnectionLimiter, OwnAddressOnly};
 use crate::smtp::Limits;
 use crate::spool::SegmentLog;
 use crate::tls;
@@ -92,6 +92,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let shared = Arc::new(Shared {
         spool: spool.clone(),
         authenticator: Arc::new(authenticator),
+        sender_policy: Arc::new(OwnAddressOnly),
         limiter: Arc::clone(&limiter),
         timeouts: config.timeouts.clone(),
         phase,

@@ -56,6 +56,8 @@ fn plain_and_starttls_auth_runs_report_what_was_stored() {
         "bench password",
         "--auth",
         "LOGIN",
+        "--from",
+        "load@example.test",
         "--concurrency",
         "3",
         "--messages",

@@ -139,6 +139,44 @@ fn good_credentials_pass_and_the_test_message_is_queued() {
 }
 
 #[test]
+fn foreign_sender_address_explains_the_553() {
+    let server = portcullis();
+    let cert = server.certificate();
+    let target = address(&server, false);
+    let (status, output) = check(
+        &[
+            &target,
+            "--ca",
+            cert.to_str().unwrap(),
+            "--user",
+            USER,
+            "--password-stdin",
+            "--from",
+            "ceo@example.test",
+            "--to",
+            "x@example.net",
+        ],
+        format!("{PASSWORD}\n").as_bytes(),
+    );
+    assert_eq!(status, 1, "{output}");
+    assert_step(&output, "login", "PASS", &["235 2.7.0"]);
+    assert_step(
+        &output,
+        "mail-from",
+        "FAIL",
+        &["553 5.7.1 Sender address <ceo@example.test> not owned by user <alice@example.test>"],
+    );
+    assert_contains(
+        &output,
+        &[
+            "the sender address is not allowed for this user",
+            "Use your own address with --from",
+        ],
+    );
+    assert!(server.queue().is_empty());
+}
+
+#[test]
 fn wrong_password_fails_at_login_and_explains_535() {
     let server = portcullis();
     let cert = server.certificate();

@@ -253,3 +253,50 @@ fn swaks_wrong_password_is_535_and_no_tls_is_530() {
         "{transcript}"
     );
 }
+
+#[test]
+fn a_foreign_sender_address_is_553_5_7_1() {
+    let server = Server::start("foreign-sender", Options::default());
+    server.add_account(USER, PASSWORD);
+    let port = server.submission.port().to_string();
+    let args = [
+        "--port",
+        &port,
+        "--mode",
+        "starttls",
+        "--user",
+        USER,
+        "--password",
+        PASSWORD,
+        "--from",
+        "ceo@example.test",
+        "--to",
+        "bob@example.net",
+    ];
+    let result = smtplib(&server, &args);
+    assert_reply(
+        &result["mail"],
+        553,
+        "5.7.1 Sender address <ceo@example.test> not owned by user <alice@example.test>",
+    );
+    // The own address is matched case-insensitively, like the login.
+    let upper = USER.to_uppercase();
+    let own = smtplib(
+        &server,
+        &[
+            "--port",
+            &port,
+            "--mode",
+            "starttls",
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+            "--from",
+            &upper,
+            "--to",
+            "bob@example.net",
+        ],
+    );
+    assert_reply(&own["data"], 250, "2.0.0");
+}

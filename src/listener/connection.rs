@@ -13,7 +13,7 @@ use tokio_rustls::server::TlsStream;
 use super::{ListenerContext, Phase, Shared, phase_reaches};
 use crate::config::ListenerMode;
 use crate::smtp::sasl::Credentials;
-use crate::smtp::{Action, AuthOutcome, Session, SpoolOutcome, TlsInfo};
+use crate::smtp::{Action, AuthOutcome, SenderDecision, Session, SpoolOutcome, TlsInfo};
 use crate::tls;
 
 /// Bytes read per system call. Small on purpose: it is held by every idle connection.
@@ -104,6 +104,13 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 Action::Authenticate(credentials) => {
                     let outcome = authenticate(shared, session.client_ip(), credentials).await;
                     session.auth_finished(outcome);
+                }
+                Action::AuthorizeSender { user, sender } => {
+                    let decision = shared.sender_policy.authorize(&user, &sender);
+                    if decision == SenderDecision::Denied {
+                        tracing::warn!(client = %session.client_ip(), %user, sender = ?sender, "sender address refused");
+                    }
+                    session.sender_checked(decision);
                 }
                 Action::Spool(submission) => {
                     let outcome = spool(shared, *submission).await;

@@ -15,7 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
 use crate::config::{Cidr, ListenerConfig, ListenerMode, Timeouts};
-use crate::policy::{self, ConnectionLimiter, Refusal};
+use crate::policy::{self, ConnectionLimiter, Refusal, SenderPolicy};
 use crate::smtp::{Limits, SessionConfig, reply};
 use crate::spool::Spool;
 
@@ -33,6 +33,7 @@ pub enum Phase {
 pub struct Shared {
     pub spool: Arc<dyn Spool>,
     pub authenticator: Arc<Authenticator>,
+    pub sender_policy: Arc<dyn SenderPolicy>,
     pub limiter: Arc<ConnectionLimiter>,
     pub timeouts: Timeouts,
     pub phase: watch::Receiver<Phase>,

@@ -11,6 +11,6 @@ pub mod session;
 
 pub use reply::{Reply, Status};
 pub use session::{
-    Action, AuthOutcome, Envelope, Limits, Session, SessionConfig, SpoolOutcome, Submission,
-    TlsInfo,
+    Action, AuthOutcome, Envelope, Limits, SenderDecision, Session, SessionConfig, SpoolOutcome,
+    Submission, TlsInfo,
 };

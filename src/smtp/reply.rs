@@ -291,6 +291,22 @@ pub fn recipient_ok(recipient: &str) -> Reply {
     )
 }
 
+pub fn sender_not_owned(sender: &str, user: &str) -> Reply {
+    Reply::owned(
+        553,
+        Some(Status(5, 7, 1)),
+        format!(
+            "Sender address <{sender}> not owned by user <{user}>; send from your own address or ask the administrator to add it for you"
+        ),
+    )
+}
+
+pub const SENDER_CHECK_UNAVAILABLE: Reply = Reply::fixed(
+    451,
+    Status(4, 3, 0),
+    "Cannot check the sender address right now; retry later",
+);
+
 pub const NESTED_MAIL: Reply = Reply::fixed(
     503,
     Status(5, 5, 1),
@@ -451,6 +467,76 @@ pub fn ehlo(hostname: &str, client: &str, extensions: &[String]) -> Reply {
 
 pub fn helo(hostname: &str, client: &str) -> Reply {
     Reply::owned(250, None, format!("{hostname} greets {client}"))
+}
+
+/// One of every reply this server can send, with sample arguments. `explain` is tested
+/// against this list, so a new reply belongs here as soon as it is written.
+pub fn catalogue() -> Vec<Reply> {
+    vec![
+        greeting("mail.example.test"),
+        closing("mail.example.test"),
+        TOO_MANY_ERRORS,
+        IDLE_TIMEOUT,
+        SHUTTING_DOWN,
+        TOO_MANY_CONNECTIONS,
+        TOO_MANY_CONNECTIONS_FROM_IP,
+        OK,
+        RESET,
+        UNKNOWN_COMMAND,
+        line_too_long(1048),
+        AUTH_LINE_TOO_LONG,
+        BARE_LINE_ENDING_IN_COMMAND,
+        syntax_error("MAIL FROM:<address>"),
+        EHLO_FIRST,
+        EHLO_NOT_HELO,
+        parameter_needs_ehlo("SIZE"),
+        EXPN_DISABLED,
+        VRFY_CANNOT_VERIFY,
+        MUST_STARTTLS,
+        READY_FOR_TLS,
+        STARTTLS_ARGUMENTS,
+        ALREADY_TLS,
+        TLS_UNAVAILABLE,
+        AUTH_REQUIRED,
+        AUTH_SUCCEEDED,
+        AUTH_FAILED,
+        AUTH_UNAVAILABLE,
+        AUTH_MECHANISM_UNKNOWN,
+        AUTH_BAD_BASE64,
+        AUTH_CANCELLED,
+        AUTH_ALREADY_DONE,
+        AUTH_IN_TRANSACTION,
+        auth_challenge("VXNlcm5hbWU6"),
+        sender_ok("me@example.com"),
+        recipient_ok("you@example.org"),
+        sender_not_owned("ceo@example.com", "me@example.com"),
+        SENDER_CHECK_UNAVAILABLE,
+        NESTED_MAIL,
+        RCPT_BEFORE_MAIL,
+        DATA_BEFORE_MAIL,
+        DATA_WITHOUT_RECIPIENTS,
+        DATA_ARGUMENTS,
+        START_DATA,
+        bad_sender("missing @"),
+        bad_recipient("missing @"),
+        unknown_parameter("FOO=BAR"),
+        NON_ASCII_WITHOUT_SMTPUTF8,
+        too_many_recipients(100),
+        message_too_big(26_214_400),
+        BARE_LINE_ENDING_IN_DATA,
+        text_line_too_long(1000),
+        queued("0000000100000000"),
+        SPOOL_FAILED,
+        help(None),
+        help(Some("MAIL")),
+        help(Some("FOO")),
+        ehlo(
+            "mail.example.test",
+            "client.example",
+            &["PIPELINING".to_string()],
+        ),
+        helo("mail.example.test", "client.example"),
+    ]
 }
 
 #[cfg(test)]

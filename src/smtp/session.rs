@@ -98,6 +98,11 @@ pub enum Action {
     StartTls,
     /// Check the credentials and call [`Session::auth_finished`].
     Authenticate(Credentials),
+    /// May this authenticated user send as this address? Call [`Session::sender_checked`].
+    AuthorizeSender {
+        user: String,
+        sender: String,
+    },
     /// Store durably and call [`Session::spool_finished`].
     Spool(Box<Submission>),
     /// Flush the replies and close the connection.
@@ -112,6 +117,14 @@ pub enum AuthOutcome {
     Unavailable,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderDecision {
+    Allowed,
+    Denied,
+    /// The policy's data could not be read; the client should retry later.
+    Unavailable,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpoolOutcome {
     Queued(String),
@@ -120,6 +133,8 @@ pub enum SpoolOutcome {
 
 enum Mode {
     Command,
+    /// MAIL FROM waiting for the sender policy's decision.
+    AuthorizingSender(Box<MailFrom>),
     Auth(sasl::Exchange),
     Data(Box<DataReceiver>),
     /// Waiting for the outcome of an action; input stays buffered.
@@ -284,7 +299,7 @@ impl Session {
         match self.mode {
             Mode::Command | Mode::Auth(_) => self.process_line(),
             Mode::Data(_) => self.process_data(),
-            Mode::Paused | Mode::Closed => false,
+            Mode::AuthorizingSender(_) | Mode::Paused | Mode::Closed => false,
         }
     }
 
@@ -529,6 +544,36 @@ impl Session {
         if mail.declared_size.is_some_and(|size| size > limit as u64) {
             return self.send(reply::message_too_big(limit as u64));
         }
+        match (&self.auth_user, sender.is_empty()) {
+            // RFC 6409 §6.1: an authenticated user's sender address needs the policy's approval.
+            (Some(user), false) => {
+                let user = user.clone();
+                self.mode = Mode::AuthorizingSender(Box::new(mail));
+                self.outbox
+                    .push_back(Action::AuthorizeSender { user, sender });
+            }
+            _ => self.open_transaction(mail),
+        }
+    }
+
+    pub fn sender_checked(&mut self, decision: SenderDecision) {
+        let Mode::AuthorizingSender(mail) = std::mem::replace(&mut self.mode, Mode::Command) else {
+            return;
+        };
+        match decision {
+            SenderDecision::Allowed => self.open_transaction(*mail),
+            SenderDecision::Denied => {
+                let sender = mail.sender.as_ref().map_or("", Mailbox::as_str);
+                let user = self.auth_user.as_deref().unwrap_or("");
+                let refusal = reply::sender_not_owned(sender, user);
+                self.send(refusal);
+            }
+            SenderDecision::Unavailable => self.send(reply::SENDER_CHECK_UNAVAILABLE),
+        }
+    }
+
+    fn open_transaction(&mut self, mail: MailFrom) {
+        let sender = mail.sender.as_ref().map_or("", Mailbox::as_str).to_string();
         self.transaction = Some(Transaction {
             mail,
             recipients: Vec::new(),

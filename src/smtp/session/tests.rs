@@ -75,10 +75,23 @@ fn outcome(session: &mut Session, input: &str) -> Vec<String> {
     drain(session)
 }
 
+/// Renders the actions; sender checks are allowed on the spot (the tests of the sender policy
+/// use [`drain_deciding`]).
 fn drain(session: &mut Session) -> Vec<String> {
+    drain_deciding(session, Some(SenderDecision::Allowed))
+}
+
+fn drain_deciding(session: &mut Session, sender_decision: Option<SenderDecision>) -> Vec<String> {
     let mut rendered = Vec::new();
     while let Some(action) = session.next_action() {
         rendered.push(match action {
+            Action::AuthorizeSender { user, sender } => match sender_decision {
+                Some(decision) => {
+                    session.sender_checked(decision);
+                    continue;
+                }
+                None => format!("AUTHORIZE {user} {sender}"),
+            },
             Action::Send(reply) => match reply.status() {
                 Some(status) => format!("{} {status}", reply.code()),
                 None => reply.code().to_string(),
@@ -96,8 +109,10 @@ fn replies_text(session: &mut Session, input: &str) -> Vec<Reply> {
     session.receive(input.as_bytes());
     let mut replies = Vec::new();
     while let Some(action) = session.next_action() {
-        if let Action::Send(reply) = action {
-            replies.push(reply);
+        match action {
+            Action::Send(reply) => replies.push(reply),
+            Action::AuthorizeSender { .. } => session.sender_checked(SenderDecision::Allowed),
+            _ => {}
         }
     }
     replies
@@ -108,6 +123,7 @@ fn take_submission(session: &mut Session, input: &str) -> Submission {
     loop {
         match session.next_action() {
             Some(Action::Spool(submission)) => return *submission,
+            Some(Action::AuthorizeSender { .. }) => session.sender_checked(SenderDecision::Allowed),
             Some(_) => continue,
             None => panic!("no submission"),
         }
@@ -437,6 +453,57 @@ fn full_transaction_is_250_250_354_then_250_2_0_0_queued() {
     assert_eq!(replies[0].to_wire(), "250 2.0.0 OK: queued as ABC123\r\n");
     // The transaction is over; a new one can start.
     assert_eq!(outcome(&mut session, "RCPT TO:<x@y.z>\r\n"), ["503 5.5.1"]);
+}
+
+#[test]
+fn an_authenticated_sender_address_needs_the_policys_approval() {
+    let mut session = authenticated();
+    session.receive(b"MAIL FROM:<alice@example.test>\r\nRCPT TO:<b@c.d>\r\n");
+    assert_eq!(
+        drain_deciding(&mut session, None),
+        ["AUTHORIZE alice@example.test alice@example.test"]
+    );
+    session.sender_checked(SenderDecision::Allowed);
+    assert_eq!(drain(&mut session), ["250 2.1.0", "250 2.1.5"]);
+}
+
+#[test]
+fn a_foreign_sender_is_553_5_7_1_naming_sender_and_user() {
+    let mut session = authenticated();
+    session.receive(b"MAIL FROM:<boss@example.test>\r\n");
+    assert_eq!(
+        drain_deciding(&mut session, Some(SenderDecision::Denied)),
+        ["553 5.7.1"]
+    );
+    let replies = replies_text(&mut session, "");
+    assert!(replies.is_empty());
+    session.receive(b"MAIL FROM:<boss@example.test>\r\n");
+    let mut text = String::new();
+    while let Some(action) = session.next_action() {
+        match action {
+            Action::AuthorizeSender { .. } => session.sender_checked(SenderDecision::Denied),
+            Action::Send(reply) => text = reply.to_wire(),
+            _ => {}
+        }
+    }
+    assert!(
+        text.starts_with(
+            "553 5.7.1 Sender address <boss@example.test> not owned by user <alice@example.test>"
+        ),
+        "{text}"
+    );
+    // No transaction was opened.
+    assert_eq!(outcome(&mut session, "RCPT TO:<x@y.z>\r\n"), ["503 5.5.1"]);
+}
+
+#[test]
+fn sender_policy_unavailable_is_451_4_3_0() {
+    let mut session = authenticated();
+    session.receive(b"MAIL FROM:<alice@example.test>\r\n");
+    assert_eq!(
+        drain_deciding(&mut session, Some(SenderDecision::Unavailable)),
+        ["451 4.3.0"]
+    );
 }
 
 #[test]
