@@ -1,5 +1,6 @@
 //! Portcullis: a mail submission server (RFC 6409).
 
+pub mod accounts;
 pub mod auth;
 pub mod bench;
 pub mod cli;

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::auth::{Authenticator, FileAccountStore};
+use crate::accounts::SqliteStore;
+use crate::auth::Authenticator;
 use crate::config::{Config, ListenerMode};
 use crate::listener::{Listener, Phase, Shared};
-use crate::policy::{ConnectionLimiter, OwnAddressOnly};
+use crate::policy::{ConnectionLimiter, StoreSenderPolicy};
 use crate::smtp::Limits;
 use crate::spool::SegmentLog;
 use crate::tls;
@@ -54,8 +55,9 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let (spool, recovery) = SegmentLog::open(&spool_dir)
         .map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", spool_dir.display())))?;
     let spool = Arc::new(spool);
-    let store = Arc::new(FileAccountStore::new(data_dir));
-    let authenticator = Authenticator::new(store).map_err(|e| fail(EX_OSERR, e))?;
+    let store =
+        Arc::new(SqliteStore::open(data_dir).map_err(|e| fail(EX_CANTCREAT, e.to_string()))?);
+    let authenticator = Authenticator::new(store.clone()).map_err(|e| fail(EX_OSERR, e))?;
     let tls_files = config
         .tls
         .as_ref()
@@ -92,7 +94,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let shared = Arc::new(Shared {
         spool: spool.clone(),
         authenticator: Arc::new(authenticator),
-        sender_policy: Arc::new(OwnAddressOnly),
+        sender_policy: Arc::new(StoreSenderPolicy(store)),
         limiter: Arc::clone(&limiter),
         timeouts: config.timeouts.clone(),
         phase,

@@ -35,8 +35,12 @@ fn accounts_lifecycle_and_exit_statuses() {
         "{}",
         stdout(&listed)
     );
-    let stored = std::fs::read_to_string(data.join("accounts")).unwrap();
-    assert!(stored.contains("alice@example.test\t$argon2id$") && !stored.contains(password));
+    let stored = String::from_utf8_lossy(&std::fs::read(data.join("accounts.sqlite")).unwrap())
+        .into_owned()
+        + &String::from_utf8_lossy(
+            &std::fs::read(data.join("accounts.sqlite-wal")).unwrap_or_default(),
+        );
+    assert!(stored.contains("$argon2id$") && !stored.contains(password));
 
     assert_eq!(
         status(&cli_in(
@@ -191,4 +195,206 @@ fn a_second_server_on_the_same_data_directory_is_refused() {
         .unwrap();
     assert_eq!(status(&second), 73, "{}", stderr(&second));
     assert!(stderr(&second).contains("in use by another running portcullis"));
+}
+
+#[test]
+fn aliases_grants_and_can_send_explain_every_rule() {
+    let dir = TempDir::new("can-send");
+    let data = dir.0.join("data");
+    let add = cli_in(
+        &data,
+        &["accounts", "add", "alice@example.test", "--password-stdin"],
+        Some("pw-123456\n"),
+    );
+    assert!(
+        stdout(&add).contains("Created domain example.test for it."),
+        "{}",
+        stdout(&add)
+    );
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &[
+                "accounts",
+                "alias",
+                "add",
+                "alice@example.test",
+                "sales@example.test"
+            ],
+            None
+        )),
+        0
+    );
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &[
+                "accounts",
+                "grant",
+                "alice@example.test",
+                "@news.example.test"
+            ],
+            None
+        )),
+        0
+    );
+    let decide = |address: &str| {
+        stdout(&cli_in(
+            &data,
+            &["accounts", "can-send", "alice@example.test", address],
+            None,
+        ))
+    };
+    assert!(decide("Alice@Example.test").contains("allowed: it is the account's own address"));
+    assert!(decide("sales@example.test").contains("allowed: it is an alias of the account"));
+    assert!(
+        decide("anyone@news.example.test")
+            .contains("allowed: the account was granted @news.example.test")
+    );
+    assert!(decide("ceo@example.test").contains("refused (553 5.7.1)"));
+    let show = stdout(&cli_in(
+        &data,
+        &["accounts", "show", "alice@example.test"],
+        None,
+    ));
+    assert!(
+        show.contains("aliases: sales@example.test")
+            && show.contains("granted domains: @news.example.test"),
+        "{show}"
+    );
+    assert!(show.contains("last login: never"), "{show}");
+    // An alias belongs to one account only.
+    cli_in(
+        &data,
+        &["accounts", "add", "bob@example.test", "--password-stdin"],
+        Some("pw-654321\n"),
+    );
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &[
+                "accounts",
+                "alias",
+                "add",
+                "bob@example.test",
+                "sales@example.test"
+            ],
+            None
+        )),
+        73
+    );
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &[
+                "accounts",
+                "can-send",
+                "nobody@example.test",
+                "x@example.test"
+            ],
+            None
+        )),
+        67
+    );
+    let domains = stdout(&cli_in(&data, &["domains", "list"], None));
+    assert!(domains.starts_with("example.test\tcreated "), "{domains}");
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &["domains", "add", "other.test", "--host", "box.other.test"],
+            None
+        )),
+        0
+    );
+    assert!(
+        stdout(&cli_in(&data, &["domains", "list"], None))
+            .contains("other.test\thost box.other.test")
+    );
+}
+
+#[test]
+fn app_passwords_are_shown_once_listed_without_secrets_and_revocable() {
+    let dir = TempDir::new("app-passwords");
+    let data = dir.0.join("data");
+    cli_in(
+        &data,
+        &["accounts", "add", "alice@example.test", "--password-stdin"],
+        Some("pw-123456\n"),
+    );
+    let added = stdout(&cli_in(
+        &data,
+        &[
+            "accounts",
+            "app-password",
+            "add",
+            "alice@example.test",
+            "phone",
+        ],
+        None,
+    ));
+    let secret = added
+        .split_whitespace()
+        .find(|w| w.starts_with("pcap_"))
+        .unwrap_or_else(|| panic!("{added}"));
+    let listed = stdout(&cli_in(
+        &data,
+        &["accounts", "app-password", "list", "alice@example.test"],
+        None,
+    ));
+    assert!(
+        listed.starts_with("phone\tcreated ")
+            && listed.contains("active")
+            && !listed.contains(secret),
+        "{listed}"
+    );
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &[
+                "accounts",
+                "app-password",
+                "add",
+                "alice@example.test",
+                "phone"
+            ],
+            None
+        )),
+        73
+    );
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &[
+                "accounts",
+                "app-password",
+                "revoke",
+                "alice@example.test",
+                "phone"
+            ],
+            None
+        )),
+        0
+    );
+    assert!(
+        stdout(&cli_in(
+            &data,
+            &["accounts", "app-password", "list", "alice@example.test"],
+            None
+        ))
+        .contains("revoked")
+    );
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &[
+                "accounts",
+                "app-password",
+                "revoke",
+                "alice@example.test",
+                "phone"
+            ],
+            None
+        )),
+        67
+    );
 }

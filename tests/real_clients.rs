@@ -300,3 +300,85 @@ fn a_foreign_sender_address_is_553_5_7_1() {
     );
     assert_reply(&own["data"], 250, "2.0.0");
 }
+
+#[test]
+fn app_passwords_log_in_until_revoked_and_disabled_accounts_cannot() {
+    let server = Server::start("app-password-login", Options::default());
+    server.add_account(USER, PASSWORD);
+    let added = server.cli(&["accounts", "app-password", "add", USER, "laptop"], None);
+    let text = String::from_utf8_lossy(&added.stdout).into_owned();
+    let app = text
+        .split_whitespace()
+        .find(|w| w.starts_with("pcap_"))
+        .unwrap_or_else(|| panic!("{text}"))
+        .to_string();
+    let port = server.submission.port().to_string();
+    let login = |password: &str| {
+        smtplib(
+            &server,
+            &[
+                "--port",
+                &port,
+                "--mode",
+                "starttls",
+                "--user",
+                USER,
+                "--password",
+                password,
+                "--from",
+                USER,
+                "--to",
+                "bob@example.net",
+            ],
+        )
+    };
+    assert_reply(&login(&app)["auth"], 235, "2.7.0");
+    assert_reply(&login(PASSWORD)["auth"], 235, "2.7.0");
+    server.cli(
+        &["accounts", "app-password", "revoke", USER, "laptop"],
+        None,
+    );
+    assert_reply(&login(&app)["error"], 535, "5.7.8");
+    assert_reply(&login(PASSWORD)["auth"], 235, "2.7.0");
+    server.cli(&["accounts", "disable", USER], None);
+    assert_reply(&login(PASSWORD)["error"], 535, "5.7.8");
+    server.cli(&["accounts", "enable", USER], None);
+    assert_reply(&login(PASSWORD)["auth"], 235, "2.7.0");
+    let shown =
+        String::from_utf8_lossy(&server.cli(&["accounts", "show", USER], None).stdout).into_owned();
+    assert!(!shown.contains("last login: never"), "{shown}");
+}
+
+#[test]
+fn aliases_and_granted_domains_may_be_used_as_sender() {
+    let server = Server::start("aliases", Options::default());
+    server.add_account(USER, PASSWORD);
+    server.cli(
+        &["accounts", "alias", "add", USER, "sales@example.test"],
+        None,
+    );
+    server.cli(&["accounts", "grant", USER, "@news.example.test"], None);
+    let port = server.submission.port().to_string();
+    let send_as = |from: &str| {
+        smtplib(
+            &server,
+            &[
+                "--port",
+                &port,
+                "--mode",
+                "starttls",
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+                "--from",
+                from,
+                "--to",
+                "bob@example.net",
+            ],
+        )
+    };
+    assert_reply(&send_as("sales@example.test")["data"], 250, "2.0.0");
+    assert_reply(&send_as("letters@news.example.test")["data"], 250, "2.0.0");
+    assert_reply(&send_as("ceo@example.test")["mail"], 553, "5.7.1");
+}

@@ -2,7 +2,6 @@
 //! AUTH credentials against it.
 
 pub mod password;
-pub mod store;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,29 +16,66 @@ use tokio::sync::oneshot;
 use crate::smtp::AuthOutcome;
 use crate::smtp::sasl::Credentials;
 
-pub use store::FileAccountStore;
-
-/// Where credentials live. The embedded default is [`FileAccountStore`].
+/// Where credentials live. The embedded default is [`crate::accounts::SqliteStore`].
 pub trait AccountStore: Send + Sync {
-    /// The argon2 PHC hash of the account's password, or `None` when there is no such account.
-    fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError>;
+    /// What is needed to check `password` for `username`: the account's hash, whether it is
+    /// enabled, and the app password the presented password names (if it has that form).
+    /// `None` when there is no such account.
+    fn login(&self, username: &str, password: &str) -> Result<Option<StoredLogin>, StoreError>;
+
+    /// Called after a successful login (to record its time).
+    fn logged_in(&self, _username: &str) {}
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredLogin {
+    pub password_hash: String,
+    pub enabled: bool,
+    pub app_password: Option<AppPasswordHash>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppPasswordHash {
+    pub id: String,
+    pub hash: String,
+    pub revoked: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
     Io(String),
-    Corrupt(String),
     Exists(String),
     NoSuchAccount(String),
+    Invalid(String),
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             StoreError::Io(reason) => write!(f, "account store unavailable: {reason}"),
-            StoreError::Corrupt(reason) => write!(f, "account store is damaged: {reason}"),
-            StoreError::Exists(address) => write!(f, "account {address} already exists"),
-            StoreError::NoSuchAccount(address) => write!(f, "no account {address}"),
+            StoreError::Exists(what) => write!(f, "{what} already exists"),
+            StoreError::NoSuchAccount(what) => write!(f, "no {what}"),
+            StoreError::Invalid(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// Why a login failed. Logged on the server; the client always gets the same 535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    UnknownUser,
+    WrongPassword,
+    Disabled,
+    AppPasswordRevoked,
+}
+
+impl FailureReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::UnknownUser => "unknown-user",
+            FailureReason::WrongPassword => "wrong-password",
+            FailureReason::Disabled => "disabled",
+            FailureReason::AppPasswordRevoked => "app-password-revoked",
         }
     }
 }
@@ -85,33 +121,61 @@ impl Authenticator {
     }
 
     pub async fn verify(&self, credentials: Credentials) -> AuthOutcome {
+        self.verify_explained(credentials).await.0
+    }
+
+    /// Checks credentials; a failure comes with its reason for the log. Every attempt that is
+    /// not answered from the cache costs exactly one argon2id run, whatever the reason.
+    pub async fn verify_explained(
+        &self,
+        credentials: Credentials,
+    ) -> (AuthOutcome, Option<FailureReason>) {
         let username = canonical_username(&credentials.username);
-        let stored = match self.store.password_hash(&username) {
+        let stored = match self.store.login(&username, &credentials.password) {
             Ok(stored) => stored,
             Err(error) => {
                 tracing::error!(%error, "cannot check credentials");
-                return AuthOutcome::Unavailable;
+                return (AuthOutcome::Unavailable, None);
             }
         };
-        if let Some(hash) = &stored
-            && self.cache.contains(&username, &credentials.password, hash)
-        {
-            return AuthOutcome::Accepted(username);
+        let (hash, refusal) = self.hash_to_check(stored.as_ref());
+        if refusal.is_none() && self.cache.contains(&username, &credentials.password, &hash) {
+            return (AuthOutcome::Accepted(username), None);
         }
-        let hash = stored.clone().unwrap_or_else(|| self.decoy_hash.clone());
         let Some(matches) = self
             .verifier
-            .verify(hash, credentials.password.clone())
+            .verify(hash.clone(), credentials.password.clone())
             .await
         else {
-            return AuthOutcome::Unavailable;
+            return (AuthOutcome::Unavailable, None);
         };
-        match stored {
-            Some(hash) if matches => {
+        match refusal {
+            Some(reason) => (AuthOutcome::Rejected, Some(reason)),
+            None if !matches => (AuthOutcome::Rejected, Some(FailureReason::WrongPassword)),
+            None => {
                 self.cache.insert(&username, &credentials.password, &hash);
-                AuthOutcome::Accepted(username)
+                self.store.logged_in(&username);
+                (AuthOutcome::Accepted(username), None)
             }
-            _ => AuthOutcome::Rejected,
+        }
+    }
+
+    /// The one hash to verify against, and the refusal already decided (verified anyway, against
+    /// the decoy, so that it costs the same time).
+    fn hash_to_check(&self, stored: Option<&StoredLogin>) -> (String, Option<FailureReason>) {
+        let decoy = |reason| (self.decoy_hash.clone(), Some(reason));
+        match stored {
+            None => decoy(FailureReason::UnknownUser),
+            Some(login) if !login.enabled => decoy(FailureReason::Disabled),
+            Some(StoredLogin {
+                app_password: Some(app),
+                ..
+            }) if app.revoked => decoy(FailureReason::AppPasswordRevoked),
+            Some(StoredLogin {
+                app_password: Some(app),
+                ..
+            }) => (app.hash.clone(), None),
+            Some(login) => (login.password_hash.clone(), None),
         }
     }
 }
@@ -229,15 +293,24 @@ mod tests {
     struct MemoryStore(Mutex<HashMap<String, String>>);
 
     impl AccountStore for MemoryStore {
-        fn password_hash(&self, username: &str) -> Result<Option<String>, StoreError> {
-            Ok(self.0.lock().unwrap().get(username).cloned())
+        fn login(
+            &self,
+            username: &str,
+            _password: &str,
+        ) -> Result<Option<StoredLogin>, StoreError> {
+            let hash = self.0.lock().unwrap().get(username).cloned();
+            Ok(hash.map(|password_hash| StoredLogin {
+                password_hash,
+                enabled: true,
+                app_password: None,
+            }))
         }
     }
 
     struct BrokenStore;
 
     impl AccountStore for BrokenStore {
-        fn password_hash(&self, _: &str) -> Result<Option<String>, StoreError> {
+        fn login(&self, _: &str, _: &str) -> Result<Option<StoredLogin>, StoreError> {
             Err(StoreError::Io("disk on fire".into()))
         }
     }

@@ -1,11 +1,12 @@
-//! `portcullis accounts add|list|passwd|remove`.
+//! `portcullis accounts ...` and `portcullis domains ...`.
 
 use std::io::{BufRead, IsTerminal};
 
 use clap::Subcommand;
 
 use super::{EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, Failure};
-use crate::auth::{FileAccountStore, StoreError, canonical_username, password};
+use crate::accounts::{APP_PASSWORD_PREFIX, Account, SqliteStore};
+use crate::auth::{StoreError, canonical_username, password};
 use crate::config::Config;
 use crate::smtp::address;
 use crate::timefmt;
@@ -22,33 +23,78 @@ pub enum Command {
     },
     /// List the accounts
     List,
+    /// Show one account: state, last login, aliases, grants, app passwords
+    Show { email: String },
     /// Set a new password; without --password-stdin one is generated and shown once
     Passwd {
         email: String,
         #[arg(long)]
         password_stdin: bool,
     },
-    /// Delete an account
+    /// Refuse every login of the account (its data is kept)
+    Disable { email: String },
+    /// Allow logins again
+    Enable { email: String },
+    /// Delete an account with its aliases, grants and app passwords
     Remove { email: String },
+    /// App passwords: separate, revocable passwords for devices and apps
+    AppPassword {
+        #[command(subcommand)]
+        command: AppPasswordCommand,
+    },
+    /// Aliases: other addresses the account may send as
+    Alias {
+        #[command(subcommand)]
+        command: AliasCommand,
+    },
+    /// Let the account send as any address of a domain (@domain)
+    Grant { email: String, domain: String },
+    /// Take a granted domain back
+    Ungrant { email: String, domain: String },
+    /// May this account use ADDRESS as MAIL FROM? Prints the decision and the rule
+    CanSend { email: String, address: String },
+}
+
+#[derive(Subcommand)]
+pub enum AppPasswordCommand {
+    /// Create an app password with a label (e.g. "phone"); it is shown once
+    Add { email: String, label: String },
+    /// List the account's app passwords (never the passwords themselves)
+    List { email: String },
+    /// Revoke one app password; the others keep working
+    Revoke { email: String, label: String },
+}
+
+#[derive(Subcommand)]
+pub enum AliasCommand {
+    Add { email: String, alias: String },
+    Remove { email: String, alias: String },
+}
+
+#[derive(Subcommand)]
+pub enum DomainsCommand {
+    /// Add a domain (accounts under a new domain create it too)
+    Add {
+        domain: String,
+        /// The submission host name that serves this domain (e.g. box.example.com)
+        #[arg(long)]
+        host: Option<String>,
+    },
+    /// List the domains
+    List,
+}
+
+fn open(config: &Config) -> Result<SqliteStore, Failure> {
+    SqliteStore::open(&config.data_dir).map_err(store_failure)
 }
 
 pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
-    let store = FileAccountStore::new(&config.data_dir);
+    let store = open(config)?;
     match command {
         Command::Add {
             email,
             password_stdin,
-        } => {
-            let email = login_name(&email)?;
-            let (password, generated) = obtain_password(password_stdin)?;
-            store.add(&email, hash(&password)?).map_err(store_failure)?;
-            println!("Added {email}.");
-            show_generated(&email, &password, generated);
-            println!(
-                "Clients log in with user name {email} after STARTTLS (port 587 style) or on implicit TLS (port 465 style)."
-            );
-            Ok(())
-        }
+        } => add(&store, &email, password_stdin),
         Command::Passwd {
             email,
             password_stdin,
@@ -56,7 +102,7 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             let email = login_name(&email)?;
             let (password, generated) = obtain_password(password_stdin)?;
             store
-                .set_password(&email, hash(&password)?)
+                .set_password(&email, &hash(&password)?)
                 .map_err(store_failure)?;
             println!("Changed the password of {email}.");
             show_generated(&email, &password, generated);
@@ -64,29 +110,244 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
         }
         Command::Remove { email } => {
             let email = login_name(&email)?;
-            store.remove(&email).map_err(store_failure)?;
+            store.remove_account(&email).map_err(store_failure)?;
             println!("Removed {email}.");
             Ok(())
         }
+        Command::Disable { email } => set_enabled(&store, &email, false),
+        Command::Enable { email } => set_enabled(&store, &email, true),
         Command::List => {
             for account in store.accounts().map_err(store_failure)? {
-                let created =
-                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(account.created);
-                println!("{}\tcreated {}", account.address, timefmt::rfc3339(created));
+                let state = if account.enabled { "" } else { "\tdisabled" };
+                println!(
+                    "{}\tcreated {}{state}",
+                    account.address,
+                    time(account.created)
+                );
+            }
+            Ok(())
+        }
+        Command::Show { email } => show(&store, &login_name(&email)?),
+        Command::AppPassword { command } => app_password(&store, command),
+        Command::Alias {
+            command: AliasCommand::Add { email, alias },
+        } => {
+            let (email, alias) = (login_name(&email)?, address_of(&alias)?);
+            store.add_alias(&email, &alias).map_err(store_failure)?;
+            println!("{email} may now send as {alias}.");
+            Ok(())
+        }
+        Command::Alias {
+            command: AliasCommand::Remove { email, alias },
+        } => {
+            let (email, alias) = (login_name(&email)?, address_of(&alias)?);
+            store.remove_alias(&email, &alias).map_err(store_failure)?;
+            println!("Removed alias {alias} of {email}.");
+            Ok(())
+        }
+        Command::Grant { email, domain } => {
+            let (email, domain) = (login_name(&email)?, domain_name(&domain)?);
+            store.add_grant(&email, &domain).map_err(store_failure)?;
+            println!("{email} may now send as any address @{domain}.");
+            Ok(())
+        }
+        Command::Ungrant { email, domain } => {
+            let (email, domain) = (login_name(&email)?, domain_name(&domain)?);
+            store.remove_grant(&email, &domain).map_err(store_failure)?;
+            println!("{email} may no longer send as addresses @{domain}.");
+            Ok(())
+        }
+        Command::CanSend { email, address } => {
+            let (email, address) = (login_name(&email)?, address_of(&address)?);
+            if store.account(&email).map_err(store_failure)?.is_none() {
+                return Err(store_failure(StoreError::NoSuchAccount(format!(
+                    "account {email}"
+                ))));
+            }
+            let rule = store.sender_rule(&email, &address).map_err(store_failure)?;
+            println!("{email} sending as {address}: {rule}");
+            Ok(())
+        }
+    }
+}
+
+pub fn run_domains(command: DomainsCommand, config: &Config) -> Result<(), Failure> {
+    let store = open(config)?;
+    match command {
+        DomainsCommand::Add { domain, host } => {
+            let domain = domain_name(&domain)?;
+            let new = store
+                .add_domain(&domain, host.as_deref())
+                .map_err(store_failure)?;
+            let verb = if new { "Added" } else { "Updated" };
+            match host {
+                Some(host) => println!("{verb} domain {domain}, served by {host}."),
+                None => println!("{verb} domain {domain}."),
+            }
+            Ok(())
+        }
+        DomainsCommand::List => {
+            for domain in store.domains().map_err(store_failure)? {
+                let host = domain
+                    .host
+                    .map(|h| format!("\thost {h}"))
+                    .unwrap_or_default();
+                println!("{}{host}\tcreated {}", domain.name, time(domain.created));
             }
             Ok(())
         }
     }
 }
 
+fn add(store: &SqliteStore, email: &str, password_stdin: bool) -> Result<(), Failure> {
+    let email = login_name(email)?;
+    let (password, generated) = obtain_password(password_stdin)?;
+    let new_domain = store
+        .add_account(&email, &hash(&password)?)
+        .map_err(store_failure)?;
+    println!("Added {email}.");
+    if new_domain {
+        println!(
+            "Created domain {} for it.",
+            crate::accounts::domain_of(&email).unwrap_or_default()
+        );
+    }
+    show_generated(&email, &password, generated);
+    println!(
+        "Clients log in with user name {email} after STARTTLS (port 587 style) or on implicit TLS (port 465 style)."
+    );
+    Ok(())
+}
+
+fn set_enabled(store: &SqliteStore, email: &str, enabled: bool) -> Result<(), Failure> {
+    let email = login_name(email)?;
+    store.set_enabled(&email, enabled).map_err(store_failure)?;
+    println!("{} {email}.", if enabled { "Enabled" } else { "Disabled" });
+    Ok(())
+}
+
+fn show(store: &SqliteStore, email: &str) -> Result<(), Failure> {
+    let Some(Account {
+        address,
+        domain,
+        enabled,
+        created,
+        last_login,
+        aliases,
+        grants,
+    }) = store.account(email).map_err(store_failure)?
+    else {
+        return Err(store_failure(StoreError::NoSuchAccount(format!(
+            "account {email}"
+        ))));
+    };
+    println!("account: {address}");
+    println!("domain: {domain}");
+    println!("state: {}", if enabled { "enabled" } else { "disabled" });
+    println!("created: {}", time(created));
+    println!(
+        "last login: {}",
+        last_login.map_or_else(|| "never".to_string(), time)
+    );
+    println!(
+        "aliases: {}",
+        if aliases.is_empty() {
+            "none".to_string()
+        } else {
+            aliases.join(", ")
+        }
+    );
+    let grants: Vec<String> = grants.iter().map(|d| format!("@{d}")).collect();
+    println!(
+        "granted domains: {}",
+        if grants.is_empty() {
+            "none".to_string()
+        } else {
+            grants.join(", ")
+        }
+    );
+    for app in store.app_passwords(email).map_err(store_failure)? {
+        let state = app
+            .revoked
+            .map_or_else(|| "active".to_string(), |t| format!("revoked {}", time(t)));
+        println!(
+            "app password: {} (created {}, {state})",
+            app.label,
+            time(app.created)
+        );
+    }
+    Ok(())
+}
+
+fn app_password(store: &SqliteStore, command: AppPasswordCommand) -> Result<(), Failure> {
+    match command {
+        AppPasswordCommand::Add { email, label } => {
+            let email = login_name(&email)?;
+            let id =
+                password::generate().map_err(|e| Failure::new(EX_SOFTWARE, e))?[..8].to_lowercase();
+            let secret = password::generate().map_err(|e| Failure::new(EX_SOFTWARE, e))?;
+            let app_password = format!("{APP_PASSWORD_PREFIX}{id}_{secret}");
+            store
+                .add_app_password(&email, &id, &label, &hash(&app_password)?)
+                .map_err(store_failure)?;
+            println!("App password {label:?} for {email}: {app_password}");
+            println!(
+                "Use it instead of the account password in that one device or app; revoke it with `portcullis accounts app-password revoke {email} {label}`."
+            );
+            Ok(())
+        }
+        AppPasswordCommand::List { email } => {
+            for app in store
+                .app_passwords(&login_name(&email)?)
+                .map_err(store_failure)?
+            {
+                let state = app
+                    .revoked
+                    .map_or_else(|| "active".to_string(), |t| format!("revoked {}", time(t)));
+                println!("{}\tcreated {}\t{state}", app.label, time(app.created));
+            }
+            Ok(())
+        }
+        AppPasswordCommand::Revoke { email, label } => {
+            let email = login_name(&email)?;
+            store
+                .revoke_app_password(&email, &label)
+                .map_err(store_failure)?;
+            println!("Revoked app password {label:?} of {email}; its next login gets 535.");
+            Ok(())
+        }
+    }
+}
+
+fn time(unix: u64) -> String {
+    timefmt::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
+}
+
 /// Accounts are named by a valid email address, matched case-insensitively.
 fn login_name(email: &str) -> Result<String, Failure> {
-    address::parse_mailbox(email)
+    address_of(email)
+}
+
+fn address_of(text: &str) -> Result<String, Failure> {
+    address::parse_mailbox(text)
         .map(|mailbox| canonical_username(mailbox.as_str()))
         .map_err(|e| {
             Failure::new(
                 EX_DATAERR,
-                format!("{email:?} is not a valid email address: {}", e.0),
+                format!("{text:?} is not a valid email address: {}", e.0),
+            )
+        })
+}
+
+/// `example.com` or `@example.com`, checked as the domain of an address.
+fn domain_name(text: &str) -> Result<String, Failure> {
+    let domain = text.trim_start_matches('@');
+    address::parse_mailbox(&format!("postmaster@{domain}"))
+        .map(|mailbox| mailbox.domain().to_lowercase())
+        .map_err(|e| {
+            Failure::new(
+                EX_DATAERR,
+                format!("{text:?} is not a valid domain: {}", e.0),
             )
         })
 }
@@ -140,7 +401,7 @@ fn store_failure(error: StoreError) -> Failure {
         StoreError::Exists(_) => EX_CANTCREAT,
         StoreError::NoSuchAccount(_) => EX_NOUSER,
         StoreError::Io(_) => EX_TEMPFAIL,
-        StoreError::Corrupt(_) => EX_DATAERR,
+        StoreError::Invalid(_) => EX_DATAERR,
     };
     Failure::new(status, error.to_string())
 }

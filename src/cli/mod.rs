@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         command: accounts::Command,
     },
+    /// Manage the domains accounts live under
+    Domains {
+        #[command(subcommand)]
+        command: accounts::DomainsCommand,
+    },
     /// Inspect the messages in the spool
     Queue {
         #[command(subcommand)]
@@ -171,6 +176,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Accounts { command } => {
             done(accounts::run(command, &settings(cli.config, cli.data_dir)?))
         }
+        Command::Domains { command } => done(accounts::run_domains(
+            command,
+            &settings(cli.config, cli.data_dir)?,
+        )),
         Command::Queue { command } => {
             done(queue::run(command, &settings(cli.config, cli.data_dir)?))
         }

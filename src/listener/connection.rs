@@ -163,14 +163,21 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
 /// is for the log only; the client always sees the same 535).
 async fn authenticate(shared: &Shared, client_ip: IpAddr, credentials: Credentials) -> AuthOutcome {
     let username = credentials.username.clone();
-    let outcome = shared.authenticator.verify(credentials).await;
-    match &outcome {
-        AuthOutcome::Accepted(user) => tracing::info!(client = %client_ip, %user, "authenticated"),
-        AuthOutcome::Rejected => {
-            tracing::warn!(client = %client_ip, user = %username, "authentication failed")
+    let (outcome, reason) = shared.authenticator.verify_explained(credentials).await;
+    // One fixed line per failure, with the address first, for fail2ban-style tools; the user
+    // name is quoted and escaped so it cannot forge a line.
+    match (&outcome, reason) {
+        (AuthOutcome::Accepted(user), _) => {
+            tracing::info!(client = %client_ip, %user, "authenticated")
         }
-        AuthOutcome::Unavailable => {
-            tracing::error!(client = %client_ip, user = %username, "authentication unavailable")
+        (AuthOutcome::Rejected, reason) => tracing::warn!(
+            client = %client_ip,
+            user = ?username,
+            reason = reason.map_or("refused", |r| r.as_str()),
+            "authentication failed"
+        ),
+        (AuthOutcome::Unavailable, _) => {
+            tracing::error!(client = %client_ip, user = ?username, "authentication unavailable")
         }
     }
     outcome

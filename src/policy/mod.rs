@@ -5,4 +5,4 @@ pub mod connections;
 pub mod sender;
 
 pub use connections::{ConnectionLimiter, Refusal, canonical};
-pub use sender::{OwnAddressOnly, SenderPolicy};
+pub use sender::{SenderPolicy, StoreSenderPolicy};

@@ -1,7 +1,10 @@
 //! Sender authorization (RFC 6409 §6.1): a submission server must not let a logged-in user
-//! send as somebody else. The server asks a [`SenderPolicy`]; the embedded default allows a user
-//! exactly their own address. (Aliases and granted domains extend it.)
+//! send as somebody else. The server asks a [`SenderPolicy`]; the embedded one allows an account
+//! its own address, its aliases and the domains granted to it ([`StoreSenderPolicy`]).
 
+use std::sync::Arc;
+
+use crate::accounts::{SenderRule, SqliteStore};
 use crate::smtp::SenderDecision;
 
 pub trait SenderPolicy: Send + Sync {
@@ -10,37 +13,21 @@ pub trait SenderPolicy: Send + Sync {
     fn authorize(&self, user: &str, sender: &str) -> SenderDecision;
 }
 
-/// Each account may send as its own address only, compared case-insensitively as logins are.
-pub struct OwnAddressOnly;
+/// The account store's rules: own address, aliases, granted domains.
+pub struct StoreSenderPolicy(pub Arc<SqliteStore>);
 
-impl SenderPolicy for OwnAddressOnly {
+impl SenderPolicy for StoreSenderPolicy {
     fn authorize(&self, user: &str, sender: &str) -> SenderDecision {
-        if crate::auth::canonical_username(sender) == user {
-            SenderDecision::Allowed
-        } else {
-            SenderDecision::Denied
+        match self
+            .0
+            .sender_rule(user, &crate::auth::canonical_username(sender))
+        {
+            Ok(SenderRule::NotOwned) => SenderDecision::Denied,
+            Ok(_) => SenderDecision::Allowed,
+            Err(error) => {
+                tracing::error!(%error, "cannot check the sender address");
+                SenderDecision::Unavailable
+            }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn own_address_in_any_case_and_nothing_else() {
-        let policy = OwnAddressOnly;
-        assert_eq!(
-            policy.authorize("alice@example.test", "Alice@Example.TEST"),
-            SenderDecision::Allowed
-        );
-        assert_eq!(
-            policy.authorize("alice@example.test", "bob@example.test"),
-            SenderDecision::Denied
-        );
-        assert_eq!(
-            policy.authorize("alice@example.test", "alice@example.test.evil"),
-            SenderDecision::Denied
-        );
     }
 }

@@ -1,0 +1,568 @@
+//! SQLite implementation of the account store.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Account, AppPassword, Domain, SenderRule, app_password_id, domain_of};
+use crate::auth::{AccountStore, AppPasswordHash, StoreError, StoredLogin};
+
+const SCHEMA_VERSION: i64 = 1;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    connection: Mutex<Connection>,
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `data_dir/accounts.sqlite`.
+    pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
+        let path = data_dir.join("accounts.sqlite");
+        let io = |e: rusqlite::Error| StoreError::Io(format!("{}: {e}", path.display()));
+        crate::spool::log::create_dir_durably(data_dir)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", data_dir.display())))?;
+        let connection = Connection::open(&path).map_err(io)?;
+        // Another process (the CLI while the server runs) may hold a write lock for a moment.
+        connection
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(io)?;
+        // WAL lets readers and one writer work at once; FULL sync makes each commit durable.
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(io)?;
+        migrate(&connection).map_err(io)?;
+        Ok(SqliteStore {
+            path,
+            connection: Mutex::new(connection),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn with<R>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, StoreError> {
+        let mut connection = self
+            .connection
+            .lock()
+            .map_err(|_| StoreError::Io("account store lock poisoned".into()))?;
+        work(&mut connection).map_err(|e| StoreError::Io(format!("{}: {e}", self.path.display())))
+    }
+
+    /// Runs `work` in one transaction; a domain-level error from it rolls everything back.
+    fn transaction<R>(
+        &self,
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let mut connection = self
+            .connection
+            .lock()
+            .map_err(|_| StoreError::Io("account store lock poisoned".into()))?;
+        let io = |e: rusqlite::Error| StoreError::Io(format!("{}: {e}", self.path.display()));
+        let transaction = connection.transaction().map_err(io)?;
+        let result = work(&transaction)?;
+        transaction.commit().map_err(io)?;
+        Ok(result)
+    }
+
+    // ---- accounts ---------------------------------------------------------------------------
+
+    /// Creates an account; returns true when its domain was new and has been created too.
+    pub fn add_account(&self, address: &str, password_hash: &str) -> Result<bool, StoreError> {
+        let domain = domain_of(address)
+            .ok_or_else(|| StoreError::Invalid(format!("{address} has no domain")))?
+            .to_string();
+        self.transaction(|tx| {
+            let exists: bool = tx
+                .query_row("SELECT 1 FROM accounts WHERE address = ?1", [address], |_| Ok(true))
+                .optional()
+                .map_err(sql)?
+                .unwrap_or(false);
+            if exists {
+                return Err(StoreError::Exists(address.to_string()));
+            }
+            let new_domain = tx
+                .execute("INSERT OR IGNORE INTO domains (name, created) VALUES (?1, ?2)", params![domain, now()])
+                .map_err(sql)?
+                == 1;
+            tx.execute(
+                "INSERT INTO accounts (address, domain, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
+                params![address, domain, password_hash, now()],
+            )
+            .map_err(sql)?;
+            Ok(new_domain)
+        })
+    }
+
+    pub fn set_password(&self, address: &str, password_hash: &str) -> Result<(), StoreError> {
+        self.change_account(
+            address,
+            "UPDATE accounts SET password_hash = ?2 WHERE address = ?1",
+            password_hash,
+        )
+    }
+
+    pub fn set_enabled(&self, address: &str, enabled: bool) -> Result<(), StoreError> {
+        self.change_account(
+            address,
+            "UPDATE accounts SET enabled = ?2 WHERE address = ?1",
+            enabled,
+        )
+    }
+
+    pub fn remove_account(&self, address: &str) -> Result<(), StoreError> {
+        let removed =
+            self.with(|c| c.execute("DELETE FROM accounts WHERE address = ?1", [address]))?;
+        if removed == 0 {
+            return Err(StoreError::NoSuchAccount(address.to_string()));
+        }
+        Ok(())
+    }
+
+    fn change_account(
+        &self,
+        address: &str,
+        statement: &str,
+        value: impl rusqlite::ToSql,
+    ) -> Result<(), StoreError> {
+        let changed = self.with(|c| c.execute(statement, params![address, value]))?;
+        if changed == 0 {
+            return Err(StoreError::NoSuchAccount(address.to_string()));
+        }
+        Ok(())
+    }
+
+    pub fn record_login(&self, address: &str) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE accounts SET last_login = ?2 WHERE address = ?1",
+                params![address, now()],
+            )
+        })
+        .map(|_| ())
+    }
+
+    pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
+        let addresses: Vec<String> = self.with(|c| {
+            let mut statement = c.prepare("SELECT address FROM accounts ORDER BY address")?;
+            let rows = statement.query_map([], |row| row.get(0))?;
+            rows.collect()
+        })?;
+        addresses
+            .iter()
+            .map(|address| {
+                self.account(address)?
+                    .ok_or_else(|| StoreError::NoSuchAccount(address.clone()))
+            })
+            .collect()
+    }
+
+    pub fn account(&self, address: &str) -> Result<Option<Account>, StoreError> {
+        self.with(|c| {
+            let found = c
+                .query_row(
+                    "SELECT address, domain, enabled, created, last_login FROM accounts WHERE address = ?1",
+                    [address],
+                    |row| {
+                        Ok(Account {
+                            address: row.get(0)?,
+                            domain: row.get(1)?,
+                            enabled: row.get(2)?,
+                            created: row.get(3)?,
+                            last_login: row.get(4)?,
+                            aliases: Vec::new(),
+                            grants: Vec::new(),
+                        })
+                    },
+                )
+                .optional()?;
+            let Some(mut account) = found else { return Ok(None) };
+            account.aliases = strings(c, "SELECT alias FROM aliases WHERE address = ?1 ORDER BY alias", address)?;
+            account.grants = strings(c, "SELECT domain FROM grants WHERE address = ?1 ORDER BY domain", address)?;
+            Ok(Some(account))
+        })
+    }
+
+    // ---- app passwords ------------------------------------------------------------------------
+
+    pub fn add_app_password(
+        &self,
+        address: &str,
+        id: &str,
+        label: &str,
+        password_hash: &str,
+    ) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            require_account(tx, address)?;
+            let taken: Option<i64> = tx
+                .query_row("SELECT 1 FROM app_passwords WHERE address = ?1 AND label = ?2", [address, label], |r| r.get(0))
+                .optional()
+                .map_err(sql)?;
+            if taken.is_some() {
+                return Err(StoreError::Exists(format!("app password {label:?} of {address}")));
+            }
+            tx.execute(
+                "INSERT INTO app_passwords (id, address, label, password_hash, created) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, address, label, password_hash, now()],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    pub fn app_passwords(&self, address: &str) -> Result<Vec<AppPassword>, StoreError> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT id, label, created, revoked FROM app_passwords WHERE address = ?1 ORDER BY created, label")?;
+            let rows = statement.query_map([address], |row| {
+                Ok(AppPassword { id: row.get(0)?, label: row.get(1)?, created: row.get(2)?, revoked: row.get(3)? })
+            })?;
+            rows.collect()
+        })
+    }
+
+    pub fn revoke_app_password(&self, address: &str, label: &str) -> Result<(), StoreError> {
+        let changed = self.with(|c| {
+            c.execute(
+                "UPDATE app_passwords SET revoked = ?3 WHERE address = ?1 AND label = ?2 AND revoked IS NULL",
+                params![address, label, now()],
+            )
+        })?;
+        if changed == 0 {
+            return Err(StoreError::NoSuchAccount(format!(
+                "active app password {label:?} of {address}"
+            )));
+        }
+        Ok(())
+    }
+
+    // ---- domains ------------------------------------------------------------------------------
+
+    /// Adds a domain, or sets its host when it exists; returns true if it was new.
+    pub fn add_domain(&self, name: &str, host: Option<&str>) -> Result<bool, StoreError> {
+        self.transaction(|tx| {
+            let new = tx
+                .execute(
+                    "INSERT OR IGNORE INTO domains (name, host, created) VALUES (?1, ?2, ?3)",
+                    params![name, host, now()],
+                )
+                .map_err(sql)?
+                == 1;
+            if !new && host.is_some() {
+                tx.execute(
+                    "UPDATE domains SET host = ?2 WHERE name = ?1",
+                    params![name, host],
+                )
+                .map_err(sql)?;
+            }
+            Ok(new)
+        })
+    }
+
+    pub fn domains(&self) -> Result<Vec<Domain>, StoreError> {
+        self.with(|c| {
+            let mut statement =
+                c.prepare("SELECT name, host, created FROM domains ORDER BY name")?;
+            let rows = statement.query_map([], |row| {
+                Ok(Domain {
+                    name: row.get(0)?,
+                    host: row.get(1)?,
+                    created: row.get(2)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    // ---- aliases, grants and the sender rule ----------------------------------------------------
+
+    pub fn add_alias(&self, address: &str, alias: &str) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            require_account(tx, address)?;
+            let owner: Option<String> = tx
+                .query_row(
+                    "SELECT address FROM aliases WHERE alias = ?1",
+                    [alias],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql)?;
+            if let Some(owner) = owner {
+                return Err(StoreError::Exists(format!("alias {alias} (of {owner})")));
+            }
+            tx.execute(
+                "INSERT INTO aliases (alias, address) VALUES (?1, ?2)",
+                [alias, address],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    pub fn remove_alias(&self, address: &str, alias: &str) -> Result<(), StoreError> {
+        let removed = self.with(|c| {
+            c.execute(
+                "DELETE FROM aliases WHERE alias = ?1 AND address = ?2",
+                [alias, address],
+            )
+        })?;
+        if removed == 0 {
+            return Err(StoreError::NoSuchAccount(format!(
+                "alias {alias} of {address}"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn add_grant(&self, address: &str, domain: &str) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            require_account(tx, address)?;
+            tx.execute(
+                "INSERT OR IGNORE INTO grants (address, domain) VALUES (?1, ?2)",
+                [address, domain],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    pub fn remove_grant(&self, address: &str, domain: &str) -> Result<(), StoreError> {
+        let removed = self.with(|c| {
+            c.execute(
+                "DELETE FROM grants WHERE address = ?1 AND domain = ?2",
+                [address, domain],
+            )
+        })?;
+        if removed == 0 {
+            return Err(StoreError::NoSuchAccount(format!(
+                "grant @{domain} of {address}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Which rule lets `user` send as `sender` (both lower-cased), or that none does.
+    pub fn sender_rule(&self, user: &str, sender: &str) -> Result<SenderRule, StoreError> {
+        if user == sender {
+            return Ok(SenderRule::OwnAddress);
+        }
+        self.with(|c| {
+            let alias: Option<i64> = c
+                .query_row(
+                    "SELECT 1 FROM aliases WHERE alias = ?1 AND address = ?2",
+                    [sender, user],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if alias.is_some() {
+                return Ok(SenderRule::Alias);
+            }
+            let domain = domain_of(sender).unwrap_or_default();
+            let grant: Option<i64> = c
+                .query_row(
+                    "SELECT 1 FROM grants WHERE address = ?1 AND domain = ?2",
+                    [user, domain],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            Ok(match grant {
+                Some(_) => SenderRule::GrantedDomain(domain.to_string()),
+                None => SenderRule::NotOwned,
+            })
+        })
+    }
+}
+
+impl AccountStore for SqliteStore {
+    fn login(&self, username: &str, password: &str) -> Result<Option<StoredLogin>, StoreError> {
+        self.with(|c| {
+            let found: Option<(String, bool)> = c
+                .query_row("SELECT password_hash, enabled FROM accounts WHERE address = ?1", [username], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .optional()?;
+            let Some((password_hash, enabled)) = found else { return Ok(None) };
+            let app_password = match app_password_id(password) {
+                Some(id) => c
+                    .query_row(
+                        "SELECT id, password_hash, revoked IS NOT NULL FROM app_passwords WHERE id = ?1 AND address = ?2",
+                        [id, username],
+                        |row| Ok(AppPasswordHash { id: row.get(0)?, hash: row.get(1)?, revoked: row.get(2)? }),
+                    )
+                    .optional()?,
+                None => None,
+            };
+            Ok(Some(StoredLogin { password_hash, enabled, app_password }))
+        })
+    }
+
+    fn logged_in(&self, username: &str) {
+        if let Err(error) = self.record_login(username) {
+            tracing::warn!(%error, "cannot record the login time");
+        }
+    }
+}
+
+fn sql(error: rusqlite::Error) -> StoreError {
+    StoreError::Io(error.to_string())
+}
+
+fn require_account(tx: &rusqlite::Transaction<'_>, address: &str) -> Result<(), StoreError> {
+    let found: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM accounts WHERE address = ?1",
+            [address],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    found
+        .map(|_| ())
+        .ok_or_else(|| StoreError::NoSuchAccount(address.to_string()))
+}
+
+fn strings(c: &Connection, query: &str, key: &str) -> rusqlite::Result<Vec<String>> {
+    let mut statement = c.prepare(query)?;
+    let rows = statement.query_map([key], |row| row.get(0))?;
+    rows.collect()
+}
+
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version < SCHEMA_VERSION {
+        connection.execute_batch(include_str!("schema.sql"))?;
+        connection.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(name: &str) -> (SqliteStore, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        (SqliteStore::open(&dir).unwrap(), dir)
+    }
+
+    #[test]
+    fn accounts_create_their_domain_and_are_visible_to_a_second_connection() {
+        let (first, dir) = store("accounts");
+        assert!(first.add_account("a@example.test", "$argon2id$x").unwrap());
+        assert!(!first.add_account("b@example.test", "$argon2id$y").unwrap());
+        assert_eq!(
+            first.add_account("a@example.test", "$argon2id$z"),
+            Err(StoreError::Exists("a@example.test".into()))
+        );
+        // Another process (the server) sees the change at once.
+        let second = SqliteStore::open(&dir).unwrap();
+        let login = second.login("a@example.test", "anything").unwrap().unwrap();
+        assert_eq!(
+            (
+                login.password_hash.as_str(),
+                login.enabled,
+                login.app_password
+            ),
+            ("$argon2id$x", true, None)
+        );
+        first.set_enabled("a@example.test", false).unwrap();
+        assert!(
+            !second
+                .login("a@example.test", "x")
+                .unwrap()
+                .unwrap()
+                .enabled
+        );
+        first.remove_account("a@example.test").unwrap();
+        assert_eq!(second.login("a@example.test", "x").unwrap(), None);
+        assert_eq!(first.domains().unwrap().len(), 1);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_app_password_is_found_by_the_id_inside_it() {
+        let (store, dir) = store("app");
+        store
+            .add_account("a@example.test", "$argon2id$main")
+            .unwrap();
+        store
+            .add_app_password("a@example.test", "abcd1234", "phone", "$argon2id$app")
+            .unwrap();
+        let login = store
+            .login("a@example.test", "pcap_abcd1234_secret")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            login.app_password.map(|a| (a.hash, a.revoked)),
+            Some(("$argon2id$app".to_string(), false))
+        );
+        assert_eq!(
+            store
+                .login("a@example.test", "plain password")
+                .unwrap()
+                .unwrap()
+                .app_password,
+            None
+        );
+        store
+            .revoke_app_password("a@example.test", "phone")
+            .unwrap();
+        assert!(
+            store
+                .login("a@example.test", "pcap_abcd1234_secret")
+                .unwrap()
+                .unwrap()
+                .app_password
+                .unwrap()
+                .revoked
+        );
+        // Another account cannot use it.
+        store.add_account("b@example.test", "$argon2id$b").unwrap();
+        assert_eq!(
+            store
+                .login("b@example.test", "pcap_abcd1234_secret")
+                .unwrap()
+                .unwrap()
+                .app_password,
+            None
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sender_rules() {
+        let (store, dir) = store("rules");
+        store.add_account("a@example.test", "$argon2id$a").unwrap();
+        store
+            .add_alias("a@example.test", "sales@example.test")
+            .unwrap();
+        store
+            .add_grant("a@example.test", "news.example.test")
+            .unwrap();
+        let rule = |sender: &str| store.sender_rule("a@example.test", sender).unwrap();
+        assert_eq!(rule("a@example.test"), SenderRule::OwnAddress);
+        assert_eq!(rule("sales@example.test"), SenderRule::Alias);
+        assert_eq!(
+            rule("x@news.example.test"),
+            SenderRule::GrantedDomain("news.example.test".into())
+        );
+        assert_eq!(rule("x@example.test"), SenderRule::NotOwned);
+        assert_eq!(rule("x@sub.news.example.test"), SenderRule::NotOwned);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
