@@ -17,6 +17,25 @@ fn smtplib(server: &Server, args: &[&str]) -> Value {
     serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("not JSON: {stdout} / {stderr}"))
 }
 
+/// STARTTLS, AUTH PLAIN as USER with `password`, then a message from `from`.
+fn starttls_submission(server: &Server, password: &str, from: &str) -> Value {
+    let port = server.submission.port().to_string();
+    let args = [
+        "--port",
+        &port,
+        "--mode",
+        "starttls",
+        "--user",
+        USER,
+        "--password",
+        password,
+    ];
+    smtplib(
+        server,
+        &[&args[..], &["--from", from, "--to", "bob@example.net"]].concat(),
+    )
+}
+
 fn assert_reply(value: &Value, code: u64, status_and_text: &str) {
     assert_eq!(value[0], code, "{value}");
     let text = value[1].as_str().unwrap();
@@ -312,26 +331,7 @@ fn app_passwords_log_in_until_revoked_and_disabled_accounts_cannot() {
         .find(|w| w.starts_with("pcap_"))
         .unwrap_or_else(|| panic!("{text}"))
         .to_string();
-    let port = server.submission.port().to_string();
-    let login = |password: &str| {
-        smtplib(
-            &server,
-            &[
-                "--port",
-                &port,
-                "--mode",
-                "starttls",
-                "--user",
-                USER,
-                "--password",
-                password,
-                "--from",
-                USER,
-                "--to",
-                "bob@example.net",
-            ],
-        )
-    };
+    let login = |password: &str| starttls_submission(&server, password, USER);
     assert_reply(&login(&app)["auth"], 235, "2.7.0");
     assert_reply(&login(PASSWORD)["auth"], 235, "2.7.0");
     server.cli(
@@ -358,26 +358,7 @@ fn aliases_and_granted_domains_may_be_used_as_sender() {
         None,
     );
     server.cli(&["accounts", "grant", USER, "@news.example.test"], None);
-    let port = server.submission.port().to_string();
-    let send_as = |from: &str| {
-        smtplib(
-            &server,
-            &[
-                "--port",
-                &port,
-                "--mode",
-                "starttls",
-                "--user",
-                USER,
-                "--password",
-                PASSWORD,
-                "--from",
-                from,
-                "--to",
-                "bob@example.net",
-            ],
-        )
-    };
+    let send_as = |from: &str| starttls_submission(&server, PASSWORD, from);
     assert_reply(&send_as("sales@example.test")["data"], 250, "2.0.0");
     assert_reply(&send_as("letters@news.example.test")["data"], 250, "2.0.0");
     assert_reply(&send_as("ceo@example.test")["mail"], 553, "5.7.1");
