@@ -86,11 +86,14 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// Failures stay in the record this long for `accounts show`.
 const HISTORY_SECONDS: u64 = 30 * 86_400;
 const MAX_BATCH: usize = 1000;
+/// Events waiting for the writer. Beyond this (a flood faster than the disk) further events are
+/// not recorded rather than piling up in memory; the guard in memory decides regardless.
+const MAX_QUEUED: usize = 100_000;
 
 /// The guard shared by every connection of a server.
 pub struct LoginProtection {
     guard: Arc<Mutex<LoginGuard>>,
-    events: Mutex<Option<mpsc::Sender<LoginEvent>>>,
+    events: Mutex<Option<mpsc::SyncSender<LoginEvent>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     clock: fn() -> SystemTime,
 }
@@ -109,7 +112,7 @@ impl LoginProtection {
             .unlocks_after(i64::MAX)
             .map_err(|e| format!("cannot read the record of unlocks: {e}"))?;
         let guard = Arc::new(Mutex::new(guard));
-        let (sender, receiver) = mpsc::channel();
+        let (sender, receiver) = mpsc::sync_channel(MAX_QUEUED);
         let writer = {
             let guard = Arc::clone(&guard);
             let horizon = horizons(lock(&guard).policy());
@@ -196,7 +199,7 @@ impl LoginProtection {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(sender) = events.as_ref() {
-            let _ = sender.send(event);
+            let _ = sender.try_send(event);
         }
     }
 }
