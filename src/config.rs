@@ -38,6 +38,7 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     pub limits: LimitsConfig,
     pub timeouts: Timeouts,
+    pub auth: AuthConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +117,60 @@ impl Default for Timeouts {
     }
 }
 
+/// Brute-force protection (`[auth]`); see [`crate::policy::logins`] for the rules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    pub failure_window: Duration,
+    pub delay_after_failures: u32,
+    pub delay: Duration,
+    pub max_delay: Duration,
+    pub lock_after_failures: u32,
+    pub lock: Duration,
+    pub network_refuse_after_accounts: u32,
+    pub network_refuse: Duration,
+    pub remember_success: Duration,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            failure_window: Duration::from_secs(3600),
+            delay_after_failures: 3,
+            delay: Duration::from_millis(250),
+            max_delay: Duration::from_millis(8000),
+            lock_after_failures: 10,
+            lock: Duration::from_secs(900),
+            network_refuse_after_accounts: 20,
+            network_refuse: Duration::from_secs(3600),
+            remember_success: Duration::from_secs(30 * DAY as u64),
+            ipv4_prefix: 24,
+            ipv6_prefix: 64,
+        }
+    }
+}
+
+impl AuthConfig {
+    /// The rules as the login guard applies them.
+    pub fn login_policy(&self) -> crate::policy::LoginPolicy {
+        crate::policy::LoginPolicy {
+            failure_window: self.failure_window.as_secs(),
+            delay_after_failures: self.delay_after_failures,
+            first_delay: self.delay,
+            max_delay: self.max_delay,
+            lock_after_failures: self.lock_after_failures,
+            lock_seconds: self.lock.as_secs(),
+            network_refuse_after_accounts: self.network_refuse_after_accounts,
+            network_refuse_seconds: self.network_refuse.as_secs(),
+            remember_success: self.remember_success.as_secs(),
+            ipv4_prefix: self.ipv4_prefix,
+            ipv6_prefix: self.ipv6_prefix,
+            ..crate::policy::LoginPolicy::default()
+        }
+    }
+}
+
 impl Config {
     /// The configuration used when no file is given.
     pub fn embedded_default() -> Config {
@@ -126,6 +181,7 @@ impl Config {
             tls: None,
             limits: LimitsConfig::default(),
             timeouts: Timeouts::default(),
+            auth: AuthConfig::default(),
         }
     }
 
@@ -212,13 +268,24 @@ fn label_problem(name: &str, label: &str) -> Option<String> {
 }
 
 /// An IP network: an address with its host bits cleared, and a prefix length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Cidr {
     network: IpAddr,
     prefix: u8,
 }
 
 impl Cidr {
+    /// The network of `prefix` bits that `ip` lies in (a prefix beyond the address length means
+    /// the address alone).
+    pub fn around(ip: IpAddr, prefix: u8) -> Cidr {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.min(max);
+        Cidr {
+            network: mask(ip, prefix),
+            prefix,
+        }
+    }
+
     /// Whether `ip` lies in this network. An IPv4-mapped IPv6 address (`::ffff:192.0.2.1`, what a
     /// dual-stack socket reports for an IPv4 client) also matches as the IPv4 address it carries.
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -377,6 +444,8 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     timeouts: RawTimeouts,
+    #[serde(default)]
+    auth: RawAuth,
 }
 
 #[derive(Deserialize)]
@@ -421,6 +490,22 @@ struct RawTimeouts {
     message_seconds: Option<Spanned<i64>>,
     tls_handshake_seconds: Option<Spanned<i64>>,
     shutdown_grace_seconds: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    failure_window_seconds: Option<Spanned<i64>>,
+    delay_after_failures: Option<Spanned<i64>>,
+    delay_milliseconds: Option<Spanned<i64>>,
+    max_delay_milliseconds: Option<Spanned<i64>>,
+    lock_after_failures: Option<Spanned<i64>>,
+    lock_seconds: Option<Spanned<i64>>,
+    network_refuse_after_accounts: Option<Spanned<i64>>,
+    network_refuse_seconds: Option<Spanned<i64>>,
+    remember_success_days: Option<Spanned<i64>>,
+    ipv4_prefix: Option<Spanned<i64>>,
+    ipv6_prefix: Option<Spanned<i64>>,
 }
 
 /// Refuses `listener = []` while deserializing, so the error carries the array's position.
@@ -475,6 +560,30 @@ const DATA_SECONDS: Setting = setting("timeouts.data_seconds", 1, DAY, "");
 const MESSAGE_SECONDS: Setting = setting("timeouts.message_seconds", 1, DAY, "");
 const TLS_SECONDS: Setting = setting("timeouts.tls_handshake_seconds", 1, DAY, "");
 const GRACE_SECONDS: Setting = setting("timeouts.shutdown_grace_seconds", 0, DAY, "");
+/// A delay holds the connection (and its slot) while it runs; a minute is already a lot.
+const DELAY_NOTE: &str = "a delay keeps the connection waiting";
+const MONTH: i64 = 30 * DAY;
+const FAILURE_WINDOW: Setting = setting("auth.failure_window_seconds", 60, MONTH, "");
+const DELAY_AFTER: Setting = setting("auth.delay_after_failures", 0, 1000, "");
+const DELAY_MS: Setting = setting("auth.delay_milliseconds", 0, 60_000, DELAY_NOTE);
+const MAX_DELAY_MS: Setting = setting("auth.max_delay_milliseconds", 0, 60_000, DELAY_NOTE);
+const LOCK_AFTER: Setting = setting("auth.lock_after_failures", 1, 1000, "");
+const LOCK_SECONDS: Setting = setting("auth.lock_seconds", 1, MONTH, "");
+const REFUSE_AFTER: Setting = setting("auth.network_refuse_after_accounts", 2, 100_000, "");
+const REFUSE_SECONDS: Setting = setting("auth.network_refuse_seconds", 1, MONTH, "");
+const REMEMBER_DAYS: Setting = setting("auth.remember_success_days", 0, 3650, "");
+const IPV4_PREFIX: Setting = setting(
+    "auth.ipv4_prefix",
+    8,
+    32,
+    "shorter prefixes would lump unrelated customers together",
+);
+const IPV6_PREFIX: Setting = setting(
+    "auth.ipv6_prefix",
+    16,
+    128,
+    "shorter prefixes would lump unrelated customers together",
+);
 
 /// The text being parsed, for turning spans into `FILE:LINE:COLUMN` errors.
 struct Source<'a> {
@@ -524,6 +633,7 @@ impl Source<'_> {
         let tls = raw.tls.as_ref().map(|tls| self.tls(tls)).transpose()?;
         let limits = self.limits(&raw.limits)?;
         let timeouts = self.timeouts(&raw.timeouts)?;
+        let auth = self.auth(&raw.auth)?;
         Ok(Config {
             hostname,
             data_dir,
@@ -531,6 +641,7 @@ impl Source<'_> {
             tls,
             limits,
             timeouts,
+            auth,
         })
     }
 
@@ -712,6 +823,60 @@ impl Source<'_> {
                 &GRACE_SECONDS,
                 default.shutdown_grace,
             )?,
+        })
+    }
+
+    fn auth(&self, raw: &RawAuth) -> Result<AuthConfig, ConfigError> {
+        let default = AuthConfig::default();
+        let seconds = |value, setting, default: Duration| {
+            self.int(value, setting, default.as_secs())
+                .map(Duration::from_secs)
+        };
+        let millis = |value, setting, default: Duration| {
+            self.int(value, setting, default.as_millis() as u64)
+                .map(Duration::from_millis)
+        };
+        let days = self.int(
+            &raw.remember_success_days,
+            &REMEMBER_DAYS,
+            default.remember_success.as_secs() / DAY as u64,
+        )?;
+        Ok(AuthConfig {
+            failure_window: seconds(
+                &raw.failure_window_seconds,
+                &FAILURE_WINDOW,
+                default.failure_window,
+            )?,
+            delay_after_failures: self.int(
+                &raw.delay_after_failures,
+                &DELAY_AFTER,
+                default.delay_after_failures,
+            )?,
+            delay: millis(&raw.delay_milliseconds, &DELAY_MS, default.delay)?,
+            max_delay: millis(
+                &raw.max_delay_milliseconds,
+                &MAX_DELAY_MS,
+                default.max_delay,
+            )?,
+            lock_after_failures: self.int(
+                &raw.lock_after_failures,
+                &LOCK_AFTER,
+                default.lock_after_failures,
+            )?,
+            lock: seconds(&raw.lock_seconds, &LOCK_SECONDS, default.lock)?,
+            network_refuse_after_accounts: self.int(
+                &raw.network_refuse_after_accounts,
+                &REFUSE_AFTER,
+                default.network_refuse_after_accounts,
+            )?,
+            network_refuse: seconds(
+                &raw.network_refuse_seconds,
+                &REFUSE_SECONDS,
+                default.network_refuse,
+            )?,
+            remember_success: Duration::from_secs(days * DAY as u64),
+            ipv4_prefix: self.int(&raw.ipv4_prefix, &IPV4_PREFIX, default.ipv4_prefix)?,
+            ipv6_prefix: self.int(&raw.ipv6_prefix, &IPV6_PREFIX, default.ipv6_prefix)?,
         })
     }
 
@@ -932,6 +1097,35 @@ message_seconds = 1800
 tls_handshake_seconds = 30
 # On shutdown, time open sessions get to finish before they are cut off; 0 cuts at once.
 shutdown_grace_seconds = 30
+
+# Brute-force protection. Failed logins are counted per (user name, client network) and per
+# client network; unknown user names are counted exactly like accounts. Reasons are logged as
+# "authentication failed client=IP user=... reason=...", never told to the client.
+[auth]
+# How long a failed login counts, in seconds. 60 to 2592000 (30 days).
+failure_window_seconds = 3600
+# Failures of a user name from one network answered at once; later ones wait. 0 to 1000.
+delay_after_failures = 3
+# The first wait before answering a failure, in milliseconds; it doubles each time. 0 to 60000.
+delay_milliseconds = 250
+# The longest wait, in milliseconds. 0 to 60000.
+max_delay_milliseconds = 8000
+# Failures of a user name from one network that lock it there ("454 4.7.0"); other networks
+# keep working. The same wrong password again counts once. 1 to 1000.
+lock_after_failures = 10
+# How long such a lock lasts; `portcullis accounts unlock EMAIL` ends it early. 1 to 2592000.
+lock_seconds = 900
+# Different user names failing from one network before every login from it is refused
+# ("421 4.7.0", then close). 2 to 100000.
+network_refuse_after_accounts = 20
+# How long such a refusal lasts. 1 to 2592000.
+network_refuse_seconds = 3600
+# A network that logged in as a user within this many days is known for that user: its
+# failures for it are mistakes, not spraying, and do not count towards the refusal. 0 to 3650.
+remember_success_days = 30
+# What a client network is: the address's first 24 bits (IPv4, 8 to 32) or 64 bits (IPv6, 16 to 128).
+ipv4_prefix = 24
+ipv6_prefix = 64
 "##;
 
 #[cfg(test)]
@@ -1089,6 +1283,18 @@ mod tests {
             "message_seconds",
             "tls_handshake_seconds",
             "shutdown_grace_seconds",
+            "[auth]",
+            "failure_window_seconds",
+            "delay_after_failures",
+            "delay_milliseconds",
+            "max_delay_milliseconds",
+            "lock_after_failures",
+            "lock_seconds",
+            "network_refuse_after_accounts",
+            "network_refuse_seconds",
+            "remember_success_days",
+            "ipv4_prefix",
+            "ipv6_prefix",
         ];
         for key in keys {
             assert!(
@@ -1146,6 +1352,74 @@ shutdown_grace_seconds = 0
         assert_eq!(config.timeouts.command, Duration::from_secs(600));
         assert_eq!(config.timeouts.data, Duration::from_secs(180));
         assert_eq!(config.timeouts.shutdown_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn auth_table_is_read_as_written() {
+        let text = "[auth]\nfailure_window_seconds = 600\ndelay_after_failures = 0\n\
+                    delay_milliseconds = 10\nmax_delay_milliseconds = 40\nlock_after_failures = 5\n\
+                    lock_seconds = 60\nnetwork_refuse_after_accounts = 3\n\
+                    network_refuse_seconds = 120\nremember_success_days = 0\n\
+                    ipv4_prefix = 32\nipv6_prefix = 128\n";
+        let auth = parse(text).unwrap().auth;
+        let expected = AuthConfig {
+            failure_window: Duration::from_secs(600),
+            delay_after_failures: 0,
+            delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(40),
+            lock_after_failures: 5,
+            lock: Duration::from_secs(60),
+            network_refuse_after_accounts: 3,
+            network_refuse: Duration::from_secs(120),
+            remember_success: Duration::ZERO,
+            ipv4_prefix: 32,
+            ipv6_prefix: 128,
+        };
+        assert_eq!(auth, expected);
+        let policy = auth.login_policy();
+        assert_eq!(
+            (policy.lock_seconds, policy.first_delay, policy.ipv4_prefix),
+            (60, Duration::from_millis(10), 32)
+        );
+    }
+
+    #[test]
+    fn auth_values_out_of_range_and_unknown_keys() {
+        assert_refused(
+            "[auth]\nlock_after_failures = 0\n",
+            2,
+            23,
+            "auth.lock_after_failures",
+            "minimum 1",
+        );
+        assert_refused(
+            "[auth]\nipv4_prefix = 4\n",
+            2,
+            15,
+            "auth.ipv4_prefix",
+            "lump unrelated customers",
+        );
+        assert_refused(
+            "[auth]\nipv6_prefix = 129\n",
+            2,
+            15,
+            "auth.ipv6_prefix",
+            "maximum 128",
+        );
+        assert_refused(
+            "\n[auth]\nmax_delay_milliseconds = 61000\n",
+            3,
+            26,
+            "auth.max_delay_milliseconds",
+            "keeps the connection waiting",
+        );
+        assert_refused(
+            "[auth]\nlock_minutes = 5\n",
+            2,
+            1,
+            "auth.lock_minutes",
+            "unknown key",
+        );
     }
 
     #[test]

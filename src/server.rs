@@ -10,6 +10,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::accounts::SqliteStore;
 use crate::auth::Authenticator;
+use crate::auth::guard::LoginProtection;
 use crate::config::{Config, ListenerMode};
 use crate::listener::{Listener, Phase, Shared};
 use crate::policy::{ConnectionLimiter, StoreSenderPolicy};
@@ -57,7 +58,15 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let spool = Arc::new(spool);
     let store =
         Arc::new(SqliteStore::open(data_dir).map_err(|e| fail(EX_CANTCREAT, e.to_string()))?);
-    let authenticator = Authenticator::new(store.clone()).map_err(|e| fail(EX_OSERR, e))?;
+    let authenticator = Arc::new(Authenticator::new(store.clone()).map_err(|e| fail(EX_OSERR, e))?);
+    // The record of logins gets its own connection: its batched writes (and their fsyncs) never
+    // hold up the account look-ups of logins in progress.
+    let journal =
+        Arc::new(SqliteStore::open(data_dir).map_err(|e| fail(EX_CANTCREAT, e.to_string()))?);
+    let logins = Arc::new(
+        LoginProtection::start(config.auth.login_policy(), journal)
+            .map_err(|e| fail(EX_CANTCREAT, e))?,
+    );
     let tls_files = config
         .tls
         .as_ref()
@@ -93,7 +102,8 @@ async fn serve(config: Config) -> Result<(), StartError> {
     );
     let shared = Arc::new(Shared {
         spool: spool.clone(),
-        authenticator: Arc::new(authenticator),
+        authenticator: Arc::clone(&authenticator),
+        logins: Arc::clone(&logins),
         sender_policy: Arc::new(StoreSenderPolicy(store)),
         limiter: Arc::clone(&limiter),
         timeouts: config.timeouts.clone(),
@@ -118,7 +128,8 @@ async fn serve(config: Config) -> Result<(), StartError> {
             .await;
     }
     spool.close();
-    tracing::info!("stopped");
+    logins.close();
+    tracing::info!(password_checks = authenticator.verifications(), "stopped");
     Ok(())
 }
 

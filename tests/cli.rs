@@ -263,6 +263,23 @@ fn aliases_grants_and_can_send_explain_every_rule() {
         "{show}"
     );
     assert!(show.contains("last login: never"), "{show}");
+    assert!(show.contains("recent failed logins: none"), "{show}");
+    assert!(!show.contains("locked:"), "{show}");
+    // Unlocking an account without locks is harmless; an unknown account is 67.
+    let unlocked = stdout(&cli_in(
+        &data,
+        &["accounts", "unlock", "alice@example.test"],
+        None,
+    ));
+    assert!(unlocked.contains("cleared 0 lock(s)"), "{unlocked}");
+    assert_eq!(
+        status(&cli_in(
+            &data,
+            &["accounts", "unlock", "nobody@example.test"],
+            None
+        )),
+        67
+    );
     // An alias belongs to one account only.
     cli_in(
         &data,

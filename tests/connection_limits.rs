@@ -10,6 +10,7 @@ fn trusted(extra: &str) -> Options {
     Options {
         trusted_networks: r#"["127.0.0.0/8"]"#,
         extra: extra.to_string(),
+        ..Options::default()
     }
 }
 

@@ -30,6 +30,18 @@ pub struct AppPassword {
     pub revoked: Option<u64>,
 }
 
+/// A row of the record of failed logins, as `accounts show` lists it. Attempts that did not
+/// count (refused while locked, a repeated password) within a few minutes share one row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedLogin {
+    pub first: u64,
+    pub last: u64,
+    pub network: String,
+    pub client: String,
+    pub reason: String,
+    pub attempts: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Domain {
     pub name: String,

@@ -1,4 +1,5 @@
 -- Portcullis account store, schema version 1. Addresses and domains are stored lower-cased.
+-- Later versions are applied on top of it, one file each (schema_v2.sql, ...).
 CREATE TABLE IF NOT EXISTS domains (
     name        TEXT PRIMARY KEY,
     host        TEXT,               -- the submission host name serving this domain, if set

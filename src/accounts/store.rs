@@ -4,12 +4,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Account, AppPassword, Domain, SenderRule, app_password_id, domain_of};
+use super::{Account, AppPassword, Domain, FailedLogin, SenderRule, app_password_id, domain_of};
+use crate::auth::guard::{LoginEvent, LoginJournal, LoginRecord};
 use crate::auth::{AccountStore, AppPasswordHash, StoreError, StoredLogin};
 
-const SCHEMA_VERSION: i64 = 1;
+/// Each script takes the store from the version before it to its own (`PRAGMA user_version`).
+/// Scripts are never edited once released: a change is a new version.
+const MIGRATIONS: [(i64, &str); 2] = [
+    (1, include_str!("schema.sql")),
+    (2, include_str!("schema_v2.sql")),
+];
+
+/// Attempts that did not count (refused while locked, repeats) within this many seconds of a
+/// row's first one are folded into it, so an attack of thousands of attempts is a few rows.
+const FOLD_SECONDS: u64 = 300;
+/// Rows of attempts that did not count kept per user name; counted ones stay for their window.
+const UNCOUNTED_PER_USER: i64 = 100;
+/// The whole record of failures never exceeds about this many rows.
+const MAX_FAILURE_ROWS: i64 = 200_000;
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -40,7 +54,8 @@ impl SqliteStore {
                 "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
             )
             .map_err(io)?;
-        migrate(&connection).map_err(io)?;
+        let mut connection = connection;
+        migrate(&mut connection).map_err(io)?;
         Ok(SqliteStore {
             path,
             connection: Mutex::new(connection),
@@ -249,6 +264,78 @@ impl SqliteStore {
         Ok(())
     }
 
+    // ---- failed logins ------------------------------------------------------------------------
+
+    /// The latest rows of the record of failed logins for `username`, newest first.
+    pub fn recent_failures(
+        &self,
+        username: &str,
+        limit: usize,
+    ) -> Result<Vec<FailedLogin>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT first_at, at, network, client, reason, attempts FROM login_failures
+                 WHERE username = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = statement.query_map(params![username, limit as i64], |row| {
+                Ok(FailedLogin {
+                    first: row.get(0)?,
+                    last: row.get(1)?,
+                    network: row.get(2)?,
+                    client: row.get(3)?,
+                    reason: row.get(4)?,
+                    attempts: row.get(5)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The networks `username` is locked from at `now`, with the end of each lock, as the server
+    /// recorded them (a lock stops counting when unlocked).
+    pub fn login_locks(&self, username: &str, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT network, MAX(locked_until) FROM login_failures
+                 WHERE username = ?1 AND counted = 1 AND locked_until > ?2
+                 GROUP BY network ORDER BY 2, 1",
+            )?;
+            let rows = statement
+                .query_map(params![username, now], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Networks every login is refused from at `now` (after failures for many user names).
+    pub fn refused_networks(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT network, MAX(network_refused_until) FROM login_failures
+                 WHERE network_refused_until > ?1 GROUP BY network ORDER BY 2, 1",
+            )?;
+            let rows = statement.query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
+    /// Clears the locks and failure counts of `username` from every network: its failures stop
+    /// counting (they stay listed), and the running server is told through `login_unlocks`.
+    pub fn unlock(&self, username: &str) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            tx.execute(
+                "UPDATE login_failures SET counted = 0 WHERE username = ?1 AND counted = 1",
+                [username],
+            )
+            .map_err(sql)?;
+            tx.execute(
+                "INSERT INTO login_unlocks (username, at) VALUES (?1, ?2)",
+                params![username, now()],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
     // ---- domains ------------------------------------------------------------------------------
 
     /// Adds a domain, or sets its host when it exists; returns true if it was new.
@@ -416,6 +503,155 @@ impl AccountStore for SqliteStore {
     }
 }
 
+impl LoginJournal for SqliteStore {
+    fn record(&self, events: &[LoginEvent]) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            let mut uncounted_users = Vec::new();
+            for event in events {
+                record_event(tx, event).map_err(sql)?;
+                if event.failure.is_some_and(|f| !f.counted)
+                    && !uncounted_users.contains(&&event.username)
+                {
+                    uncounted_users.push(&event.username);
+                }
+            }
+            for username in uncounted_users {
+                tx.execute(
+                    "DELETE FROM login_failures WHERE username = ?1 AND counted = 0 AND id < (
+                         SELECT id FROM login_failures WHERE username = ?1 AND counted = 0
+                         ORDER BY id DESC LIMIT 1 OFFSET ?2)",
+                    params![username, UNCOUNTED_PER_USER - 1],
+                )
+                .map_err(sql)?;
+            }
+            tx.execute(
+                "DELETE FROM login_failures WHERE id <= (SELECT MAX(id) FROM login_failures) - ?1",
+                [MAX_FAILURE_ROWS],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    fn history(
+        &self,
+        failures_since: u64,
+        successes_since: u64,
+    ) -> Result<Vec<LoginRecord>, StoreError> {
+        self.with(|c| {
+            // Failures made before an unlock of their user name no longer count.
+            let mut statement = c.prepare(
+                "SELECT username, client, at, 0 FROM login_failures AS f
+                 WHERE counted = 1 AND at >= ?1 AND NOT EXISTS (
+                     SELECT 1 FROM login_unlocks AS u WHERE u.username = f.username AND u.at >= f.at)
+                 UNION ALL
+                 SELECT username, client, at, 1 FROM login_successes WHERE at >= ?2
+                 ORDER BY 3, 4",
+            )?;
+            let rows = statement.query_map(params![failures_since, successes_since], |row| {
+                let client: String = row.get(1)?;
+                Ok((row.get(0)?, client, row.get(2)?, row.get(3)?))
+            })?;
+            let mut records = Vec::new();
+            for row in rows {
+                let (username, client, at, succeeded): (String, String, u64, bool) = row?;
+                // A row that is not an address was not written by us; skip it.
+                if let Ok(client) = client.parse() {
+                    records.push(LoginRecord {
+                        username,
+                        client,
+                        at,
+                        succeeded,
+                    });
+                }
+            }
+            Ok(records)
+        })
+    }
+
+    fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<String>), StoreError> {
+        self.with(|c| {
+            let newest: i64 = c.query_row(
+                "SELECT COALESCE(MAX(id), 0) FROM login_unlocks",
+                [],
+                |row| row.get(0),
+            )?;
+            let mut statement = c.prepare(
+                "SELECT username FROM login_unlocks WHERE id > ?1 AND id <= ?2 ORDER BY id",
+            )?;
+            let rows = statement.query_map(params![after, newest], |row| row.get(0))?;
+            Ok((newest, rows.collect::<rusqlite::Result<_>>()?))
+        })
+    }
+
+    fn prune(&self, failures_before: u64, successes_before: u64) -> Result<(), StoreError> {
+        self.transaction(|tx| {
+            tx.execute(
+                "DELETE FROM login_failures WHERE at < ?1",
+                [failures_before],
+            )
+            .map_err(sql)?;
+            tx.execute("DELETE FROM login_unlocks WHERE at < ?1", [failures_before])
+                .map_err(sql)?;
+            tx.execute(
+                "DELETE FROM login_successes WHERE at < ?1",
+                [successes_before],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })
+    }
+}
+
+fn record_event(tx: &rusqlite::Transaction<'_>, event: &LoginEvent) -> rusqlite::Result<()> {
+    let client = event.client.to_string();
+    let Some(failure) = event.failure else {
+        tx.execute(
+            "INSERT INTO login_successes (username, network, client, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (username, network) DO UPDATE SET client = excluded.client, at = excluded.at",
+            params![event.username, event.network, client, event.at],
+        )?;
+        return Ok(());
+    };
+    let reason = failure.reason.as_str();
+    if !failure.counted {
+        let folded = tx.execute(
+            "UPDATE login_failures SET attempts = attempts + 1, at = MAX(at, ?4), client = ?5
+             WHERE id = (SELECT id FROM login_failures
+                         WHERE username = ?1 AND network = ?2 AND reason = ?3 AND counted = 0
+                           AND first_at >= ?6
+                         ORDER BY id DESC LIMIT 1)",
+            params![
+                event.username,
+                event.network,
+                reason,
+                event.at,
+                client,
+                event.at.saturating_sub(FOLD_SECONDS)
+            ],
+        )?;
+        if folded > 0 {
+            return Ok(());
+        }
+    }
+    tx.execute(
+        "INSERT INTO login_failures (username, client, network, first_at, at, reason, counted,
+                                     locked_until, network_refused_until)
+         VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            event.username,
+            client,
+            event.network,
+            event.at,
+            reason,
+            failure.counted,
+            failure.locked_until,
+            failure.network_refused_until
+        ],
+    )?;
+    Ok(())
+}
+
 fn sql(error: rusqlite::Error) -> StoreError {
     StoreError::Io(error.to_string())
 }
@@ -440,11 +676,17 @@ fn strings(c: &Connection, query: &str, key: &str) -> rusqlite::Result<Vec<Strin
     rows.collect()
 }
 
-fn migrate(connection: &Connection) -> rusqlite::Result<()> {
-    let version: i64 = connection.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    if version < SCHEMA_VERSION {
-        connection.execute_batch(include_str!("schema.sql"))?;
-        connection.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+/// Brings the store up to the newest schema, one version at a time, each step in its own
+/// transaction (so the server and the command line starting at once cannot both apply it).
+fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
+    for (version, script) in MIGRATIONS {
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if current < version {
+            tx.execute_batch(script)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {version}"))?;
+        }
+        tx.commit()?;
     }
     Ok(())
 }
@@ -452,6 +694,8 @@ fn migrate(connection: &Connection) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::FailureReason;
+    use crate::auth::guard::RecordedFailure;
 
     fn store(name: &str) -> (SqliteStore, PathBuf) {
         let dir =
@@ -541,6 +785,141 @@ mod tests {
                 .app_password,
             None
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_version_1_store_is_migrated_to_version_2_keeping_its_accounts() {
+        let dir = std::env::temp_dir().join(format!("portcullis-store-v1-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        {
+            let old = Connection::open(dir.join("accounts.sqlite")).unwrap();
+            old.execute_batch(MIGRATIONS[0].1).unwrap();
+            old.execute_batch("PRAGMA user_version = 1").unwrap();
+            old.execute_batch(
+                "INSERT INTO domains (name, created) VALUES ('example.test', 1);
+                 INSERT INTO accounts (address, domain, password_hash, created)
+                 VALUES ('a@example.test', 'example.test', '$argon2id$old', 1);",
+            )
+            .unwrap();
+        }
+        let store = SqliteStore::open(&dir).unwrap();
+        let version: i64 = store
+            .with(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
+            .unwrap();
+        assert_eq!(version, 2);
+        assert!(store.account("a@example.test").unwrap().is_some());
+        assert!(
+            store
+                .recent_failures("a@example.test", 10)
+                .unwrap()
+                .is_empty()
+        );
+        // Opening again changes nothing.
+        drop(store);
+        let store = SqliteStore::open(&dir).unwrap();
+        assert!(store.account("a@example.test").unwrap().is_some());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn failure(user: &str, at: u64, reason: FailureReason, counted: bool) -> LoginEvent {
+        LoginEvent {
+            username: user.into(),
+            client: "192.0.2.7".parse().unwrap(),
+            network: "192.0.2.0/24".into(),
+            at,
+            failure: Some(RecordedFailure {
+                counted,
+                ..RecordedFailure::uncounted(reason)
+            }),
+        }
+    }
+
+    #[test]
+    fn the_record_of_logins_folds_refusals_and_replays_what_counted() {
+        let (store, dir) = store("journal");
+        let alice = "a@example.test";
+        let mut events: Vec<LoginEvent> = (0..3)
+            .map(|n| failure(alice, 1000 + n, FailureReason::WrongPassword, true))
+            .collect();
+        events[2].failure = events[2].failure.map(|f| RecordedFailure {
+            locked_until: Some(1902),
+            network_refused_until: Some(4602),
+            ..f
+        });
+        // Two thousand refusals in a few minutes: one row.
+        events
+            .extend((0..2000).map(|n| failure(alice, 1010 + n / 10, FailureReason::Locked, false)));
+        store.record(&events).unwrap();
+        store
+            .record(&[LoginEvent {
+                failure: None,
+                ..failure(alice, 1500, FailureReason::WrongPassword, false)
+            }])
+            .unwrap();
+        let shown = store.recent_failures(alice, 10).unwrap();
+        assert_eq!(shown.len(), 4, "{shown:?}");
+        assert_eq!(
+            (
+                shown[0].reason.as_str(),
+                shown[0].attempts,
+                shown[0].first,
+                shown[0].last
+            ),
+            ("locked", 2000, 1010, 1209)
+        );
+        assert_eq!(
+            (
+                shown[3].reason.as_str(),
+                shown[3].network.as_str(),
+                shown[3].client.as_str()
+            ),
+            ("wrong-password", "192.0.2.0/24", "192.0.2.7")
+        );
+        assert_eq!(
+            store.login_locks(alice, 1500).unwrap(),
+            [("192.0.2.0/24".to_string(), 1902)]
+        );
+        assert!(store.login_locks(alice, 1902).unwrap().is_empty());
+        assert_eq!(
+            store.refused_networks(1500).unwrap(),
+            [("192.0.2.0/24".to_string(), 4602)]
+        );
+        // Replay: the counted failures and the success, in time order.
+        let history = store.history(0, 0).unwrap();
+        let summary: Vec<(u64, bool)> = history.iter().map(|r| (r.at, r.succeeded)).collect();
+        assert_eq!(
+            summary,
+            [(1000, false), (1001, false), (1002, false), (1500, true)]
+        );
+        // An unlock stops them counting and is announced once to the running server.
+        let (before, _) = store.unlocks_after(i64::MAX).unwrap();
+        store.unlock(alice).unwrap();
+        assert_eq!(store.history(0, 0).unwrap().len(), 1);
+        assert!(store.login_locks(alice, 1500).unwrap().is_empty());
+        assert_eq!(store.recent_failures(alice, 10).unwrap().len(), 4);
+        let (newest, names) = store.unlocks_after(before).unwrap();
+        assert_eq!(names, [alice]);
+        assert_eq!(store.unlocks_after(newest).unwrap().1, Vec::<String>::new());
+        // Pruning forgets old rows.
+        store.prune(2000, 2000).unwrap();
+        assert!(store.recent_failures(alice, 10).unwrap().is_empty());
+        assert!(store.history(0, 0).unwrap().is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn refusal_rows_per_user_name_are_capped() {
+        let (store, dir) = store("journal-cap");
+        // Refusals an hour apart never fold: each is a row, and only the newest 100 stay.
+        let events: Vec<LoginEvent> = (0..150)
+            .map(|n| failure("x@example.test", n * 3600, FailureReason::Locked, false))
+            .collect();
+        store.record(&events).unwrap();
+        let kept = store.recent_failures("x@example.test", 1000).unwrap();
+        assert_eq!(kept.len(), 100);
+        assert_eq!(kept[0].first, 149 * 3600);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

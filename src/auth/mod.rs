@@ -1,6 +1,7 @@
 //! Authentication: the account store behind a small trait, and the verifier that checks SMTP
 //! AUTH credentials against it.
 
+pub mod guard;
 pub mod password;
 
 use std::collections::HashMap;
@@ -60,23 +61,43 @@ impl fmt::Display for StoreError {
     }
 }
 
-/// Why a login failed. Logged on the server; the client always gets the same 535.
+/// Why a login failed. Logged on the server and kept in the record of failed logins; the client
+/// gets the same 535 for the first four, and never learns which of them it was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureReason {
     UnknownUser,
     WrongPassword,
     Disabled,
     AppPasswordRevoked,
+    /// Refused without a check: too many failures of this user name from this network (454).
+    Locked,
+    /// Refused without a check: this network failed for too many user names (421).
+    NetworkRefused,
 }
 
 impl FailureReason {
+    pub const ALL: [FailureReason; 6] = [
+        FailureReason::UnknownUser,
+        FailureReason::WrongPassword,
+        FailureReason::Disabled,
+        FailureReason::AppPasswordRevoked,
+        FailureReason::Locked,
+        FailureReason::NetworkRefused,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::UnknownUser => "unknown-user",
             FailureReason::WrongPassword => "wrong-password",
             FailureReason::Disabled => "disabled",
             FailureReason::AppPasswordRevoked => "app-password-revoked",
+            FailureReason::Locked => "locked",
+            FailureReason::NetworkRefused => "network-refused",
         }
+    }
+
+    pub fn parse(text: &str) -> Option<FailureReason> {
+        FailureReason::ALL.into_iter().find(|r| r.as_str() == text)
     }
 }
 
@@ -221,6 +242,7 @@ impl VerifierPool {
     /// `None` when the pool is gone (never while the server runs).
     async fn verify(&self, hash: String, password: String) -> Option<bool> {
         let (done, result) = oneshot::channel();
+        self.started.fetch_add(1, Ordering::Relaxed);
         self.jobs
             .send(VerifyJob {
                 hash,
@@ -363,6 +385,26 @@ mod tests {
             auth.verify(credentials("alice@example.test", "new")).await,
             alice
         );
+    }
+
+    #[tokio::test]
+    async fn every_attempt_not_in_the_cache_costs_one_check_known_or_unknown() {
+        let store = Arc::new(MemoryStore(Mutex::new(HashMap::new())));
+        store
+            .0
+            .lock()
+            .unwrap()
+            .insert("alice@example.test".into(), password::hash("pw").unwrap());
+        let auth = Authenticator::new(store).unwrap();
+        auth.verify(credentials("alice@example.test", "wrong"))
+            .await;
+        assert_eq!(auth.verifications(), 1);
+        auth.verify(credentials("nobody@example.test", "wrong"))
+            .await;
+        assert_eq!(auth.verifications(), 2);
+        auth.verify(credentials("alice@example.test", "pw")).await;
+        auth.verify(credentials("alice@example.test", "pw")).await;
+        assert_eq!(auth.verifications(), 3, "the second success is cached");
     }
 
     #[tokio::test]

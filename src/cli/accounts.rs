@@ -23,8 +23,11 @@ pub enum Command {
     },
     /// List the accounts
     List,
-    /// Show one account: state, last login, aliases, grants, app passwords
+    /// Show one account: state, last login, aliases, grants, app passwords, locks and recent
+    /// failed logins with their reasons
     Show { email: String },
+    /// Clear the account's login locks and failure counts, from every network
+    Unlock { email: String },
     /// Set a new password; without --password-stdin one is generated and shown once
     Passwd {
         email: String,
@@ -128,6 +131,19 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             Ok(())
         }
         Command::Show { email } => show(&store, &login_name(&email)?),
+        Command::Unlock { email } => {
+            let email = login_name(&email)?;
+            require_account(&store, &email)?;
+            let locks = store
+                .login_locks(&email, unix_now())
+                .map_err(store_failure)?
+                .len();
+            store.unlock(&email).map_err(store_failure)?;
+            println!(
+                "Unlocked {email}: cleared {locks} lock(s) and its failure counts. A running server applies this within a second."
+            );
+            Ok(())
+        }
         Command::AppPassword { command } => app_password(&store, command),
         Command::Alias {
             command: AliasCommand::Add { email, alias },
@@ -159,11 +175,7 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
         }
         Command::CanSend { email, address } => {
             let (email, address) = (login_name(&email)?, address_of(&address)?);
-            if store.account(&email).map_err(store_failure)?.is_none() {
-                return Err(store_failure(StoreError::NoSuchAccount(format!(
-                    "account {email}"
-                ))));
-            }
+            require_account(&store, &email)?;
             let rule = store.sender_rule(&email, &address).map_err(store_failure)?;
             println!("{email} sending as {address}: {rule}");
             Ok(())
@@ -226,6 +238,65 @@ fn set_enabled(store: &SqliteStore, email: &str, enabled: bool) -> Result<(), Fa
     Ok(())
 }
 
+fn require_account(store: &SqliteStore, email: &str) -> Result<(), Failure> {
+    match store.account(email).map_err(store_failure)? {
+        Some(_) => Ok(()),
+        None => Err(store_failure(StoreError::NoSuchAccount(format!(
+            "account {email}"
+        )))),
+    }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// How many failed logins `accounts show` lists.
+const SHOWN_FAILURES: usize = 20;
+
+/// Locks, refused networks and the latest failed logins, as the server recorded them.
+fn show_logins(store: &SqliteStore, email: &str) -> Result<(), Failure> {
+    let now = unix_now();
+    for (network, until) in store.login_locks(email, now).map_err(store_failure)? {
+        println!("locked: logins from {network} until {}", time(until));
+    }
+    let failures = store
+        .recent_failures(email, SHOWN_FAILURES)
+        .map_err(store_failure)?;
+    for (network, until) in store.refused_networks(now).map_err(store_failure)? {
+        if failures.iter().any(|f| f.network == network) {
+            println!(
+                "refused network: every login from {network} until {} (failed for many user names)",
+                time(until)
+            );
+        }
+    }
+    if failures.is_empty() {
+        println!("recent failed logins: none");
+    }
+    for failure in failures {
+        let repeated = if failure.attempts > 1 {
+            format!(
+                ", {} attempts until {}",
+                failure.attempts,
+                time(failure.last)
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "failed login: {} from {} ({}): {}{repeated}",
+            time(failure.first),
+            failure.network,
+            failure.client,
+            failure.reason
+        );
+    }
+    Ok(())
+}
+
 fn show(store: &SqliteStore, email: &str) -> Result<(), Failure> {
     let Some(Account {
         address,
@@ -276,7 +347,7 @@ fn show(store: &SqliteStore, email: &str) -> Result<(), Failure> {
             time(app.created)
         );
     }
-    Ok(())
+    show_logins(store, email)
 }
 
 fn app_password(store: &SqliteStore, command: AppPasswordCommand) -> Result<(), Failure> {

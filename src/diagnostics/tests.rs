@@ -166,6 +166,14 @@ fn portcullis_replies_get_their_specific_meaning() {
         ("454 4.7.0 TLS not available", "TLS temporarily unavailable"),
         ("421 4.7.0 Too many errors", "Closed after too many errors"),
         (
+            "454 4.7.0 Too many failed logins",
+            "Login locked after too many failed logins",
+        ),
+        (
+            "421 4.7.0 Too many failed logins",
+            "Network refused after failed logins for many users",
+        ),
+        (
             "421 4.7.0 Too many connections from",
             "Too many connections",
         ),

@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -11,7 +12,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::{ListenerContext, Phase, Shared, phase_reaches};
+use crate::auth::FailureReason;
 use crate::config::ListenerMode;
+use crate::policy::logins::Refusal;
 use crate::smtp::sasl::Credentials;
 use crate::smtp::{Action, AuthOutcome, SenderDecision, Session, SpoolOutcome, TlsInfo};
 use crate::tls;
@@ -105,6 +108,9 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     let outcome = authenticate(shared, session.client_ip(), credentials).await;
                     session.auth_finished(outcome);
                 }
+                Action::AuthDenied { username, reason } => {
+                    log_failure(session.client_ip(), &username, reason);
+                }
                 Action::AuthorizeSender { user, sender } => {
                     let decision = shared.sender_policy.authorize(&user, &sender);
                     if decision == SenderDecision::Denied {
@@ -159,28 +165,52 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Checks credentials and logs the outcome with the client address (the reason for a failure
-/// is for the log only; the client always sees the same 535).
+/// Checks credentials under the brute-force guard and logs the outcome with the client address.
+/// A locked (user name, network) or a refused network is answered without a password check, the
+/// same way whether the account exists or not; a failure is answered after the guard's delay.
+/// The reason for a failure is for the log only.
 async fn authenticate(shared: &Shared, client_ip: IpAddr, credentials: Credentials) -> AuthOutcome {
     let username = credentials.username.clone();
-    let (outcome, reason) = shared.authenticator.verify_explained(credentials).await;
-    // One fixed line per failure, with the address first, for fail2ban-style tools; the user
-    // name is quoted and escaped so it cannot forge a line.
-    match (&outcome, reason) {
-        (AuthOutcome::Accepted(user), _) => {
-            tracing::info!(client = %client_ip, %user, "authenticated")
+    let mut attempt = match shared.logins.admit(&username, client_ip) {
+        Ok(attempt) => attempt,
+        Err(Refusal::Locked { until }) => {
+            log_failure(client_ip, &username, FailureReason::Locked.as_str());
+            return AuthOutcome::Locked(UNIX_EPOCH + Duration::from_secs(until));
         }
-        (AuthOutcome::Rejected, reason) => tracing::warn!(
-            client = %client_ip,
-            user = ?username,
-            reason = reason.map_or("refused", |r| r.as_str()),
-            "authentication failed"
-        ),
-        (AuthOutcome::Unavailable, _) => {
+        Err(Refusal::NetworkRefused { .. }) => {
+            log_failure(client_ip, &username, FailureReason::NetworkRefused.as_str());
+            return AuthOutcome::NetworkRefused;
+        }
+    };
+    let password = credentials.password.clone();
+    let (outcome, reason) = shared.authenticator.verify_explained(credentials).await;
+    match &outcome {
+        AuthOutcome::Accepted(user) => {
+            attempt.succeeded();
+            tracing::info!(client = %client_ip, %user, "authenticated");
+        }
+        AuthOutcome::Rejected => {
+            let reason = reason.unwrap_or(FailureReason::WrongPassword);
+            let failure = attempt.failed(&password, reason);
+            log_failure(client_ip, &username, reason.as_str());
+            // The attempt stays in progress while it waits, so parallel connections cannot
+            // skip the delay.
+            tokio::time::sleep(failure.delay).await;
+        }
+        AuthOutcome::Unavailable => {
             tracing::error!(client = %client_ip, user = ?username, "authentication unavailable")
         }
+        AuthOutcome::Locked(_) | AuthOutcome::NetworkRefused => {}
     }
+    drop(attempt);
     outcome
+}
+
+/// One fixed line per failed login, with the address first, for fail2ban-style tools:
+/// `authentication failed client=IP user="NAME" reason=REASON`. The user name is quoted and
+/// escaped so it cannot forge a line.
+fn log_failure(client_ip: IpAddr, username: &str, reason: &str) {
+    tracing::warn!(client = %client_ip, user = ?username, %reason, "authentication failed");
 }
 
 fn next_deadline(session: &Session, shared: &Shared, message_deadline: Option<Instant>) -> Instant {

@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::auth::Authenticator;
+use crate::auth::guard::LoginProtection;
 use crate::config::{Cidr, ListenerConfig, ListenerMode, Timeouts};
 use crate::policy::{self, ConnectionLimiter, Refusal, SenderPolicy};
 use crate::smtp::{Limits, SessionConfig, reply};
@@ -33,6 +34,7 @@ pub enum Phase {
 pub struct Shared {
     pub spool: Arc<dyn Spool>,
     pub authenticator: Arc<Authenticator>,
+    pub logins: Arc<LoginProtection>,
     pub sender_policy: Arc<dyn SenderPolicy>,
     pub limiter: Arc<ConnectionLimiter>,
     pub timeouts: Timeouts,

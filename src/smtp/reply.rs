@@ -242,6 +242,23 @@ pub const AUTH_UNAVAILABLE: Reply = Reply::fixed(
     Status(4, 7, 0),
     "Temporary authentication failure: the server cannot check credentials right now. Retry later; your password was not rejected",
 );
+/// A (user name, client network) pair locked after too many failed logins; `until` is an
+/// RFC 3339 time. The same for unknown user names, so it tells nothing about which exist.
+pub fn logins_locked(until: &str) -> Reply {
+    Reply::owned(
+        454,
+        Some(Status(4, 7, 0)),
+        format!(
+            "Too many failed logins for this account from your network; try again after {until}"
+        ),
+    )
+}
+/// A client network that failed logins for many user names: every login from it is refused.
+pub const LOGINS_REFUSED_FROM_NETWORK: Reply = Reply::fixed(
+    421,
+    Status(4, 7, 0),
+    "Too many failed logins from your network; closing",
+);
 pub const AUTH_MECHANISM_UNKNOWN: Reply = Reply::fixed(
     504,
     Status(5, 5, 4),
@@ -501,6 +518,8 @@ pub fn catalogue() -> Vec<Reply> {
         AUTH_SUCCEEDED,
         AUTH_FAILED,
         AUTH_UNAVAILABLE,
+        logins_locked("2030-01-01T12:15:00Z"),
+        LOGINS_REFUSED_FROM_NETWORK,
         AUTH_MECHANISM_UNKNOWN,
         AUTH_BAD_BASE64,
         AUTH_CANCELLED,

@@ -33,6 +33,13 @@ pub enum Step {
     Verify(Credentials),
     /// The exchange failed: send this reply; the session stays unauthenticated.
     Refuse(Reply),
+    /// Refused by rule rather than by a malformed exchange: send the reply, and log the reason
+    /// (with the user name, when there is one) like any other failed login.
+    Deny {
+        reply: Reply,
+        username: String,
+        reason: &'static str,
+    },
 }
 
 #[derive(Debug)]
@@ -52,7 +59,14 @@ impl Exchange {
         let mut exchange = match mechanism {
             "PLAIN" => Exchange::Plain,
             "LOGIN" => Exchange::LoginUsername,
-            _ => return (None, Step::Refuse(reply::AUTH_MECHANISM_UNKNOWN)),
+            _ => {
+                let step = Step::Deny {
+                    reply: reply::AUTH_MECHANISM_UNKNOWN,
+                    username: String::new(),
+                    reason: "mechanism-not-allowed",
+                };
+                return (None, step);
+            }
         };
         let step = match initial_response {
             Some(response) => exchange.respond(response.as_bytes()),
@@ -124,7 +138,11 @@ fn plain(message: &[u8]) -> Step {
     };
     // Acting as another user is not supported: only an empty authzid or one equal to the user.
     if !authzid.is_empty() && authzid != username {
-        return Step::Refuse(reply::AUTH_FAILED);
+        return Step::Deny {
+            reply: reply::AUTH_FAILED,
+            username: username.to_string(),
+            reason: "authzid-not-allowed",
+        };
     }
     Step::Verify(Credentials {
         username: username.to_string(),
@@ -163,7 +181,12 @@ mod tests {
     #[test]
     fn plain_with_foreign_authzid_is_535() {
         let (_, step) = Exchange::start("PLAIN", Some(&b64("boss@b.c\0a@b.c\0pw")));
-        assert_eq!(step, Step::Refuse(reply::AUTH_FAILED));
+        let denied = Step::Deny {
+            reply: reply::AUTH_FAILED,
+            username: "a@b.c".into(),
+            reason: "authzid-not-allowed",
+        };
+        assert_eq!(step, denied);
     }
 
     #[test]
@@ -209,7 +232,11 @@ mod tests {
     fn refusals() {
         assert_eq!(
             Exchange::start("CRAM-MD5", None).1,
-            Step::Refuse(reply::AUTH_MECHANISM_UNKNOWN)
+            Step::Deny {
+                reply: reply::AUTH_MECHANISM_UNKNOWN,
+                username: String::new(),
+                reason: "mechanism-not-allowed",
+            }
         );
         assert_eq!(
             Exchange::start("PLAIN", Some("not base64!")).1,

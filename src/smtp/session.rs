@@ -98,6 +98,12 @@ pub enum Action {
     StartTls,
     /// Check the credentials and call [`Session::auth_finished`].
     Authenticate(Credentials),
+    /// An AUTH refused by rule before any credentials check (a mechanism not offered, acting as
+    /// another user): nothing to do but log it like other failed logins. The reply follows.
+    AuthDenied {
+        username: String,
+        reason: &'static str,
+    },
     /// May this authenticated user send as this address? Call [`Session::sender_checked`].
     AuthorizeSender {
         user: String,
@@ -115,6 +121,12 @@ pub enum AuthOutcome {
     Accepted(String),
     Rejected,
     Unavailable,
+    /// Too many failed logins for this user name from the client's network: refused without a
+    /// password check until then.
+    Locked(SystemTime),
+    /// Too many failed logins from the client's network for many user names: refused, and the
+    /// session is closed.
+    NetworkRefused,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,6 +258,13 @@ impl Session {
             }
             AuthOutcome::Rejected => self.send(reply::AUTH_FAILED),
             AuthOutcome::Unavailable => self.send(reply::AUTH_UNAVAILABLE),
+            AuthOutcome::Locked(until) => {
+                self.send(reply::logins_locked(&timefmt::rfc3339(until)));
+                // A temporary reply, but a client hammering a locked login must not keep its
+                // connection forever: it counts towards the error limit like a 535.
+                self.count_error();
+            }
+            AuthOutcome::NetworkRefused => self.close_with(reply::LOGINS_REFUSED_FROM_NETWORK),
         }
     }
 
@@ -287,10 +306,14 @@ impl Session {
         let permanent_error = reply.code() >= 500;
         self.outbox.push_back(Action::Send(reply));
         if permanent_error {
-            self.errors += 1;
-            if self.errors >= self.config.limits.max_errors {
-                self.close_with(reply::TOO_MANY_ERRORS);
-            }
+            self.count_error();
+        }
+    }
+
+    fn count_error(&mut self) {
+        self.errors += 1;
+        if self.errors >= self.config.limits.max_errors {
+            self.close_with(reply::TOO_MANY_ERRORS);
         }
     }
 
@@ -510,6 +533,18 @@ impl Session {
                 self.outbox.push_back(Action::Authenticate(credentials));
             }
             (Step::Refuse(reply), _) => self.send(reply),
+            (
+                Step::Deny {
+                    reply,
+                    username,
+                    reason,
+                },
+                _,
+            ) => {
+                self.outbox
+                    .push_back(Action::AuthDenied { username, reason });
+                self.send(reply);
+            }
             (Step::Challenge(_), None) => unreachable!("a challenge always keeps its exchange"),
         }
     }

@@ -35,6 +35,9 @@ impl Drop for TempDir {
 pub struct Options {
     pub trusted_networks: &'static str,
     pub extra: String,
+    /// Send the server's log to `server.log` in its directory at this level (read it with
+    /// [`Server::log`]) instead of the test's standard error at `warn`.
+    pub log: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -42,6 +45,7 @@ impl Default for Options {
         Options {
             trusted_networks: "[]",
             extra: String::new(),
+            log: None,
         }
     }
 }
@@ -52,6 +56,7 @@ pub struct Server {
     pub submission: SocketAddr,
     pub submissions: SocketAddr,
     pub config_path: PathBuf,
+    log: Option<&'static str>,
 }
 
 impl Server {
@@ -84,6 +89,7 @@ mode = "submissions"
             submission: "127.0.0.1:1".parse().unwrap(),
             submissions: "127.0.0.1:1".parse().unwrap(),
             config_path,
+            log: options.log,
         };
         server.launch();
         server
@@ -91,12 +97,22 @@ mode = "submissions"
 
     /// Starts (or restarts) the binary and waits for it to report its listeners.
     pub fn launch(&mut self) {
+        let stderr = match self.log {
+            Some(_) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.log_path())
+                    .unwrap(),
+            ),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(BINARY)
             .args(["serve", "--config"])
             .arg(&self.config_path)
-            .env("PORTCULLIS_LOG", "warn")
+            .env("PORTCULLIS_LOG", self.log.unwrap_or("warn"))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start portcullis");
         let stdout = child.stdout.take().unwrap();
@@ -127,6 +143,20 @@ mode = "submissions"
             }
         }
         self.child = Some(child);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.0.join("server.log")
+    }
+
+    /// What the server logged so far (with [`Options::log`]).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
     }
 
     pub fn data_dir(&self) -> PathBuf {
@@ -277,9 +307,22 @@ impl Raw {
 
 /// Runs the Python client script with arguments; returns (exit status success, stdout, stderr).
 pub fn python(args: &[&str]) -> (bool, String, String) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/smtp_client.py");
-    let output = Command::new("python3")
-        .arg(script)
+    python_script("smtp_client.py", args)
+}
+
+/// The command that runs `tests/clients/SCRIPT` (to spawn it in the background).
+pub fn python_command(script: &str) -> Command {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let mut command = Command::new("python3");
+    command.arg(path);
+    command
+}
+
+/// Runs `tests/clients/SCRIPT` with arguments; returns (exit status success, stdout, stderr).
+pub fn python_script(script: &str, args: &[&str]) -> (bool, String, String) {
+    let output = python_command(script)
         .args(args)
         .output()
         .expect("python3 is installed");

@@ -98,6 +98,7 @@ fn drain_deciding(session: &mut Session, sender_decision: Option<SenderDecision>
             },
             Action::StartTls => "STARTTLS".into(),
             Action::Authenticate(c) => format!("AUTHENTICATE {} {}", c.username, c.password),
+            Action::AuthDenied { username, reason } => format!("DENIED {username:?} {reason}"),
             Action::Spool(_) => "SPOOL".into(),
             Action::Close => "CLOSE".into(),
         });
@@ -367,7 +368,10 @@ fn auth_plain_without_initial_response_and_pipelined_commands_wait_for_the_outco
 #[test]
 fn auth_unknown_mechanism_bad_base64_and_cancel() {
     let mut session = encrypted();
-    assert_eq!(outcome(&mut session, "AUTH CRAM-MD5\r\n"), ["504 5.5.4"]);
+    assert_eq!(
+        outcome(&mut session, "AUTH CRAM-MD5\r\n"),
+        ["DENIED \"\" mechanism-not-allowed", "504 5.5.4"]
+    );
     assert_eq!(outcome(&mut session, "AUTH PLAIN %%%\r\n"), ["501 5.5.2"]);
     assert_eq!(
         outcome(&mut session, "AUTH LOGIN\r\n*\r\n"),
@@ -385,8 +389,47 @@ fn auth_with_foreign_authzid_is_535_5_7_8_without_checking() {
     let response = BASE64.encode("boss@b.c\0a@b.c\0pw");
     assert_eq!(
         outcome(&mut session, &format!("AUTH PLAIN {response}\r\n")),
-        ["535 5.7.8"]
+        ["DENIED \"a@b.c\" authzid-not-allowed", "535 5.7.8"]
     );
+}
+
+#[test]
+fn locked_login_is_454_4_7_0_with_the_time_and_counts_as_an_error() {
+    let mut config = (*config(true)).clone();
+    config.limits.max_errors = 3;
+    let client = CLIENT.parse().unwrap();
+    let mut session = Session::new(Arc::new(config), client, false, Some(tls_info()));
+    session.next_action();
+    outcome(&mut session, "EHLO client.example\r\n");
+    let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_900_000_000);
+    for n in 0..3 {
+        outcome(
+            &mut session,
+            &format!("AUTH PLAIN {}\r\n", plain("a@b.c", "pw")),
+        );
+        session.auth_finished(AuthOutcome::Locked(until));
+        let replies = replies_text(&mut session, "");
+        assert_eq!(
+            replies[0].to_string(),
+            "454 4.7.0 Too many failed logins for this account from your network; try again after 2030-03-17T17:46:40Z"
+        );
+        if n == 2 {
+            assert_eq!(replies[1].to_string(), reply::TOO_MANY_ERRORS.to_string());
+            assert!(session.is_closed());
+        }
+    }
+}
+
+#[test]
+fn network_refused_login_is_421_4_7_0_and_closes() {
+    let mut session = encrypted();
+    outcome(
+        &mut session,
+        &format!("AUTH PLAIN {}\r\n", plain("a@b.c", "pw")),
+    );
+    session.auth_finished(AuthOutcome::NetworkRefused);
+    assert_eq!(drain(&mut session), ["421 4.7.0", "CLOSE"]);
+    assert!(session.is_closed());
 }
 
 #[test]

@@ -1,0 +1,828 @@
+//! Brute-force protection for logins, without I/O: every decision is a pure function of what
+//! happened before and of the `now` the caller passes in (unix seconds), so each rule is tested
+//! with a fake clock.
+//!
+//! Failures are counted per (user name, client network) pair and per client network across all
+//! user names. A network is an IPv4 /24 or an IPv6 /64 by default: one customer, office or
+//! cloud tenant usually holds at least that much, and counting single addresses would give an
+//! attacker with a /64 2^64 fresh starts.
+//!
+//! - A pair's failures past `delay_after_failures` are answered after a growing delay, and at
+//!   `lock_after_failures` the pair is locked for `lock_seconds`: every attempt of that user
+//!   from that network is refused (454) without checking the password, even a right one. Other
+//!   networks are not affected, so an attacker cannot lock the real user out from elsewhere.
+//! - A network whose failures name `network_refuse_after_accounts` different user names in the
+//!   window is spraying: it is slowed on the way, then every login from it is refused (421)
+//!   for `network_refuse_seconds`, whichever user name it gives. Failures for a user name that
+//!   the network logged in as recently are typing mistakes, not spraying, and do not count.
+//! - The same wrong password again within the window counts once (a phone retrying an old
+//!   password every few minutes is one mistake, not a thousand guesses). To notice repeats the
+//!   guard keeps an HMAC tag of each counted wrong password under a key that exists only in
+//!   this process; never the password.
+//! - User names are never looked up here: an unknown user name is counted, delayed, locked and
+//!   refused exactly like an account, so none of it tells which accounts exist.
+//!
+//! Memory is bounded: user names are kept as 16-byte keyed hashes, a pair holds at most about
+//! `lock_after_failures` tags, a network at most about `network_refuse_after_accounts` names,
+//! and the number of pairs and networks is capped, evicting the least recently seen.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ring::hmac;
+
+use crate::config::Cidr;
+
+/// The rules' numbers (see `[auth]` in the configuration). Times are seconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginPolicy {
+    /// How long a failure counts.
+    pub failure_window: u64,
+    /// Failures of a pair (or names failed from a network) answered without delay.
+    pub delay_after_failures: u32,
+    /// The first delay; each further failure doubles it, up to `max_delay`.
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+    pub lock_after_failures: u32,
+    pub lock_seconds: u64,
+    pub network_refuse_after_accounts: u32,
+    pub network_refuse_seconds: u64,
+    /// How long a successful login keeps a network known for that user name.
+    pub remember_success: u64,
+    pub ipv4_prefix: u8,
+    pub ipv6_prefix: u8,
+    /// Caps on what is tracked; the least recently seen entries are evicted beyond them.
+    pub max_pairs: usize,
+    pub max_networks: usize,
+}
+
+impl Default for LoginPolicy {
+    fn default() -> LoginPolicy {
+        LoginPolicy {
+            failure_window: 3600,
+            delay_after_failures: 3,
+            first_delay: Duration::from_millis(250),
+            max_delay: Duration::from_secs(8),
+            lock_after_failures: 10,
+            lock_seconds: 900,
+            network_refuse_after_accounts: 20,
+            network_refuse_seconds: 3600,
+            remember_success: 30 * 86_400,
+            ipv4_prefix: 24,
+            ipv6_prefix: 64,
+            max_pairs: 100_000,
+            max_networks: 50_000,
+        }
+    }
+}
+
+/// A user name as the guard knows it: a keyed hash, so long or many names cost little.
+type AccountKey = [u8; 16];
+/// A keyed hash of (user name, wrong password).
+type Tag = [u8; 16];
+
+/// Why an attempt is refused before its password is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// This user name from this network, until then (reply 454).
+    Locked { until: u64 },
+    /// Every login from this network, until then (reply 421 and close).
+    NetworkRefused { until: u64 },
+}
+
+/// An attempt let through to the password check. Give it back with [`LoginGuard::release`]
+/// once it is answered (after any delay): until then it counts as in progress.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Ticket {
+    account: AccountKey,
+    network: Cidr,
+}
+
+impl Ticket {
+    pub fn network(&self) -> Cidr {
+        self.network
+    }
+}
+
+/// What a failed attempt changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// False for a wrong password already counted for this pair within the window.
+    pub counted: bool,
+    /// How long to wait before answering it.
+    pub delay: Duration,
+    /// This failure locked the pair, until then.
+    pub locked_until: Option<u64>,
+    /// This failure made the network refused, until then.
+    pub network_refused_until: Option<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Pair {
+    /// Counted failures in the window: when, and the tag of the password (none when restored).
+    failures: Vec<(u64, Option<Tag>)>,
+    /// 0 when never locked.
+    locked_until: u64,
+    last_success: Option<u64>,
+    last_seen: u64,
+    /// Attempts admitted and not yet released.
+    in_progress: u32,
+}
+
+#[derive(Debug, Default)]
+struct Network {
+    /// User names with a counted failure from this network in the window, and when.
+    accounts: Vec<(AccountKey, u64)>,
+    refused_until: u64,
+    last_seen: u64,
+}
+
+pub struct LoginGuard {
+    policy: LoginPolicy,
+    key: hmac::Key,
+    pairs: HashMap<(AccountKey, Cidr), Pair>,
+    networks: HashMap<Cidr, Network>,
+}
+
+impl LoginGuard {
+    /// `secret` keys the hashes of user names and wrong passwords; it should be random and
+    /// never leave the process.
+    pub fn new(policy: LoginPolicy, secret: &[u8]) -> LoginGuard {
+        LoginGuard {
+            policy,
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            pairs: HashMap::new(),
+            networks: HashMap::new(),
+        }
+    }
+
+    pub fn policy(&self) -> &LoginPolicy {
+        &self.policy
+    }
+
+    /// The network `ip` is counted under.
+    pub fn network_of(&self, ip: IpAddr) -> Cidr {
+        let ip = super::canonical(ip);
+        let prefix = match ip {
+            IpAddr::V4(_) => self.policy.ipv4_prefix,
+            IpAddr::V6(_) => self.policy.ipv6_prefix,
+        };
+        Cidr::around(ip, prefix)
+    }
+
+    /// Before checking a password: refused, or let through with a ticket. `username` must be
+    /// canonical (lower-cased); it is not looked up.
+    pub fn admit(&mut self, username: &str, ip: IpAddr, now: u64) -> Result<Ticket, Refusal> {
+        let network = self.network_of(ip);
+        if let Some(state) = self.networks.get_mut(&network) {
+            state.last_seen = now;
+            if state.refused_until > now {
+                return Err(Refusal::NetworkRefused {
+                    until: state.refused_until,
+                });
+            }
+        }
+        let account = self.account_key(username);
+        let busy_until = now + self.delay_for(usize::MAX).as_secs().max(1);
+        let suspicious = self.policy.delay_after_failures.max(1) as usize;
+        let pair = self.pair(account, network, now);
+        if pair.locked_until > now {
+            return Err(Refusal::Locked {
+                until: pair.locked_until,
+            });
+        }
+        // Once a pair is suspicious its attempts go one at a time: otherwise an attacker with
+        // many connections would have many guesses checked before the delay or the lock could
+        // apply to any of them.
+        if pair.in_progress > 0 && pair.failures.len() >= suspicious {
+            return Err(Refusal::Locked { until: busy_until });
+        }
+        pair.in_progress += 1;
+        Ok(Ticket { account, network })
+    }
+
+    /// The password of an admitted attempt was wrong (or the user name unknown, or the account
+    /// disabled: all the same here).
+    pub fn failed(&mut self, ticket: &Ticket, password: &str, now: u64) -> Failure {
+        let tag = self.tag(&ticket.account, password);
+        self.record_failure(ticket.account, ticket.network, Some(tag), now)
+    }
+
+    /// The attempt logged in. Returns whether this is news worth recording durably (the first
+    /// success of the pair in a while, or one that cleared failures).
+    pub fn succeeded(&mut self, ticket: &Ticket, now: u64) -> bool {
+        self.record_success(ticket.account, ticket.network, now)
+    }
+
+    /// The attempt is answered: it no longer counts as in progress.
+    pub fn release(&mut self, ticket: Ticket) {
+        if let Some(pair) = self.pairs.get_mut(&(ticket.account, ticket.network)) {
+            pair.in_progress = pair.in_progress.saturating_sub(1);
+        }
+    }
+
+    /// Replays a counted failure from the durable record (at start-up), at its own time.
+    pub fn restore_failure(&mut self, username: &str, ip: IpAddr, at: u64) {
+        let (account, network) = (self.account_key(username), self.network_of(ip));
+        self.record_failure(account, network, None, at);
+    }
+
+    /// Replays a successful login from the durable record.
+    pub fn restore_success(&mut self, username: &str, ip: IpAddr, at: u64) {
+        let (account, network) = (self.account_key(username), self.network_of(ip));
+        self.record_success(account, network, at);
+    }
+
+    /// The administrator cleared the user name: its locks and failure counts are gone, from
+    /// every network. Returns how many pairs had any.
+    pub fn unlock(&mut self, username: &str) -> usize {
+        let account = self.account_key(username);
+        let mut cleared = 0;
+        for ((key, _), pair) in &mut self.pairs {
+            if *key == account && (pair.locked_until != 0 || !pair.failures.is_empty()) {
+                pair.failures.clear();
+                pair.locked_until = 0;
+                cleared += 1;
+            }
+        }
+        for network in self.networks.values_mut() {
+            network.accounts.retain(|(key, _)| *key != account);
+        }
+        cleared
+    }
+
+    /// The networks from which `username` is locked at `now`, with the end of each lock.
+    pub fn locks(&self, username: &str, now: u64) -> Vec<(Cidr, u64)> {
+        let account = self.account_key(username);
+        let mut locks: Vec<(Cidr, u64)> = self
+            .pairs
+            .iter()
+            .filter(|((key, _), pair)| *key == account && pair.locked_until > now)
+            .map(|((_, network), pair)| (*network, pair.locked_until))
+            .collect();
+        locks.sort_by_key(|(network, until)| (*until, network.to_string()));
+        locks
+    }
+
+    /// Networks refused at `now`, with the end of each refusal.
+    pub fn refused_networks(&self, now: u64) -> Vec<(Cidr, u64)> {
+        let mut refused: Vec<(Cidr, u64)> = self
+            .networks
+            .iter()
+            .filter(|(_, state)| state.refused_until > now)
+            .map(|(network, state)| (*network, state.refused_until))
+            .collect();
+        refused.sort_by_key(|(network, until)| (*until, network.to_string()));
+        refused
+    }
+
+    /// How many pairs and networks are tracked (for tests of the caps).
+    pub fn tracked(&self) -> (usize, usize) {
+        (self.pairs.len(), self.networks.len())
+    }
+
+    fn record_failure(
+        &mut self,
+        account: AccountKey,
+        network: Cidr,
+        tag: Option<Tag>,
+        now: u64,
+    ) -> Failure {
+        let policy = self.policy.clone();
+        let window_start = now.saturating_sub(policy.failure_window);
+        let pair = self.pair(account, network, now);
+        let counted = tag.is_none() || !pair.failures.iter().any(|(_, t)| *t == tag);
+        let mut locked_until = None;
+        if counted {
+            pair.failures.push((now, tag));
+            if pair.failures.len() >= policy.lock_after_failures as usize {
+                pair.locked_until = now + policy.lock_seconds;
+                locked_until = Some(pair.locked_until);
+            }
+        }
+        let pair_failures = pair.failures.len();
+        let known = pair
+            .last_success
+            .is_some_and(|at| now.saturating_sub(at) < policy.remember_success);
+        let mut network_refused_until = None;
+        let accounts = if counted && !known {
+            let state = self.network(network, now);
+            match state.accounts.iter_mut().find(|(key, _)| *key == account) {
+                Some(entry) => entry.1 = now,
+                None => state.accounts.push((account, now)),
+            }
+            if state.accounts.len() >= policy.network_refuse_after_accounts as usize {
+                state.refused_until = now + policy.network_refuse_seconds;
+                network_refused_until = Some(state.refused_until);
+            }
+            state.accounts.len()
+        } else {
+            self.networks.get_mut(&network).map_or(0, |state| {
+                state.accounts.retain(|(_, at)| *at > window_start);
+                state.accounts.len()
+            })
+        };
+        Failure {
+            counted,
+            delay: self.delay_for(pair_failures.max(accounts)),
+            locked_until,
+            network_refused_until,
+        }
+    }
+
+    fn record_success(&mut self, account: AccountKey, network: Cidr, now: u64) -> bool {
+        let pair = self.pair(account, network, now);
+        let news = !pair.failures.is_empty()
+            || pair
+                .last_success
+                .is_none_or(|at| now.saturating_sub(at) >= SUCCESS_REFRESH);
+        pair.failures.clear();
+        pair.locked_until = 0;
+        pair.last_success = Some(now);
+        if let Some(state) = self.networks.get_mut(&network) {
+            state.accounts.retain(|(key, _)| *key != account);
+        }
+        news
+    }
+
+    /// The growing delay for a pair with `failures` counted failures (or a network that failed
+    /// for that many names): none up to `delay_after_failures`, then doubling.
+    fn delay_for(&self, failures: usize) -> Duration {
+        let free = self.policy.delay_after_failures as usize;
+        if failures <= free {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - free - 1).min(20) as u32;
+        self.policy
+            .first_delay
+            .saturating_mul(1 << doublings)
+            .min(self.policy.max_delay)
+    }
+
+    /// The pair's state with failures outside the window forgotten, created if new.
+    fn pair(&mut self, account: AccountKey, network: Cidr, now: u64) -> &mut Pair {
+        if !self.pairs.contains_key(&(account, network)) {
+            self.make_room_for_pair(now);
+        }
+        let window_start = now.saturating_sub(self.policy.failure_window);
+        let pair = self.pairs.entry((account, network)).or_default();
+        pair.failures.retain(|(at, _)| *at > window_start);
+        pair.last_seen = pair.last_seen.max(now);
+        pair
+    }
+
+    fn network(&mut self, network: Cidr, now: u64) -> &mut Network {
+        if !self.networks.contains_key(&network) {
+            self.make_room_for_network(now);
+        }
+        let window_start = now.saturating_sub(self.policy.failure_window);
+        let state = self.networks.entry(network).or_default();
+        state.accounts.retain(|(_, at)| *at > window_start);
+        state.last_seen = state.last_seen.max(now);
+        state
+    }
+
+    /// At the cap: forget pairs with nothing left to remember, then the least recently seen.
+    fn make_room_for_pair(&mut self, now: u64) {
+        if self.pairs.len() < self.policy.max_pairs {
+            return;
+        }
+        let policy = &self.policy;
+        let window_start = now.saturating_sub(policy.failure_window);
+        self.pairs.retain(|_, pair| {
+            pair.in_progress > 0
+                || pair.locked_until > now
+                || pair.failures.iter().any(|(at, _)| *at > window_start)
+                || pair
+                    .last_success
+                    .is_some_and(|at| now.saturating_sub(at) < policy.remember_success)
+        });
+        let target = policy.max_pairs - policy.max_pairs / 10 - 1;
+        if self.pairs.len() > target {
+            let mut by_age: Vec<(u64, (AccountKey, Cidr))> = self
+                .pairs
+                .iter()
+                .map(|(key, pair)| (pair.last_seen, *key))
+                .collect();
+            by_age.sort_unstable_by_key(|(seen, _)| *seen);
+            let excess = self.pairs.len() - target;
+            for (_, key) in by_age.into_iter().take(excess) {
+                self.pairs.remove(&key);
+            }
+        }
+    }
+
+    fn make_room_for_network(&mut self, now: u64) {
+        if self.networks.len() < self.policy.max_networks {
+            return;
+        }
+        let window_start = now.saturating_sub(self.policy.failure_window);
+        self.networks.retain(|_, state| {
+            state.refused_until > now || state.accounts.iter().any(|(_, at)| *at > window_start)
+        });
+        let target = self.policy.max_networks - self.policy.max_networks / 10 - 1;
+        if self.networks.len() > target {
+            let mut by_age: Vec<(u64, Cidr)> = self
+                .networks
+                .iter()
+                .map(|(network, state)| (state.last_seen, *network))
+                .collect();
+            by_age.sort_unstable_by_key(|(seen, _)| *seen);
+            let excess = self.networks.len() - target;
+            for (_, network) in by_age.into_iter().take(excess) {
+                self.networks.remove(&network);
+            }
+        }
+    }
+
+    fn account_key(&self, username: &str) -> AccountKey {
+        self.keyed(&[b"account", username.as_bytes()])
+    }
+
+    fn tag(&self, account: &AccountKey, password: &str) -> Tag {
+        self.keyed(&[b"password", account, password.as_bytes()])
+    }
+
+    fn keyed(&self, parts: &[&[u8]]) -> [u8; 16] {
+        let mut context = hmac::Context::with_key(&self.key);
+        for part in parts {
+            context.update(&(part.len() as u64).to_le_bytes());
+            context.update(part);
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&context.sign().as_ref()[..16]);
+        out
+    }
+}
+
+/// A success is written down again at most this often (unless it cleared failures), so a client
+/// that logs in for every message does not cost a write each time.
+const SUCCESS_REFRESH: u64 = 3600;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALICE: &str = "alice@example.test";
+    const T0: u64 = 1_700_000_000;
+
+    fn policy() -> LoginPolicy {
+        LoginPolicy {
+            failure_window: 3600,
+            delay_after_failures: 3,
+            first_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            lock_after_failures: 10,
+            lock_seconds: 900,
+            network_refuse_after_accounts: 5,
+            network_refuse_seconds: 1800,
+            remember_success: 86_400,
+            ipv4_prefix: 24,
+            ipv6_prefix: 64,
+            max_pairs: 1000,
+            max_networks: 1000,
+        }
+    }
+
+    fn guard() -> LoginGuard {
+        LoginGuard::new(policy(), b"test key")
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    /// One failed attempt with `password`, answered (released) at once.
+    fn fail(guard: &mut LoginGuard, user: &str, from: &str, password: &str, now: u64) -> Failure {
+        let ticket = guard.admit(user, ip(from), now).expect("admitted");
+        let failure = guard.failed(&ticket, password, now);
+        guard.release(ticket);
+        failure
+    }
+
+    fn succeed(guard: &mut LoginGuard, user: &str, from: &str, now: u64) -> bool {
+        let ticket = guard.admit(user, ip(from), now).expect("admitted");
+        let news = guard.succeeded(&ticket, now);
+        guard.release(ticket);
+        news
+    }
+
+    #[test]
+    fn networks_are_ipv4_24_and_ipv6_64_with_mapped_ipv4_as_ipv4() {
+        let guard = guard();
+        let net = |text| guard.network_of(ip(text)).to_string();
+        assert_eq!(net("192.0.2.77"), "192.0.2.0/24");
+        assert_eq!(net("::ffff:192.0.2.77"), "192.0.2.0/24");
+        assert_eq!(net("2001:db8:1:2:3:4:5:6"), "2001:db8:1:2::/64");
+    }
+
+    #[test]
+    fn delay_grows_after_the_free_failures_and_is_capped() {
+        let mut guard = guard();
+        let delays: Vec<u64> = (0..9)
+            .map(|n| {
+                let failure = fail(&mut guard, ALICE, "192.0.2.1", &format!("guess{n}"), T0 + n);
+                failure.delay.as_millis() as u64
+            })
+            .collect();
+        assert_eq!(delays, [0, 0, 0, 100, 200, 400, 800, 1000, 1000]);
+    }
+
+    #[test]
+    fn lock_after_the_limit_refuses_even_the_right_password_until_it_expires() {
+        let mut guard = guard();
+        for n in 0..9 {
+            let failure = fail(&mut guard, ALICE, "192.0.2.1", &format!("guess{n}"), T0);
+            assert_eq!(failure.locked_until, None);
+        }
+        let tenth = fail(&mut guard, ALICE, "192.0.2.1", "guess9", T0 + 5);
+        assert_eq!(tenth.locked_until, Some(T0 + 905));
+        // Any address of the /24, any password: refused before the password is looked at.
+        assert_eq!(
+            guard.admit(ALICE, ip("192.0.2.200"), T0 + 6),
+            Err(Refusal::Locked { until: T0 + 905 })
+        );
+        assert_eq!(guard.locks(ALICE, T0 + 6).len(), 1);
+        // After the lock the failures still count: the next wrong password locks again at once.
+        let again = fail(&mut guard, ALICE, "192.0.2.1", "guess10", T0 + 906);
+        assert_eq!(again.locked_until, Some(T0 + 906 + 900));
+        // Once the window has passed, everything is forgotten.
+        let later = T0 + 906 + 3601;
+        let ticket = guard.admit(ALICE, ip("192.0.2.1"), later).unwrap();
+        assert!(guard.succeeded(&ticket, later));
+    }
+
+    #[test]
+    fn another_network_keeps_working_while_one_is_locked() {
+        let mut guard = guard();
+        assert!(succeed(&mut guard, ALICE, "198.51.100.7", T0));
+        for n in 0..10 {
+            fail(&mut guard, ALICE, "192.0.2.1", &format!("guess{n}"), T0 + 1);
+        }
+        assert!(matches!(
+            guard.admit(ALICE, ip("192.0.2.1"), T0 + 2),
+            Err(Refusal::Locked { .. })
+        ));
+        // The network that logged in before, and even a network never seen before.
+        assert!(guard.admit(ALICE, ip("198.51.100.8"), T0 + 2).is_ok());
+        assert!(guard.admit(ALICE, ip("203.0.113.1"), T0 + 2).is_ok());
+    }
+
+    #[test]
+    fn a_repeated_wrong_password_counts_once() {
+        let mut guard = guard();
+        for n in 0..50 {
+            let failure = fail(&mut guard, ALICE, "192.0.2.1", "old password", T0 + n * 60);
+            assert_eq!(failure.counted, n == 0);
+            assert_eq!(failure.delay, Duration::ZERO);
+        }
+        assert!(guard.admit(ALICE, ip("192.0.2.1"), T0 + 3000).is_ok());
+        // The same password for another user name is another failure.
+        assert!(
+            fail(
+                &mut guard,
+                "bob@example.test",
+                "192.0.2.1",
+                "old password",
+                T0
+            )
+            .counted
+        );
+        // Once out of the window it counts again.
+        assert!(
+            fail(
+                &mut guard,
+                ALICE,
+                "192.0.2.1",
+                "old password",
+                T0 + 3601 + 3000
+            )
+            .counted
+        );
+    }
+
+    #[test]
+    fn unknown_and_known_user_names_are_treated_alike() {
+        // The guard never knows which names exist: the same sequence gives the same outcomes.
+        let run = |user: &str| {
+            let mut guard = guard();
+            let outcomes: Vec<Failure> = (0..10)
+                .map(|n| fail(&mut guard, user, "192.0.2.1", &format!("g{n}"), T0 + n))
+                .collect();
+            let locked = guard.admit(user, ip("192.0.2.1"), T0 + 10);
+            (outcomes, locked)
+        };
+        let (known, known_lock) = run(ALICE);
+        let (unknown, unknown_lock) = run("nobody@example.test");
+        assert_eq!(known, unknown);
+        assert_eq!(known_lock, unknown_lock);
+    }
+
+    #[test]
+    fn a_network_spraying_many_names_is_slowed_then_refused_for_every_name() {
+        let mut guard = guard();
+        assert!(succeed(&mut guard, ALICE, "192.0.2.9", T0));
+        let mut delays = Vec::new();
+        for n in 0..5 {
+            let user = format!("user{n}@example.test");
+            let failure = fail(&mut guard, &user, "192.0.2.1", "123456", T0 + 1);
+            delays.push(failure.delay.as_millis());
+            assert_eq!(
+                failure.network_refused_until,
+                (n == 4).then_some(T0 + 1 + 1800)
+            );
+        }
+        assert_eq!(delays, [0, 0, 0, 100, 200]);
+        // Refused for every name, even one the network logged in as before, from any address of it.
+        for user in [ALICE, "user0@example.test", "new@example.test"] {
+            assert_eq!(
+                guard.admit(user, ip("192.0.2.9"), T0 + 2),
+                Err(Refusal::NetworkRefused { until: T0 + 1801 })
+            );
+        }
+        assert_eq!(guard.refused_networks(T0 + 2).len(), 1);
+        assert!(guard.admit(ALICE, ip("198.51.100.1"), T0 + 2).is_ok());
+        assert!(guard.admit(ALICE, ip("192.0.2.9"), T0 + 1802).is_ok());
+    }
+
+    #[test]
+    fn failures_for_names_the_network_logged_in_as_are_not_spraying() {
+        let mut guard = guard();
+        let users: Vec<String> = (0..8).map(|n| format!("staff{n}@example.test")).collect();
+        for user in &users {
+            succeed(&mut guard, user, "192.0.2.1", T0);
+        }
+        // Every colleague in the office mistypes a password: no refusal of the network.
+        for user in &users {
+            let failure = fail(&mut guard, user, "192.0.2.50", "typo", T0 + 10);
+            assert_eq!(failure.network_refused_until, None);
+            assert_eq!(failure.delay, Duration::ZERO);
+        }
+        assert!(guard.admit(&users[0], ip("192.0.2.1"), T0 + 11).is_ok());
+    }
+
+    #[test]
+    fn success_clears_the_pair_and_is_news_only_now_and_then() {
+        let mut guard = guard();
+        assert!(succeed(&mut guard, ALICE, "192.0.2.1", T0));
+        assert!(!succeed(&mut guard, ALICE, "192.0.2.1", T0 + 60));
+        for n in 0..9 {
+            fail(&mut guard, ALICE, "192.0.2.1", &format!("g{n}"), T0 + 100);
+        }
+        assert!(succeed(&mut guard, ALICE, "192.0.2.1", T0 + 101));
+        // Cleared: nine more failures do not lock.
+        for n in 0..9 {
+            fail(&mut guard, ALICE, "192.0.2.1", &format!("h{n}"), T0 + 102);
+        }
+        assert!(guard.admit(ALICE, ip("192.0.2.1"), T0 + 103).is_ok());
+        assert!(succeed(
+            &mut guard,
+            ALICE,
+            "192.0.2.1",
+            T0 + 104 + SUCCESS_REFRESH
+        ));
+    }
+
+    #[test]
+    fn a_suspicious_pair_gets_one_attempt_at_a_time() {
+        let mut guard = guard();
+        // A clean pair: parallel logins (a sending platform with many connections) are fine.
+        let tickets: Vec<Ticket> = (0..20)
+            .map(|_| guard.admit(ALICE, ip("192.0.2.1"), T0).unwrap())
+            .collect();
+        for ticket in tickets {
+            guard.release(ticket);
+        }
+        for n in 0..3 {
+            fail(&mut guard, ALICE, "192.0.2.1", &format!("g{n}"), T0);
+        }
+        let first = guard.admit(ALICE, ip("192.0.2.1"), T0).unwrap();
+        assert!(matches!(
+            guard.admit(ALICE, ip("192.0.2.2"), T0),
+            Err(Refusal::Locked { until }) if until > T0
+        ));
+        guard.release(first);
+        assert!(guard.admit(ALICE, ip("192.0.2.2"), T0).is_ok());
+    }
+
+    #[test]
+    fn unlock_clears_locks_and_counts_of_that_name_only() {
+        let mut guard = guard();
+        for network in ["192.0.2.1", "198.51.100.1"] {
+            for n in 0..10 {
+                fail(&mut guard, ALICE, network, &format!("g{n}"), T0);
+                fail(
+                    &mut guard,
+                    "bob@example.test",
+                    network,
+                    &format!("g{n}"),
+                    T0,
+                );
+            }
+        }
+        assert_eq!(guard.locks(ALICE, T0 + 1).len(), 2);
+        assert_eq!(guard.unlock(ALICE), 2);
+        assert!(guard.locks(ALICE, T0 + 1).is_empty());
+        assert!(guard.admit(ALICE, ip("192.0.2.1"), T0 + 1).is_ok());
+        assert_eq!(guard.locks("bob@example.test", T0 + 1).len(), 2);
+        // The counts are gone too: one more failure does not lock again.
+        assert_eq!(
+            fail(&mut guard, ALICE, "198.51.100.1", "x", T0 + 2).locked_until,
+            None
+        );
+    }
+
+    #[test]
+    fn restoring_the_record_rebuilds_locks_and_refusals() {
+        let mut live = guard();
+        let mut record = Vec::new();
+        for n in 0..10 {
+            fail(&mut live, ALICE, "192.0.2.1", &format!("g{n}"), T0 + n);
+            record.push((ALICE.to_string(), "192.0.2.1", T0 + n));
+        }
+        for n in 0..5 {
+            let user = format!("user{n}@example.test");
+            fail(&mut live, &user, "203.0.113.5", "x", T0 + 20);
+            record.push((user, "203.0.113.5", T0 + 20));
+        }
+        let mut restored = guard();
+        for (user, from, at) in &record {
+            restored.restore_failure(user, ip(from), *at);
+        }
+        let now = T0 + 30;
+        assert_eq!(restored.locks(ALICE, now), live.locks(ALICE, now));
+        assert_eq!(restored.refused_networks(now), live.refused_networks(now));
+        assert_eq!(
+            restored.admit(ALICE, ip("192.0.2.3"), now),
+            Err(Refusal::Locked {
+                until: T0 + 9 + 900
+            })
+        );
+    }
+
+    #[test]
+    fn restored_success_resets_the_failures_before_it() {
+        let mut guard = guard();
+        for n in 0..9 {
+            guard.restore_failure(ALICE, ip("192.0.2.1"), T0 + n);
+        }
+        guard.restore_success(ALICE, ip("192.0.2.1"), T0 + 10);
+        guard.restore_failure(ALICE, ip("192.0.2.1"), T0 + 11);
+        assert!(guard.locks(ALICE, T0 + 12).is_empty());
+    }
+
+    #[test]
+    fn memory_is_capped_by_evicting_the_least_recently_seen() {
+        let mut guard = LoginGuard::new(
+            LoginPolicy {
+                max_pairs: 100,
+                max_networks: 50,
+                ..policy()
+            },
+            b"k",
+        );
+        for n in 0..10_000u64 {
+            let from = format!("10.{}.{}.1", n / 256 % 256, n % 256);
+            fail(
+                &mut guard,
+                &format!("u{n}@example.test"),
+                &from,
+                "pw",
+                T0 + n,
+            );
+            let (pairs, networks) = guard.tracked();
+            assert!(pairs <= 100 && networks <= 50, "{pairs} {networks}");
+        }
+        // The most recent are kept: the same wrong password again is recognised as a repeat.
+        let again = fail(
+            &mut guard,
+            "u9999@example.test",
+            "10.39.15.1",
+            "pw",
+            T0 + 10_000,
+        );
+        assert!(!again.counted);
+    }
+
+    #[test]
+    fn a_long_attack_keeps_state_small() {
+        let mut guard = guard();
+        let mut locked = 0;
+        for n in 0..10_000u64 {
+            match guard.admit(ALICE, ip("192.0.2.1"), T0 + n / 10) {
+                Ok(ticket) => {
+                    guard.failed(&ticket, &format!("guess{n}"), T0 + n / 10);
+                    guard.release(ticket);
+                }
+                Err(Refusal::Locked { .. }) => locked += 1,
+                Err(other) => panic!("{other:?}"),
+            }
+        }
+        // 10 guesses, then one more each time the 900-second lock ran out (1000 s of attack).
+        assert_eq!(locked, 10_000 - 10 - 1);
+        let pair = guard.pairs.values().next().unwrap();
+        assert!(pair.failures.len() <= 11, "{}", pair.failures.len());
+        assert_eq!(guard.tracked(), (1, 1));
+    }
+}

@@ -1,0 +1,417 @@
+//! Brute-force protection end to end: the real binary, clients on different loopback networks
+//! (127.0.0.0/8 is all loopback on Linux, and each /24 of it is a client network of its own).
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Options, Server, python_command, python_script, wait_until};
+use serde_json::Value;
+
+const USER: &str = "alice@example.test";
+const PASSWORD: &str = "correct horse battery";
+/// The attacker's network, and the real user's (another /24).
+const ATTACKER: &str = "127.0.9.9";
+const REAL_USER: &str = "127.0.0.2";
+
+fn server(name: &str, auth: &str) -> Server {
+    let server = Server::start(
+        name,
+        Options {
+            extra: format!("[auth]\n{auth}"),
+            log: Some("info"),
+            ..Options::default()
+        },
+    );
+    server.add_account(USER, PASSWORD);
+    server
+}
+
+fn client(server: &Server, command: &str, source: &str, user: &str, rest: &[&str]) -> Value {
+    let port = server.submissions.port().to_string();
+    let cafile = server.certificate();
+    let mut args = vec![
+        command,
+        "--port",
+        &port,
+        "--cafile",
+        cafile.to_str().unwrap(),
+        "--source",
+        source,
+        "--user",
+        user,
+    ];
+    args.extend_from_slice(rest);
+    let (ok, stdout, stderr) = python_script("brute_force.py", &args);
+    assert!(ok, "brute_force.py {command} failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("not JSON: {stdout} / {stderr}"))
+}
+
+/// One connection from `source`: AUTH PLAIN with each password in turn; the last reply lines.
+fn logins(server: &Server, source: &str, user: &str, passwords: &[&str]) -> Value {
+    let mut rest = Vec::new();
+    for password in passwords {
+        rest.extend_from_slice(&["--password", password]);
+    }
+    client(server, "logins", source, user, &rest)
+}
+
+fn replies(result: &Value) -> Vec<String> {
+    result["replies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The reply codes, with the start of the text where it tells replies apart.
+fn codes(result: &Value) -> Vec<String> {
+    replies(result)
+        .iter()
+        .map(|line| line.chars().take(9).collect())
+        .collect()
+}
+
+fn log_lines<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
+    log.lines().filter(|line| line.contains(needle)).collect()
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+fn cli_stdout(server: &Server, args: &[&str]) -> String {
+    let output = server.cli(args, None);
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn ten_thousand_wrong_passwords_from_one_network_never_stop_the_real_user() {
+    let started = Instant::now();
+    // Short delays keep the test quick; the lock is what stops the attack.
+    let mut server = server(
+        "10k",
+        "delay_milliseconds = 10\nmax_delay_milliseconds = 50\n",
+    );
+    // The real user's network has logged in before the attack starts.
+    let first = client(
+        &server,
+        "user",
+        REAL_USER,
+        USER,
+        &["--password", PASSWORD, "--rounds", "1"],
+    );
+    assert_eq!(first["failures"], serde_json::json!([]), "{first}");
+    let rss_start = vm_rss_kib(server.pid());
+
+    // From now on the real user logs in and sends, again and again, until the attack is over.
+    let stop = server.dir.0.join("stop-real-user");
+    let port = server.submissions.port().to_string();
+    let real_user = python_command("brute_force.py")
+        .args(["user", "--port", &port, "--cafile"])
+        .arg(server.certificate())
+        .args([
+            "--source",
+            REAL_USER,
+            "--user",
+            USER,
+            "--password",
+            PASSWORD,
+        ])
+        .arg("--stop-file")
+        .arg(&stop)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Smaller attacks from other networks first, alongside the real user, so that the
+    // allocator has seen this load (each attack runs argon2 ten times, 19 MiB each, and glibc
+    // takes a few rounds of that to settle) before memory is measured.
+    for warm_up in ["127.0.5.5", "127.0.6.6", "127.0.7.7"] {
+        let result = client(&server, "attack", warm_up, USER, &["--attempts", "100"]);
+        assert_eq!(result["answered"]["535 5.7.8"], 10, "{result}");
+    }
+    let rss_before = vm_rss_kib(server.pid());
+
+    // The attack, in two parts to look at memory in between: the ten checked guesses are in the
+    // first part; the second is refusals only.
+    let attack_started = Instant::now();
+    let first_part = client(&server, "attack", ATTACKER, USER, &["--attempts", "2000"]);
+    let rss_middle = vm_rss_kib(server.pid());
+    let second_part = client(
+        &server,
+        "attack",
+        ATTACKER,
+        USER,
+        &["--attempts", "8000", "--offset", "2000"],
+    );
+    let attack_seconds = attack_started.elapsed().as_secs_f64();
+    let rss_after = vm_rss_kib(server.pid());
+    std::fs::write(&stop, "").unwrap();
+    let output = real_user.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let real: Value = serde_json::from_slice(&output.stdout).unwrap();
+
+    // Ten guesses were checked; everything after them was refused unchecked with 454.
+    let answered = &first_part["answered"];
+    assert_eq!(answered["535 5.7.8"], 10, "{first_part}");
+    assert_eq!(answered["454 4.7.0"], 1990, "{first_part}");
+    assert_eq!(answered.as_object().unwrap().len(), 2, "{first_part}");
+    assert_eq!(
+        second_part["answered"],
+        serde_json::json!({"454 4.7.0": 8000}),
+        "{second_part}"
+    );
+    // The real user never noticed.
+    assert_eq!(real["failures"], serde_json::json!([]), "{real}");
+    let rounds = real["rounds"].as_u64().unwrap();
+    assert!(rounds >= 3, "{real}");
+    assert_eq!(server.queue().len() as u64, rounds + 1);
+    // Memory stays flat: generous slack over the whole attack (about one more argon2 block),
+    // and little over the 8000 refusals.
+    assert!(
+        rss_after <= rss_before + 24 * 1024,
+        "VmRSS grew from {rss_before} KiB to {rss_after} KiB"
+    );
+    assert!(
+        rss_after <= rss_middle + 4 * 1024,
+        "VmRSS grew from {rss_middle} KiB to {rss_after} KiB during 8000 refused attempts"
+    );
+
+    server.terminate();
+    let log = server.log();
+    let checks: u64 = log_lines(&log, "stopped")
+        .last()
+        .and_then(|line| line.split("password_checks=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no password_checks in the log:\n{log}"));
+    // One for the real user (then its cache), thirty for the warm-ups, ten for the attack.
+    assert_eq!(checks, 41, "password checks");
+    let locked = log_lines(
+        &log,
+        &format!("authentication failed client={ATTACKER} user=\"{USER}\" reason=locked"),
+    );
+    assert_eq!(locked.len(), 9990);
+    eprintln!(
+        "10k attack: {attack_seconds:.1} s; password checks in total {checks}; VmRSS \
+         {rss_start} KiB at start, {rss_before} KiB before the attack, {rss_middle} KiB after \
+         2000 attempts, {rss_after} KiB after 10000; the real user sent {rounds} messages \
+         meanwhile; whole test {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it() {
+    let mut server = server(
+        "lock",
+        "lock_after_failures = 3\ndelay_after_failures = 5\n",
+    );
+    let wrong = logins(&server, ATTACKER, USER, &["a", "b", "c", PASSWORD]);
+    let replies = replies(&wrong);
+    assert_eq!(codes(&wrong)[..3], ["535 5.7.8", "535 5.7.8", "535 5.7.8"]);
+    assert!(
+        replies[3].starts_with(
+            "454 4.7.0 Too many failed logins for this account from your network; try again after 20"
+        ) && replies[3].ends_with('Z'),
+        "{wrong}"
+    );
+    // Another address of the same /24 is the same network; another /24 is not.
+    assert_eq!(
+        codes(&logins(&server, "127.0.9.200", USER, &[PASSWORD])),
+        ["454 4.7.0"]
+    );
+    assert_eq!(
+        codes(&logins(&server, REAL_USER, USER, &[PASSWORD])),
+        ["235 2.7.0"]
+    );
+
+    let shown = cli_stdout(&server, &["accounts", "show", USER]);
+    assert!(
+        shown.contains("locked: logins from 127.0.9.0/24 until 20"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("from 127.0.9.0/24 (127.0.9.9): wrong-password"),
+        "{shown}"
+    );
+    // The two refusals share a row (with the latest address).
+    assert!(
+        shown.contains("from 127.0.9.0/24 (127.0.9.200): locked, 2 attempts until"),
+        "{shown}"
+    );
+
+    // The lock is in the store: a restarted server still refuses.
+    server.terminate();
+    server.launch();
+    assert_eq!(
+        codes(&logins(&server, ATTACKER, USER, &[PASSWORD])),
+        ["454 4.7.0"]
+    );
+
+    let unlocked = cli_stdout(&server, &["accounts", "unlock", USER]);
+    assert!(unlocked.contains("cleared 1 lock(s)"), "{unlocked}");
+    assert!(
+        wait_until(Duration::from_secs(10), || codes(&logins(
+            &server,
+            ATTACKER,
+            USER,
+            &[PASSWORD]
+        )) == ["235 2.7.0"]),
+        "still locked after unlock"
+    );
+    let shown = cli_stdout(&server, &["accounts", "show", USER]);
+    assert!(!shown.contains("locked: logins from"), "{shown}");
+    assert!(shown.contains("wrong-password"), "{shown}");
+
+    let log = server.log();
+    assert_eq!(
+        log_lines(
+            &log,
+            &format!(
+                "authentication failed client={ATTACKER} user=\"{USER}\" reason=wrong-password"
+            )
+        )
+        .len(),
+        3,
+        "{log}"
+    );
+    assert!(!log_lines(&log, "reason=locked").is_empty(), "{log}");
+    // Nothing in the log or the store holds a tried password.
+    assert!(!log.contains(PASSWORD));
+}
+
+#[test]
+fn unknown_user_names_get_the_same_replies_delays_and_locks() {
+    let server = server(
+        "unknown",
+        "lock_after_failures = 4\ndelay_after_failures = 2\ndelay_milliseconds = 300\nmax_delay_milliseconds = 300\n",
+    );
+    let attempts = ["a", "b", "c", "d", PASSWORD];
+    let known = logins(&server, "127.0.1.1", USER, &attempts);
+    let unknown = logins(&server, "127.0.2.1", "nobody@example.test", &attempts);
+    assert_eq!(codes(&known), codes(&unknown));
+    assert_eq!(
+        codes(&known),
+        [
+            "535 5.7.8",
+            "535 5.7.8",
+            "535 5.7.8",
+            "535 5.7.8",
+            "454 4.7.0"
+        ]
+    );
+    // The third and fourth failures wait; the first two do not; the refusal is immediate.
+    for result in [&known, &unknown] {
+        let seconds: Vec<f64> = result["seconds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_f64().unwrap())
+            .collect();
+        assert!(seconds[2] >= 0.3 && seconds[3] >= 0.3, "{result}");
+        assert!(seconds[0] < 0.3 && seconds[4] < 0.3, "{result}");
+    }
+    let log = server.log();
+    assert_eq!(log_lines(&log, "reason=wrong-password").len(), 4, "{log}");
+    assert_eq!(log_lines(&log, "reason=unknown-user").len(), 4, "{log}");
+    assert_eq!(log_lines(&log, "reason=locked").len(), 2, "{log}");
+}
+
+#[test]
+fn a_network_spraying_many_user_names_is_refused_with_421_whatever_the_name() {
+    let server = server("spray", "network_refuse_after_accounts = 3\n");
+    for user in ["a@example.test", "b@example.test", "c@example.test"] {
+        assert_eq!(
+            codes(&logins(&server, ATTACKER, user, &["123456"])),
+            ["535 5.7.8"]
+        );
+    }
+    // Even a real account with its right password, from any address of that network.
+    let refused = logins(&server, "127.0.9.10", USER, &[PASSWORD]);
+    assert_eq!(
+        replies(&refused),
+        ["421 4.7.0 Too many failed logins from your network; closing"]
+    );
+    assert_eq!(refused["closed"], true, "{refused}");
+    assert_eq!(
+        codes(&logins(&server, REAL_USER, USER, &[PASSWORD])),
+        ["235 2.7.0"]
+    );
+    let log = server.log();
+    assert!(
+        log.contains("authentication failed client=127.0.9.10 user=\"alice@example.test\" reason=network-refused"),
+        "{log}"
+    );
+}
+
+#[test]
+fn the_same_wrong_password_again_counts_once_and_other_reasons_are_logged() {
+    let server = server("repeat", "lock_after_failures = 3\n");
+    let old = ["old password"; 8];
+    assert_eq!(
+        codes(&logins(&server, ATTACKER, USER, &old)),
+        ["535 5.7.8"; 8]
+    );
+    assert_eq!(
+        codes(&logins(&server, ATTACKER, USER, &[PASSWORD])),
+        ["235 2.7.0"]
+    );
+    // A mechanism the server does not offer and acting as another user: refused, and logged.
+    let denied = client(
+        &server,
+        "logins",
+        ATTACKER,
+        USER,
+        &[
+            "--command",
+            "AUTH CRAM-MD5",
+            "--command",
+            "AUTH PLAIN Ym9zc0BleGFtcGxlLnRlc3QAYWxpY2VAZXhhbXBsZS50ZXN0AHB3",
+        ],
+    );
+    assert_eq!(denied["commands"][0].as_str().unwrap()[..9], *"504 5.5.4");
+    assert_eq!(denied["commands"][1].as_str().unwrap()[..9], *"535 5.7.8");
+    server.cli(&["accounts", "disable", USER], None);
+    assert_eq!(
+        codes(&logins(&server, REAL_USER, USER, &[PASSWORD])),
+        ["535 5.7.8"]
+    );
+    let log = server.log();
+    for reason in [
+        "reason=mechanism-not-allowed",
+        "reason=authzid-not-allowed",
+        "reason=disabled",
+    ] {
+        assert_eq!(log_lines(&log, reason).len(), 1, "{reason}: {log}");
+    }
+    assert_eq!(log_lines(&log, "reason=wrong-password").len(), 8, "{log}");
+    // `accounts show` lists the failures with their reasons; the repeats share a row.
+    let shown = cli_stdout(&server, &["accounts", "show", USER]);
+    assert!(
+        shown.contains("from 127.0.0.0/24 (127.0.0.2): disabled"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("from 127.0.9.0/24 (127.0.9.9): wrong-password, 7 attempts until"),
+        "{shown}"
+    );
+}
