@@ -64,6 +64,15 @@ pub struct BenchArgs {
     /// Print the report as JSON
     #[arg(long)]
     pub json: bool,
+    /// Give every message a unique marker (in Subject: and Message-ID:) and append one line per
+    /// message to FILE: "QUEUE-ID<TAB>MARKER" for a 250, "-<TAB>MARKER<TAB>CODE ENHANCED" for a
+    /// refused message, "?<TAB>MARKER<TAB>ERROR" when the connection failed with the outcome
+    /// unknown (the server may or may not have stored it)
+    #[arg(long, value_name = "FILE")]
+    pub record_ids: Option<PathBuf>,
+    /// Markers are PREFIX-N, N counting from 1 (default: bench-PID-UNIXTIME)
+    #[arg(long, value_name = "PREFIX", requires = "record_ids")]
+    pub marker_prefix: Option<String>,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -160,6 +169,48 @@ struct Plan {
     recipients: Vec<String>,
     /// Messages not yet claimed by a worker.
     remaining: AtomicUsize,
+    /// With --record-ids: the file, the marker prefix and the last marker number used.
+    record: Option<Record>,
+}
+
+struct Record {
+    file: Mutex<std::fs::File>,
+    prefix: String,
+    counter: AtomicUsize,
+}
+
+impl Record {
+    fn open(path: &std::path::Path, prefix: Option<String>) -> Result<Record, String> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let prefix = prefix.unwrap_or_else(|| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("bench-{}-{now}", std::process::id())
+        });
+        Ok(Record {
+            file: Mutex::new(file),
+            prefix,
+            counter: AtomicUsize::new(0),
+        })
+    }
+
+    fn next_marker(&self) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}-{n}", self.prefix)
+    }
+
+    /// One line per message, written at once so that lines never interleave.
+    fn write(&self, fields: &[&str]) {
+        let line = format!("{}\n", fields.join("\t"));
+        if let Ok(mut file) = self.file.lock() {
+            let _ = file.write_all(line.as_bytes());
+        }
+    }
 }
 
 /// Runs the benchmark (or, with --hold, holds idle sessions) and returns the report.
@@ -200,7 +251,11 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
     };
     let server_name = server_name(&args.target);
     let recipients = recipients(&args.to, args.recipients);
-    let message = message(&args.from, &recipients, args.size);
+    let message = message(&args.from, &recipients, args.size, None);
+    let record = match &args.record_ids {
+        Some(path) => Some(Record::open(path, args.marker_prefix.clone())?),
+        None => None,
+    };
     Ok(Plan {
         remaining: AtomicUsize::new(args.messages),
         args,
@@ -208,6 +263,7 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
         server_name,
         message,
         recipients,
+        record,
     })
 }
 
@@ -229,17 +285,34 @@ fn recipients(to: &str, count: usize) -> Vec<String> {
         .collect()
 }
 
-/// A plain-text message of about `size` octets with 76-character lines.
-fn message(from: &str, to: &[String], size: usize) -> Vec<u8> {
-    let mut text = format!(
-        "From: <{from}>\r\nTo: <{}>\r\nSubject: portcullis bench\r\nMessage-ID: <bench@portcullis>\r\n\r\n",
-        to[0]
-    );
+/// A plain-text message of `size` octets with 76-character lines; a marker goes into the
+/// Subject: and Message-ID: fields.
+fn message(from: &str, to: &[String], size: usize, marker: Option<&str>) -> Vec<u8> {
+    let mut text = match marker {
+        Some(marker) => format!(
+            "From: <{from}>\r\nTo: <{}>\r\nSubject: portcullis bench {marker}\r\nMessage-ID: <{marker}@portcullis.bench>\r\n\r\n",
+            to[0]
+        ),
+        None => format!(
+            "From: <{from}>\r\nTo: <{}>\r\nSubject: portcullis bench\r\nMessage-ID: <bench@portcullis>\r\n\r\n",
+            to[0]
+        ),
+    };
+    // Full lines, then one of 3 to 78 octets, so that the message has exactly `size` octets
+    // whatever the header took (unless the header alone is about that long).
     let line = format!("{}\r\n", "x".repeat(74));
-    while text.len() + line.len() <= size {
-        text.push_str(&line);
+    let end = "end\r\n";
+    let budget = size.saturating_sub(text.len() + end.len());
+    if budget >= 3 {
+        let full = (budget - 3) / line.len();
+        for _ in 0..full {
+            text.push_str(&line);
+        }
+        let rest = budget - full * line.len();
+        text.push_str(&"x".repeat(rest - 2));
+        text.push_str("\r\n");
     }
-    text.push_str("end\r\n");
+    text.push_str(end);
     text.into_bytes()
 }
 
@@ -270,10 +343,30 @@ async fn session(plan: &Plan, tally: &mut Tally) -> Result<(), String> {
         if sent > 0 && !claim(plan) {
             break;
         }
-        let transaction = connection
-            .transaction(&plan.args.from, &plan.recipients, &plan.message, true)
+        let marked = plan.record.as_ref().map(|record| {
+            let marker = record.next_marker();
+            let message = message(
+                &plan.args.from,
+                &plan.recipients,
+                plan.args.size,
+                Some(&marker),
+            );
+            (record, marker, message)
+        });
+        let body = marked.as_ref().map_or(&plan.message, |(_, _, m)| m);
+        let transaction = match connection
+            .transaction(&plan.args.from, &plan.recipients, body, true)
             .await
-            .map_err(|e| format!("during a transaction: {}", e.kind()))?;
+        {
+            Ok(transaction) => transaction,
+            Err(e) => {
+                let error = format!("during a transaction: {}", e.kind());
+                if let Some((record, marker, _)) = &marked {
+                    record.write(&["?", marker, &error]);
+                }
+                return Err(error);
+            }
+        };
         for reply in transaction.all_replies().filter(|r| r.code >= 400) {
             tally.refusal(reply);
         }
@@ -281,8 +374,28 @@ async fn session(plan: &Plan, tally: &mut Tally) -> Result<(), String> {
             (Some(reply), Some(latency)) if reply.code == 250 => {
                 tally.accepted += 1;
                 tally.latencies.push(latency);
+                if let Some((record, marker, _)) = &marked {
+                    let id = reply
+                        .lines
+                        .last()
+                        .and_then(|line| line.split_whitespace().last())
+                        .unwrap_or("");
+                    record.write(&[id, marker]);
+                }
             }
             _ => {
+                if let Some((record, marker, _)) = &marked {
+                    // The first failed MAIL, RCPT or DATA, or the final reply.
+                    let refusal = transaction.all_replies().find(|r| r.code >= 400).map_or(
+                        "no reply".to_string(),
+                        |r| {
+                            format!("{} {}", r.code, r.enhanced().unwrap_or(""))
+                                .trim_end()
+                                .to_string()
+                        },
+                    );
+                    record.write(&["-", marker, &refusal]);
+                }
                 let _ = connection.command("RSET").await;
             }
         }
@@ -474,11 +587,20 @@ mod tests {
     }
 
     #[test]
-    fn message_has_the_requested_size_roughly_and_crlf_lines() {
-        let message = message("a@b.c", &["d@e.f".to_string()], 1024);
-        assert!((1000..=1100).contains(&message.len()), "{}", message.len());
-        assert!(message.ends_with(b"end\r\n"));
-        assert!(!message.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+    fn message_has_the_requested_size_and_crlf_lines() {
+        let markers = (0..80).map(|n| format!("m-{}", "9".repeat(n)));
+        for marker in std::iter::once(None).chain(markers.map(Some)) {
+            for size in [300, 1024, 4096] {
+                let message = message("a@b.c", &["d@e.f".to_string()], size, marker.as_deref());
+                assert_eq!(message.len(), size, "{marker:?}");
+                assert!(message.ends_with(b"\r\nend\r\n"));
+                assert!(!message.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+            }
+        }
+        let marked = message("a@b.c", &["d@e.f".to_string()], 1024, Some("m-7"));
+        let text = String::from_utf8(marked).unwrap();
+        assert!(text.contains("Subject: portcullis bench m-7\r\n"));
+        assert!(text.contains("Message-ID: <m-7@portcullis.bench>\r\n"));
     }
 
     #[test]
