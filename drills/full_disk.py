@@ -138,6 +138,8 @@ def main(d, args):
     spool_files = sorted((mount / "data" / "spool").glob("segment-*.log"))
     empty_segments = sum(1 for p in spool_files if p.stat().st_size == 0)
     d.number("segment files while full", f"{len(spool_files)} ({empty_segments} empty)")
+    d.check("when full: refused batches do not pile up empty segment files",
+            empty_segments <= 1, f"{empty_segments} empty segment files")
 
     # A restart while the disk is still full: recovery must cope, and refusals go on.
     status = server.terminate()

@@ -36,6 +36,7 @@ fn fail(status: u8, message: impl Into<String>) -> StartError {
 }
 
 pub fn run(config: Config) -> Result<(), StartError> {
+    return_large_allocations_to_the_system();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -131,6 +132,18 @@ async fn serve(config: Config) -> Result<(), StartError> {
     logins.close();
     tracing::info!(password_checks = authenticator.verifications(), "stopped");
     Ok(())
+}
+
+/// Makes every allocation of 1 MiB or more a separate mapping that goes back to the system when
+/// freed. Without this, glibc raises its mmap threshold after the first large free and later
+/// 19 MiB argon2 blocks (and large messages) stay in per-thread arenas: measured, 216 MiB of
+/// resident memory after 20 logins instead of the ~40 MiB the verification threads need.
+fn return_large_allocations_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator tuning; it is called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 fn session_limits(config: &Config) -> Limits {

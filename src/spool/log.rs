@@ -209,10 +209,16 @@ impl Writer {
                 drop(parts);
                 let number = segment.number;
                 tracing::error!(%error, segment = number, "spool write failed; messages refused with 452");
-                if let Err(cut) = segment.cut_back() {
+                let cut = segment.cut_back();
+                if let Err(cut) = &cut {
                     tracing::error!(error = %cut, segment = number, "cannot remove the failed write; refused messages may be delivered anyway");
                 }
-                self.segment = None;
+                // A segment that holds nothing and was cut back to empty (and synced) has no
+                // uncertain tail: keep using it, so that a full disk does not create a new file
+                // for every refused batch. Any other failed segment is never appended to again.
+                if cut.is_err() || segment.len > 0 {
+                    self.segment = None;
+                }
                 fail(batch, &error);
             }
         }
