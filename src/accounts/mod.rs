@@ -6,9 +6,11 @@
 //! processes share one database, where redb holds an exclusive lock on its file. It is also
 //! inspectable with the `sqlite3` tool an administrator already knows.
 
+pub mod csv;
+pub mod provisioning;
 mod store;
 
-pub use store::SqliteStore;
+pub use store::{SqliteStore, WriteSummary};
 
 /// An account as the CLI shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

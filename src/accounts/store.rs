@@ -1,5 +1,6 @@
 //! SQLite implementation of the account store.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -24,6 +25,15 @@ const FOLD_SECONDS: u64 = 300;
 const UNCOUNTED_PER_USER: i64 = 100;
 /// The whole record of failures never exceeds about this many rows.
 const MAX_FAILURE_ROWS: i64 = 200_000;
+
+/// What [`SqliteStore::upsert_accounts`] or [`SqliteStore::create_accounts`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct WriteSummary {
+    pub created: usize,
+    /// Existing accounts whose password was replaced.
+    pub updated: usize,
+    pub domains_created: Vec<String>,
+}
 
 pub struct SqliteStore {
     path: PathBuf,
@@ -211,6 +221,115 @@ impl SqliteStore {
         })
     }
 
+    /// Creates or updates (new password hash) every account in one transaction: all of them
+    /// or, on any error, none. Accounts keep their enabled state, aliases, grants and app
+    /// passwords. A domain that is not in the store is an error unless `create_domains`.
+    pub fn upsert_accounts(
+        &self,
+        accounts: &[(String, String)],
+        create_domains: bool,
+    ) -> Result<WriteSummary, StoreError> {
+        self.write_accounts(accounts, create_domains, true)
+    }
+
+    /// Creates every account in one transaction; if any of them exists, none is created.
+    pub fn create_accounts(
+        &self,
+        accounts: &[(String, String)],
+        create_domains: bool,
+    ) -> Result<WriteSummary, StoreError> {
+        self.write_accounts(accounts, create_domains, false)
+    }
+
+    fn write_accounts(
+        &self,
+        accounts: &[(String, String)],
+        create_domains: bool,
+        replace: bool,
+    ) -> Result<WriteSummary, StoreError> {
+        self.transaction(|tx| {
+            let mut summary = WriteSummary::default();
+            let mut domain_exists = tx
+                .prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
+                .map_err(sql)?;
+            let mut add_domain = tx
+                .prepare_cached("INSERT INTO domains (name, created) VALUES (?1, ?2)")
+                .map_err(sql)?;
+            let mut account_exists = tx
+                .prepare_cached("SELECT 1 FROM accounts WHERE address = ?1")
+                .map_err(sql)?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO accounts (address, domain, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(sql)?;
+            let mut update = tx
+                .prepare_cached("UPDATE accounts SET password_hash = ?2 WHERE address = ?1")
+                .map_err(sql)?;
+            let mut known: HashSet<&str> = HashSet::new();
+            let created = now();
+            for (address, password_hash) in accounts {
+                let domain = domain_of(address)
+                    .ok_or_else(|| StoreError::Invalid(format!("{address} has no domain")))?;
+                if !known.contains(domain) {
+                    if !domain_exists.exists([domain]).map_err(sql)? {
+                        if !create_domains {
+                            return Err(StoreError::Invalid(format!(
+                                "domain {domain} not found; add it with `portcullis domains add {domain}` or pass --create-domains"
+                            )));
+                        }
+                        add_domain.execute(params![domain, created]).map_err(sql)?;
+                        summary.domains_created.push(domain.to_string());
+                    }
+                    known.insert(domain);
+                }
+                if account_exists.exists([address]).map_err(sql)? {
+                    if !replace {
+                        return Err(StoreError::Exists(address.clone()));
+                    }
+                    update.execute([address, password_hash]).map_err(sql)?;
+                    summary.updated += 1;
+                } else {
+                    insert
+                        .execute(params![address, domain, password_hash, created])
+                        .map_err(sql)?;
+                    summary.created += 1;
+                }
+            }
+            Ok(summary)
+        })
+    }
+
+    /// Which of `addresses` are accounts already.
+    pub fn existing_accounts(&self, addresses: &[&str]) -> Result<HashSet<String>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare_cached("SELECT 1 FROM accounts WHERE address = ?1")?;
+            let mut found = HashSet::new();
+            for address in addresses {
+                if statement.exists([address])? {
+                    found.insert(address.to_string());
+                }
+            }
+            Ok(found)
+        })
+    }
+
+    /// The enabled accounts (of one domain, or all) with the host configured for their domain,
+    /// ordered by address.
+    pub fn enabled_accounts_with_hosts(
+        &self,
+        domain: Option<&str>,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT a.address, d.host FROM accounts a JOIN domains d ON d.name = a.domain \
+                 WHERE a.enabled AND (?1 IS NULL OR a.domain = ?1) ORDER BY a.address",
+            )?;
+            let rows = statement.query_map([domain], |row| Ok((row.get(0)?, row.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
     // ---- app passwords ------------------------------------------------------------------------
 
     pub fn add_app_password(
@@ -356,6 +475,23 @@ impl SqliteStore {
                 .map_err(sql)?;
             }
             Ok(new)
+        })
+    }
+
+    pub fn domain(&self, name: &str) -> Result<Option<Domain>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT name, host, created FROM domains WHERE name = ?1",
+                [name],
+                |row| {
+                    Ok(Domain {
+                        name: row.get(0)?,
+                        host: row.get(1)?,
+                        created: row.get(2)?,
+                    })
+                },
+            )
+            .optional()
         })
     }
 
@@ -942,6 +1078,155 @@ mod tests {
         );
         assert_eq!(rule("x@example.test"), SenderRule::NotOwned);
         assert_eq!(rule("x@sub.news.example.test"), SenderRule::NotOwned);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn rows(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, h)| (a.to_string(), h.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn upsert_creates_and_replaces_in_one_transaction() {
+        let (store, dir) = store("upsert");
+        store.add_domain("example.test", None).unwrap();
+        store
+            .add_account("old@example.test", "$argon2id$old")
+            .unwrap();
+        store.set_enabled("old@example.test", false).unwrap();
+        store
+            .add_alias("old@example.test", "sales@example.test")
+            .unwrap();
+        let summary = store
+            .upsert_accounts(
+                &rows(&[
+                    ("old@example.test", "$argon2id$new"),
+                    ("a@example.test", "$argon2id$a"),
+                ]),
+                false,
+            )
+            .unwrap();
+        assert_eq!(
+            summary,
+            WriteSummary {
+                created: 1,
+                updated: 1,
+                domains_created: vec![]
+            }
+        );
+        let old = store.login("old@example.test", "x").unwrap().unwrap();
+        assert_eq!(
+            (old.password_hash.as_str(), old.enabled),
+            ("$argon2id$new", false)
+        );
+        assert_eq!(
+            store.account("old@example.test").unwrap().unwrap().aliases,
+            ["sales@example.test"]
+        );
+
+        // An unknown domain in the last row: nothing of the batch is written.
+        let error = store
+            .upsert_accounts(
+                &rows(&[
+                    ("b@example.test", "$argon2id$b"),
+                    ("a@example.test", "$argon2id$changed"),
+                    ("c@unknown.test", "$argon2id$c"),
+                ]),
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(
+            error,
+            StoreError::Invalid(
+                "domain unknown.test not found; add it with `portcullis domains add unknown.test` or pass --create-domains".into()
+            )
+        );
+        assert_eq!(store.login("b@example.test", "x").unwrap(), None);
+        assert_eq!(
+            store
+                .login("a@example.test", "x")
+                .unwrap()
+                .unwrap()
+                .password_hash,
+            "$argon2id$a"
+        );
+
+        let summary = store
+            .upsert_accounts(
+                &rows(&[
+                    ("c@unknown.test", "$argon2id$c"),
+                    ("d@unknown.test", "$argon2id$d"),
+                ]),
+                true,
+            )
+            .unwrap();
+        assert_eq!(summary.created, 2);
+        assert_eq!(summary.domains_created, ["unknown.test"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn create_accounts_refuses_the_whole_batch_if_one_exists() {
+        let (store, dir) = store("create-batch");
+        store
+            .add_account("taken@example.test", "$argon2id$t")
+            .unwrap();
+        assert_eq!(
+            store.create_accounts(
+                &rows(&[
+                    ("new@example.test", "$argon2id$n"),
+                    ("taken@example.test", "$argon2id$x")
+                ]),
+                false
+            ),
+            Err(StoreError::Exists("taken@example.test".into()))
+        );
+        assert_eq!(store.login("new@example.test", "x").unwrap(), None);
+        assert_eq!(
+            store
+                .existing_accounts(&["new@example.test", "taken@example.test"])
+                .unwrap(),
+            HashSet::from(["taken@example.test".to_string()])
+        );
+        let summary = store
+            .create_accounts(&rows(&[("n@fresh.test", "$argon2id$n")]), true)
+            .unwrap();
+        assert_eq!((summary.created, summary.domains_created.len()), (1, 1));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn domains_and_enabled_accounts_with_hosts() {
+        let (store, dir) = store("export");
+        store.add_domain("a.test", Some("box.a.test")).unwrap();
+        store.add_account("y@a.test", "$argon2id$y").unwrap();
+        store.add_account("x@a.test", "$argon2id$x").unwrap();
+        store.add_account("z@b.test", "$argon2id$z").unwrap();
+        store.add_account("off@b.test", "$argon2id$o").unwrap();
+        store.set_enabled("off@b.test", false).unwrap();
+        assert_eq!(
+            store.domain("a.test").unwrap().unwrap().host.as_deref(),
+            Some("box.a.test")
+        );
+        assert_eq!(store.domain("c.test").unwrap(), None);
+        let host = |h: &str| Some(h.to_string());
+        assert_eq!(
+            store.enabled_accounts_with_hosts(None).unwrap(),
+            [
+                ("x@a.test".to_string(), host("box.a.test")),
+                ("y@a.test".to_string(), host("box.a.test")),
+                ("z@b.test".to_string(), None)
+            ]
+        );
+        assert_eq!(
+            store
+                .enabled_accounts_with_hosts(Some("b.test"))
+                .unwrap()
+                .len(),
+            1
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

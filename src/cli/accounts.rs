@@ -1,9 +1,11 @@
 //! `portcullis accounts ...` and `portcullis domains ...`.
 
 use std::io::{BufRead, IsTerminal};
+use std::path::PathBuf;
 
 use clap::Subcommand;
 
+use super::provisioning;
 use super::{EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, Failure};
 use crate::accounts::{APP_PASSWORD_PREFIX, Account, SqliteStore};
 use crate::auth::{StoreError, canonical_username, password};
@@ -56,6 +58,50 @@ pub enum Command {
     Ungrant { email: String, domain: String },
     /// May this account use ADDRESS as MAIL FROM? Prints the decision and the rule
     CanSend { email: String, address: String },
+    /// Import a provisioning CSV (host,port,username,password): create or update every
+    /// account in one transaction, or none if any row is bad
+    Import {
+        /// The CSV file (see README, "Provisioning CSV")
+        file: PathBuf,
+        /// Check the file and say what an import would change; change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Create the domains that are not known yet (otherwise their rows are errors)
+        #[arg(long)]
+        create_domains: bool,
+    },
+    /// Create N mailboxes with generated passwords and write them as a provisioning CSV
+    Provision {
+        /// The domain of the new mailboxes (created if new)
+        domain: String,
+        /// How many mailboxes
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        count: u32,
+        /// The CSV file to write (mode 0600; it holds the passwords)
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Host column (default: the domain's configured host, else the server's hostname)
+        #[arg(long)]
+        host: Option<String>,
+        /// Local parts are PREFIX0001, PREFIX0002, ...
+        #[arg(long, default_value = "mbox")]
+        prefix: String,
+        /// Replace FILE if it exists
+        #[arg(long)]
+        force: bool,
+    },
+    /// Write host,port,username of the enabled accounts as CSV (no passwords)
+    Export {
+        /// The CSV file to write; - for standard output
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Only the accounts of this domain
+        #[arg(long)]
+        domain: Option<String>,
+        /// Replace FILE if it exists
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -179,6 +225,33 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             let rule = store.sender_rule(&email, &address).map_err(store_failure)?;
             println!("{email} sending as {address}: {rule}");
             Ok(())
+        }
+        Command::Import {
+            file,
+            dry_run,
+            create_domains,
+        } => provisioning::import(&store, &file, dry_run, create_domains),
+        Command::Provision {
+            domain,
+            count,
+            out,
+            host,
+            prefix,
+            force,
+        } => provisioning::provision(
+            &store,
+            config,
+            &provisioning::Provision {
+                domain: &domain,
+                count: count as usize,
+                out: &out,
+                host: host.as_deref(),
+                prefix: &prefix,
+                force,
+            },
+        ),
+        Command::Export { out, domain, force } => {
+            provisioning::export(&store, config, &out, domain.as_deref(), force)
         }
     }
 }
@@ -411,7 +484,7 @@ fn address_of(text: &str) -> Result<String, Failure> {
 }
 
 /// `example.com` or `@example.com`, checked as the domain of an address.
-fn domain_name(text: &str) -> Result<String, Failure> {
+pub(super) fn domain_name(text: &str) -> Result<String, Failure> {
     let domain = text.trim_start_matches('@');
     address::parse_mailbox(&format!("postmaster@{domain}"))
         .map(|mailbox| mailbox.domain().to_lowercase())
@@ -467,7 +540,7 @@ fn show_generated(email: &str, password: &str, generated: bool) {
     }
 }
 
-fn store_failure(error: StoreError) -> Failure {
+pub(super) fn store_failure(error: StoreError) -> Failure {
     let status = match &error {
         StoreError::Exists(_) => EX_CANTCREAT,
         StoreError::NoSuchAccount(_) => EX_NOUSER,

@@ -1,6 +1,7 @@
 //! The command line: `serve`, `accounts`, `queue`, `config`. Exit statuses follow sysexits(3).
 
 mod accounts;
+mod provisioning;
 mod queue;
 
 use std::path::PathBuf;

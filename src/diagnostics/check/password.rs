@@ -6,6 +6,8 @@
 use std::io::Read;
 use std::path::Path;
 
+use crate::auth::password::inspect;
+
 pub struct Password {
     /// What is sent: from standard input, the input minus one trailing "\n" (the line
     /// terminator); from a file, every byte of it.
@@ -85,78 +87,6 @@ impl Password {
             cleaned,
         }
     }
-}
-
-/// Leading or trailing whitespace, invisible characters anywhere, bytes that are not UTF-8.
-fn inspect(content: &[u8]) -> Vec<String> {
-    let mut issues = Vec::new();
-    let Ok(text) = std::str::from_utf8(content) else {
-        issues.push(
-            "the password is not valid UTF-8 (saved in a legacy encoding such as Latin-1?); \
-             servers usually expect UTF-8"
-                .to_string(),
-        );
-        return issues;
-    };
-    let chars: Vec<char> = text.chars().collect();
-    let (Some(&first), Some(&last)) = (chars.first(), chars.last()) else {
-        issues.push("the password is empty".to_string());
-        return issues;
-    };
-    if let Some(name) = edge_name(first) {
-        issues.push(format!("the password starts with {name}"));
-    }
-    if chars.len() > 1
-        && let Some(name) = edge_name(last)
-    {
-        issues.push(format!("the password ends with {name}"));
-    }
-    let inner = chars
-        .iter()
-        .enumerate()
-        .skip(1)
-        .take(chars.len().saturating_sub(2));
-    for (index, &c) in inner {
-        if let Some(name) = invisible(c) {
-            issues.push(format!(
-                "the password contains {name} at character {}",
-                index + 1
-            ));
-        }
-    }
-    issues
-}
-
-/// Whitespace or an invisible character at either end of the password.
-fn edge_name(c: char) -> Option<&'static str> {
-    match c {
-        ' ' => Some("a space"),
-        '\t' => Some("a tab"),
-        '\n' => Some("a newline (\\n)"),
-        '\r' => Some("a carriage return (\\r)"),
-        _ => invisible(c).or_else(|| c.is_whitespace().then_some("a whitespace character")),
-    }
-}
-
-/// Characters that look like nothing, or like an ordinary space, but are different bytes.
-fn invisible(c: char) -> Option<&'static str> {
-    let name = match c {
-        '\u{00A0}' => "a no-break space (U+00A0, looks like a space)",
-        '\u{202F}' | '\u{2007}' => "a narrow or figure no-break space (looks like a space)",
-        '\u{200B}' => "a zero-width space (U+200B, invisible)",
-        '\u{200C}' => "a zero-width non-joiner (U+200C, invisible)",
-        '\u{200D}' => "a zero-width joiner (U+200D, invisible)",
-        '\u{2060}' => "a word joiner (U+2060, invisible)",
-        '\u{FEFF}' => "a byte order mark (U+FEFF, invisible)",
-        '\u{00AD}' => "a soft hyphen (U+00AD, usually invisible)",
-        '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
-            "a text-direction mark (invisible)"
-        }
-        c if c.is_control() => "a control character (tab, CR, LF or similar)",
-        c if c.is_whitespace() && c != ' ' => "an unusual whitespace character",
-        _ => return None,
-    };
-    Some(name)
 }
 
 /// Format characters that are never meant to be typed, removed anywhere in the password.
