@@ -59,7 +59,8 @@ async def attacker(host, port, context, storm, rng, victim):
     while storm.remaining > 0:
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(host, port, ssl=context, server_hostname="localhost"), 30)
+                asyncio.open_connection(host, port, ssl=context, server_hostname="localhost",
+                                        local_addr=(STORM_ADDRESS, 0)), 30)
         except (OSError, asyncio.TimeoutError, ssl.SSLError) as error:
             storm.count(storm.connection_errors, f"connect: {type(error).__name__}")
             await asyncio.sleep(0.5)
@@ -79,8 +80,8 @@ async def attacker(host, port, context, storm, rng, victim):
                 token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
                 writer.write(f"AUTH PLAIN {token}\r\n".encode())
                 reply = await asyncio.wait_for(read_reply(reader), 120)
-                if reply is None or not reply.startswith("535"):
-                    storm.remaining += 1  # this attempt was not made: the session ended first
+                if reply is None or not reply[:3] in REFUSALS:
+                    storm.remaining += 1  # this attempt was not answered: the session ended first
                     storm.count(storm.replies, (reply or "closed")[:9])
                     if reply and reply.startswith("235"):
                         storm.accepted.append((user, password))
@@ -88,6 +89,8 @@ async def attacker(host, port, context, storm, rng, victim):
                 storm.done += 1
                 errors += 1
                 storm.count(storm.replies, reply[:9])
+                if reply.startswith("421"):
+                    break  # refused network or error limit: the server closes, reconnect
             else:
                 writer.write(b"QUIT\r\n")
         except (OSError, asyncio.TimeoutError, ssl.SSLError) as error:
@@ -95,6 +98,14 @@ async def attacker(host, port, context, storm, rng, victim):
         finally:
             storm.count(storm.errors_per_session, errors)
             writer.close()
+
+
+# The storm comes from its own /24, as an attacker would: brute-force protection counts per
+# network, and the normal client (127.0.0.1) must keep working while that network is refused.
+STORM_ADDRESS = "127.0.9.9"
+# 535 wrong credentials, 454 account locked for that network, 421 network refused or too many
+# errors (then the server closes).
+REFUSALS = {"535", "454", "421"}
 
 
 async def normal_client(d, target, user, password):
@@ -184,17 +195,14 @@ def main(d, args):
     status = server.terminate()
 
     rate = storm.done / max(seconds, 0.001)
-    d.check(f"{args.attempts} attempts made, every one answered 535 5.7.8",
-            storm.done == args.attempts
-            and storm.replies.get("535 5.7.8", 0) == args.attempts,
+    expected = {"535 5.7.8", "454 4.7.0", "421 4.7.0"}
+    d.check(f"{args.attempts} attempts made, each refused with 535, 454 (locked) or 421 (refused)",
+            storm.done == args.attempts and set(storm.replies) <= expected,
             f"{storm.done} attempts in {seconds:.0f} s ({rate:.1f}/s); replies {storm.replies}")
     d.check("no random credentials accepted", not storm.accepted, f"{storm.accepted[:3]}")
-    closes = {k: v for k, v in storm.replies.items() if not k.startswith("535")}
-    full_sessions = storm.errors_per_session.get(20, 0)
-    d.check("sessions closed with 421 4.7.0 after 20 failures",
-            set(closes) <= {"421 4.7.0"} and full_sessions >= storm.sessions - args.concurrency,
-            f"{storm.sessions} sessions; failures per session {storm.errors_per_session}; "
-            f"closing replies {closes}")
+    d.check("the storm's network ends up refused (421) rather than costing argon2 per attempt",
+            storm.replies.get("421 4.7.0", 0) > 0,
+            f"{storm.sessions} sessions; failures per session {storm.errors_per_session}")
     d.check("no connection errors", not storm.connection_errors, f"{storm.connection_errors}")
 
     all_probes = probes["cached"] + probes["fresh"] + [(*after["cached"], args.attempts)]
