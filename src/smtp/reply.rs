@@ -309,6 +309,7 @@ pub fn recipient_ok(recipient: &str) -> Reply {
 }
 
 pub fn sender_not_owned(sender: &str, user: &str) -> Reply {
+    let (sender, user) = (echo(sender, 120), echo(user, 120));
     Reply::owned(
         553,
         Some(Status(5, 7, 1)),
@@ -316,6 +317,20 @@ pub fn sender_not_owned(sender: &str, user: &str) -> Reply {
             "Sender address <{sender}> not owned by user <{user}>; send from your own address or ask the administrator to add it for you"
         ),
     )
+}
+
+/// Client text quoted in a reply: control characters become `?` and it is cut to `limit`
+/// characters, so a reply stays printable and within RFC 5321's 512 octets a line.
+fn echo(text: &str, limit: usize) -> String {
+    let mut echoed: String = text
+        .chars()
+        .take(limit)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if text.chars().count() > limit {
+        echoed.push_str("...");
+    }
+    echoed
 }
 
 pub const SENDER_CHECK_UNAVAILABLE: Reply = Reply::fixed(
@@ -375,7 +390,10 @@ pub fn unknown_parameter(parameter: &str) -> Reply {
     Reply::owned(
         555,
         Some(Status(5, 5, 4)),
-        format!("Parameter {parameter} not recognized or not implemented"),
+        format!(
+            "Parameter {} not recognized or not implemented",
+            echo(parameter, 64)
+        ),
     )
 }
 
@@ -447,7 +465,10 @@ pub fn help(topic: Option<&str>) -> Reply {
         None => Reply::owned(
             504,
             Some(Status(5, 5, 4)),
-            format!("No help for {topic:?}; send HELP for the list of commands"),
+            format!(
+                "No help for \"{}\"; send HELP for the list of commands",
+                echo(topic, 64)
+            ),
         ),
     }
 }
@@ -591,6 +612,20 @@ mod tests {
             ehlo("h", "c", &["SIZE 10".into()]).to_wire(),
             "250-h greets c\r\n250 SIZE 10\r\n"
         );
+    }
+
+    #[test]
+    fn client_text_in_replies_is_printable_and_bounded() {
+        let long = unknown_parameter(&"X".repeat(600)).to_wire();
+        assert!(long.len() < 200, "{long}");
+        assert!(
+            !unknown_parameter("X\u{1b}[2J\0")
+                .text()
+                .chars()
+                .any(char::is_control)
+        );
+        let owned = sender_not_owned(&"a".repeat(254), &"b".repeat(254)).to_wire();
+        assert!(owned.len() <= 512, "{}", owned.len());
     }
 
     #[test]
