@@ -277,22 +277,7 @@ fn swaks_wrong_password_is_535_and_no_tls_is_530() {
 fn a_foreign_sender_address_is_553_5_7_1() {
     let server = Server::start("foreign-sender", Options::default());
     server.add_account(USER, PASSWORD);
-    let port = server.submission.port().to_string();
-    let args = [
-        "--port",
-        &port,
-        "--mode",
-        "starttls",
-        "--user",
-        USER,
-        "--password",
-        PASSWORD,
-        "--from",
-        "ceo@example.test",
-        "--to",
-        "bob@example.net",
-    ];
-    let result = smtplib(&server, &args);
+    let result = starttls_submission(&server, PASSWORD, "ceo@example.test");
     assert_reply(
         &result["mail"],
         553,
@@ -300,23 +285,7 @@ fn a_foreign_sender_address_is_553_5_7_1() {
     );
     // The own address is matched case-insensitively, like the login.
     let upper = USER.to_uppercase();
-    let own = smtplib(
-        &server,
-        &[
-            "--port",
-            &port,
-            "--mode",
-            "starttls",
-            "--user",
-            USER,
-            "--password",
-            PASSWORD,
-            "--from",
-            &upper,
-            "--to",
-            "bob@example.net",
-        ],
-    );
+    let own = starttls_submission(&server, PASSWORD, &upper);
     assert_reply(&own["data"], 250, "2.0.0");
 }
 
