@@ -60,16 +60,16 @@ impl Reply {
 
     /// Appends the wire form (with CRLF line endings) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        use std::io::Write;
         let mut lines = self.text.split('\n').peekable();
         while let Some(line) = lines.next() {
             let separator = if lines.peek().is_some() { '-' } else { ' ' };
-            let code = self.code;
-            let line_text = match self.status {
-                Some(status) => format!("{code}{separator}{status} {line}\r\n"),
-                None if line.is_empty() => format!("{code}{separator}\r\n"),
-                None => format!("{code}{separator}{line}\r\n"),
+            // Writing into a Vec cannot fail.
+            let _ = match self.status {
+                Some(status) => write!(out, "{}{separator}{status} {line}\r\n", self.code),
+                None if line.is_empty() => write!(out, "{}{separator}\r\n", self.code),
+                None => write!(out, "{}{separator}{line}\r\n", self.code),
             };
-            out.extend_from_slice(line_text.as_bytes());
         }
     }
 

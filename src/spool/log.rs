@@ -248,9 +248,9 @@ fn encode_batch(segment: &Segment, batch: &[Request]) -> (Vec<Vec<u8>>, Vec<Stri
     for request in batch {
         let id = queue_id(segment.number, offset);
         let message = &request.submission.message;
-        let header = QueuedMessage {
-            id: id.clone(),
-            envelope: request.submission.envelope.clone(),
+        let header = record::Header {
+            id: &id,
+            envelope: &request.submission.envelope,
             size: message.len() as u64,
         };
         let head = record::encode_head(&header, message);

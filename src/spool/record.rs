@@ -10,15 +10,26 @@
 use std::io::{self, Read};
 
 use super::QueuedMessage;
+use crate::smtp::Envelope;
 
 pub const MAGIC: &[u8; 4] = b"PCM1";
 pub const PREFIX_LEN: usize = 20;
 /// Headers are small JSON objects; anything larger is corruption, not a header.
 const MAX_HEADER_LEN: u32 = 1 << 20;
 
+/// What a record's header holds, borrowed from the submission so that writing it copies
+/// nothing; it serialises to the same JSON that [`QueuedMessage`] reads back.
+#[derive(serde::Serialize)]
+pub struct Header<'a> {
+    pub id: &'a str,
+    #[serde(flatten)]
+    pub envelope: &'a Envelope,
+    pub size: u64,
+}
+
 /// The prefix and header of a record; the body is written after it as it is, uncopied.
-pub fn encode_head(header: &QueuedMessage, body: &[u8]) -> Vec<u8> {
-    let header = serde_json::to_vec(header).expect("a QueuedMessage always serialises");
+pub fn encode_head(header: &Header<'_>, body: &[u8]) -> Vec<u8> {
+    let header = serde_json::to_vec(header).expect("an envelope always serialises");
     let mut crc = crc32fast::Hasher::new();
     crc.update(&header);
     crc.update(body);
