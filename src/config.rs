@@ -39,6 +39,27 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub timeouts: Timeouts,
     pub auth: AuthConfig,
+    pub policy: PolicyConfig,
+    pub quotas: QuotaConfig,
+}
+
+/// Optional sending rules (`[policy]`), all off by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyConfig {
+    /// The addresses in the message's From: header must be ones the account may send as
+    /// (550 5.7.1 after DATA otherwise), like the envelope sender.
+    pub check_header_from: bool,
+    /// An account may only log in at the host name that serves its domain (the TLS SNI name,
+    /// or the listener's hostname without SNI).
+    pub require_host_match: bool,
+}
+
+/// Default sending quotas of every account (`[quotas]`); 0 means no limit. Accounts may have
+/// their own (`portcullis accounts quota`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QuotaConfig {
+    pub messages_per_hour: u64,
+    pub recipients_per_day: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -182,6 +203,8 @@ impl Config {
             limits: LimitsConfig::default(),
             timeouts: Timeouts::default(),
             auth: AuthConfig::default(),
+            policy: PolicyConfig::default(),
+            quotas: QuotaConfig::default(),
         }
     }
 
@@ -446,6 +469,24 @@ struct RawConfig {
     timeouts: RawTimeouts,
     #[serde(default)]
     auth: RawAuth,
+    #[serde(default)]
+    policy: RawPolicy,
+    #[serde(default)]
+    quotas: RawQuotas,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    check_header_from: Option<bool>,
+    require_host_match: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawQuotas {
+    messages_per_hour: Option<Spanned<i64>>,
+    recipients_per_day: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -571,6 +612,8 @@ const LOCK_AFTER: Setting = setting("auth.lock_after_failures", 1, 1000, "");
 const LOCK_SECONDS: Setting = setting("auth.lock_seconds", 1, MONTH, "");
 const REFUSE_AFTER: Setting = setting("auth.network_refuse_after_accounts", 2, 100_000, "");
 const REFUSE_SECONDS: Setting = setting("auth.network_refuse_seconds", 1, MONTH, "");
+const MESSAGES_PER_HOUR: Setting = setting("quotas.messages_per_hour", 0, NO_CAP, "");
+const RECIPIENTS_PER_DAY: Setting = setting("quotas.recipients_per_day", 0, NO_CAP, "");
 const REMEMBER_DAYS: Setting = setting("auth.remember_success_days", 0, 3650, "");
 const IPV4_PREFIX: Setting = setting(
     "auth.ipv4_prefix",
@@ -634,6 +677,14 @@ impl Source<'_> {
         let limits = self.limits(&raw.limits)?;
         let timeouts = self.timeouts(&raw.timeouts)?;
         let auth = self.auth(&raw.auth)?;
+        let policy = PolicyConfig {
+            check_header_from: raw.policy.check_header_from.unwrap_or(false),
+            require_host_match: raw.policy.require_host_match.unwrap_or(false),
+        };
+        let quotas = QuotaConfig {
+            messages_per_hour: self.int(&raw.quotas.messages_per_hour, &MESSAGES_PER_HOUR, 0)?,
+            recipients_per_day: self.int(&raw.quotas.recipients_per_day, &RECIPIENTS_PER_DAY, 0)?,
+        };
         Ok(Config {
             hostname,
             data_dir,
@@ -642,6 +693,8 @@ impl Source<'_> {
             limits,
             timeouts,
             auth,
+            policy,
+            quotas,
         })
     }
 
@@ -1126,6 +1179,26 @@ remember_success_days = 30
 # What a client network is: the address's first 24 bits (IPv4, 8 to 32) or 64 bits (IPv6, 16 to 128).
 ipv4_prefix = 24
 ipv6_prefix = 64
+
+# Optional sending rules; an authenticated account may always use its own address, its aliases
+# and its granted domains as the envelope sender (553 5.7.1 otherwise).
+[policy]
+# The addresses in the message's From: header must be allowed too; refused with 550 5.7.1
+# after DATA otherwise.
+check_header_from = false
+# An account may only log in at the host name serving its domain (`portcullis domains add
+# DOMAIN --host NAME`): the TLS SNI name, or the listener's hostname without SNI. Domains
+# without a host may log in anywhere.
+require_host_match = false
+
+# Sending quotas of each account, overridable per account (`portcullis accounts quota`).
+# 0 means no limit. Over a quota the client gets "451 4.7.1" with the time the window resets;
+# a window starts with the first message counted in it. Counters survive a restart.
+[quotas]
+# Messages accepted per hour.
+messages_per_hour = 0
+# Recipients accepted per day, over all messages.
+recipients_per_day = 0
 "##;
 
 #[cfg(test)]
@@ -1295,6 +1368,12 @@ mod tests {
             "remember_success_days",
             "ipv4_prefix",
             "ipv6_prefix",
+            "[policy]",
+            "check_header_from",
+            "require_host_match",
+            "[quotas]",
+            "messages_per_hour",
+            "recipients_per_day",
         ];
         for key in keys {
             assert!(
@@ -1380,6 +1459,41 @@ shutdown_grace_seconds = 0
         assert_eq!(
             (policy.lock_seconds, policy.first_delay, policy.ipv4_prefix),
             (60, Duration::from_millis(10), 32)
+        );
+    }
+
+    #[test]
+    fn policy_and_quota_tables_are_read_as_written() {
+        let text = "[policy]\ncheck_header_from = true\nrequire_host_match = true\n\
+                    [quotas]\nmessages_per_hour = 200\nrecipients_per_day = 2000\n";
+        let config = parse(text).unwrap();
+        assert_eq!(
+            config.policy,
+            PolicyConfig {
+                check_header_from: true,
+                require_host_match: true
+            }
+        );
+        assert_eq!(
+            config.quotas,
+            QuotaConfig {
+                messages_per_hour: 200,
+                recipients_per_day: 2000
+            }
+        );
+        assert_refused(
+            "[quotas]\nmessages_per_hour = -1\n",
+            2,
+            21,
+            "quotas.messages_per_hour",
+            "-1 is below the minimum 0",
+        );
+        assert_refused(
+            "[policy]\ncheck_header_form = true\n",
+            2,
+            1,
+            "policy.check_header_form",
+            "unknown",
         );
     }
 

@@ -13,9 +13,10 @@ use crate::auth::{AccountStore, AppPasswordHash, StoreError, StoredLogin};
 
 /// Each script takes the store from the version before it to its own (`PRAGMA user_version`).
 /// Scripts are never edited once released: a change is a new version.
-const MIGRATIONS: [(i64, &str); 2] = [
+const MIGRATIONS: [(i64, &str); 3] = [
     (1, include_str!("schema.sql")),
     (2, include_str!("schema_v2.sql")),
+    (3, include_str!("schema_v3.sql")),
 ];
 
 /// Attempts that did not count (refused while locked, repeats) within this many seconds of a
@@ -925,7 +926,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_store_is_migrated_to_version_2_keeping_its_accounts() {
+    fn a_version_1_store_is_migrated_to_the_latest_keeping_its_accounts() {
         let dir = std::env::temp_dir().join(format!("portcullis-store-v1-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -944,7 +945,7 @@ mod tests {
         let version: i64 = store
             .with(|c| c.query_row("PRAGMA user_version", [], |row| row.get(0)))
             .unwrap();
-        assert_eq!(version, 2);
+        assert_eq!(version, MIGRATIONS[MIGRATIONS.len() - 1].0);
         assert!(store.account("a@example.test").unwrap().is_some());
         assert!(
             store
