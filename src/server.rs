@@ -13,7 +13,7 @@ use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
 use crate::config::{Config, ListenerMode};
 use crate::listener::{Listener, Phase, Shared};
-use crate::policy::{ConnectionLimiter, StoreSenderPolicy};
+use crate::policy::{ConnectionLimiter, QuotaBook, StoreSenderPolicy};
 use crate::smtp::Limits;
 use crate::spool::SegmentLog;
 use crate::tls;
@@ -68,6 +68,12 @@ async fn serve(config: Config) -> Result<(), StartError> {
         LoginProtection::start(config.auth.login_policy(), journal)
             .map_err(|e| fail(EX_CANTCREAT, e))?,
     );
+    // Quota counters are written once a second on their own connection, for the same reason.
+    let quota_store =
+        Arc::new(SqliteStore::open(data_dir).map_err(|e| fail(EX_CANTCREAT, e.to_string()))?);
+    let quotas = Arc::new(
+        QuotaBook::start(config.quotas.clone(), quota_store).map_err(|e| fail(EX_CANTCREAT, e))?,
+    );
     let tls_files = config
         .tls
         .as_ref()
@@ -83,6 +89,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
             listener,
             &config.hostname,
             limits.clone(),
+            config.policy.check_header_from,
             Some(acceptor.clone()),
         )
         .await
@@ -106,6 +113,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
         authenticator: Arc::clone(&authenticator),
         logins: Arc::clone(&logins),
         sender_policy: Arc::new(StoreSenderPolicy(store)),
+        quotas: Arc::clone(&quotas),
         limiter: Arc::clone(&limiter),
         timeouts: config.timeouts.clone(),
         phase,
@@ -130,6 +138,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
     }
     spool.close();
     logins.close();
+    quotas.close();
     tracing::info!(password_checks = authenticator.verifications(), "stopped");
     Ok(())
 }

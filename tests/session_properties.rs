@@ -27,8 +27,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use portcullis::smtp::reply;
 use portcullis::smtp::reply::Status;
 use portcullis::smtp::{
-    Action, AuthOutcome, Limits, Reply, SenderDecision, Session, SessionConfig, SpoolOutcome,
-    Submission, TlsInfo,
+    Action, Allowance, AuthOutcome, Limits, Remaining, Reply, SenderDecision, Session,
+    SessionConfig, SpoolOutcome, Submission, TlsInfo,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -321,6 +321,18 @@ fn scenario() -> impl Strategy<Value = (Setup, Vec<u8>, Vec<usize>)> {
 
 // ---- The checker ---------------------------------------------------------------------------
 
+/// An account that used up its messages of the hour (recipient quotas are not modelled).
+fn no_messages_left() -> Allowance {
+    Allowance {
+        messages: Some(Remaining {
+            left: 0,
+            limit: 10,
+            resets: UNIX_EPOCH + Duration::from_secs(3600),
+        }),
+        recipients: None,
+    }
+}
+
 fn tls_info() -> TlsInfo {
     TlsInfo {
         version: "TLSv1_3".into(),
@@ -421,6 +433,7 @@ impl<'a> Checker<'a> {
             hostname: HOSTNAME.into(),
             starttls_available: self.setup.starttls_available,
             limits: self.setup.limits.clone(),
+            check_header_from: false,
             clock: || UNIX_EPOCH,
         });
         let tls = self.setup.implicit_tls.then(tls_info);
@@ -512,17 +525,20 @@ impl<'a> Checker<'a> {
                 prop_assert!(self.tls, "AUTH handled in clear");
                 self.expect = Some((500, 599));
             }
-            Action::AuthorizeSender { user, sender } => {
+            Action::AuthorizeMail { user, sender } => {
                 self.log.push(format!("AUTHORIZE {user:?} {sender:?}"));
                 prop_assert_eq!(Some(&user), self.auth_user.as_ref());
-                prop_assert!(!sender.is_empty(), "the null sender needs no authorization");
-                let (decision, code) = match self.outcome() % 4 {
-                    0 | 1 => (SenderDecision::Allowed, 250),
-                    2 => (SenderDecision::Denied, 553),
-                    _ => (SenderDecision::Unavailable, 451),
+                let (decision, allowance, code) = match self.outcome() % 5 {
+                    0 | 1 => (SenderDecision::Allowed, Allowance::default(), 250),
+                    2 => (SenderDecision::Denied, Allowance::default(), 553),
+                    3 => (SenderDecision::Allowed, no_messages_left(), 451),
+                    _ => (SenderDecision::Unavailable, Allowance::default(), 451),
                 };
                 self.expect = Some((code, code));
-                session.sender_checked(decision);
+                session.mail_checked(decision, allowance);
+            }
+            Action::AuthorizeHeaderFrom { .. } => {
+                prop_assert!(false, "From: checked although the check is off");
             }
             Action::Spool(submission) => {
                 self.spool(&submission)?;

@@ -21,7 +21,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use libfuzzer_sys::fuzz_target;
 use portcullis::smtp::reply;
 use portcullis::smtp::{
-    Action, AuthOutcome, Limits, Reply, SenderDecision, Session, SessionConfig, SpoolOutcome,
+    Action, Allowance, AuthOutcome, Limits, Remaining, Reply, SenderDecision, Session, SessionConfig, SpoolOutcome,
     Submission, TlsInfo,
 };
 use portcullis_fuzz::{check_clean_message, check_reply, split_header};
@@ -75,7 +75,8 @@ impl Setup {
                 hostname: HOSTNAME.into(),
                 starttls_available: header[0] & 2 != 0,
                 limits,
-                clock: || UNIX_EPOCH,
+                check_header_from: false,
+            clock: || UNIX_EPOCH,
             }),
             trusted: header[0] & 1 != 0,
             implicit_tls: header[0] & 4 != 0,
@@ -83,6 +84,18 @@ impl Setup {
             outcomes: header[3..8].try_into().unwrap(),
             pieces: header[8..16].try_into().unwrap(),
         }
+    }
+}
+
+/// An account that used up its messages of the hour (recipient quotas are not modelled).
+fn no_messages_left() -> Allowance {
+    Allowance {
+        messages: Some(Remaining {
+            left: 0,
+            limit: 10,
+            resets: UNIX_EPOCH + Duration::from_secs(3600),
+        }),
+        recipients: None,
     }
 }
 
@@ -290,18 +303,21 @@ impl<'a> Checker<'a> {
                 assert!(!reason.is_empty());
                 self.expect = Some((500, 599));
             }
-            Action::AuthorizeSender { user, sender } => {
+            Action::AuthorizeMail { user, sender } => {
                 self.log.push(format!("AUTHORIZE {user:?} {sender:?}"));
                 assert_eq!(Some(&user), self.auth_user.as_ref());
-                assert!(!sender.is_empty(), "the null sender needs no authorization");
-                let (decision, code) = match self.outcome() % 4 {
-                    0 | 1 => (SenderDecision::Allowed, 250),
-                    2 => (SenderDecision::Denied, 553),
-                    _ => (SenderDecision::Unavailable, 451),
+                let (decision, allowance, code) = match self.outcome() % 5 {
+                    0 | 1 => (SenderDecision::Allowed, Allowance::default(), 250),
+                    2 => (SenderDecision::Denied, Allowance::default(), 553),
+                    3 => (SenderDecision::Allowed, no_messages_left(), 451),
+                    _ => (SenderDecision::Unavailable, Allowance::default(), 451),
                 };
                 self.expect = Some((code, code));
                 self.extra_replies += 1;
-                session.sender_checked(decision);
+                session.mail_checked(decision, allowance);
+            }
+            Action::AuthorizeHeaderFrom { .. } => {
+                panic!("From: checked although the check is off");
             }
             Action::Spool(submission) => {
                 self.spool(&submission);

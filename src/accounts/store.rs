@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::{Account, AppPassword, Domain, FailedLogin, SenderRule, app_password_id, domain_of};
 use crate::auth::guard::{LoginEvent, LoginJournal, LoginRecord};
 use crate::auth::{AccountStore, AppPasswordHash, StoreError, StoredLogin};
+use crate::policy::quotas::{QuotaOverrides, QuotaStore, Usage, Window};
 
 /// Each script takes the store from the version before it to its own (`PRAGMA user_version`).
 /// Scripts are never edited once released: a change is a new version.
@@ -150,12 +151,51 @@ impl SqliteStore {
     }
 
     pub fn remove_account(&self, address: &str) -> Result<(), StoreError> {
-        let removed =
-            self.with(|c| c.execute("DELETE FROM accounts WHERE address = ?1", [address]))?;
-        if removed == 0 {
+        self.transaction(|tx| {
+            let removed = tx
+                .execute("DELETE FROM accounts WHERE address = ?1", [address])
+                .map_err(sql)?;
+            if removed == 0 {
+                return Err(StoreError::NoSuchAccount(address.to_string()));
+            }
+            tx.execute("DELETE FROM quota_usage WHERE address = ?1", [address])
+                .map_err(sql)?;
+            Ok(())
+        })
+    }
+
+    /// Sets the account's own quotas (`None`: the server's default, 0: no limit).
+    pub fn set_quota_overrides(
+        &self,
+        address: &str,
+        quotas: QuotaOverrides,
+    ) -> Result<(), StoreError> {
+        let as_sql = |limit: Option<u64>| limit.map(|n| i64::try_from(n).unwrap_or(i64::MAX));
+        let changed = self.with(|c| {
+            c.execute(
+                "UPDATE accounts SET messages_per_hour = ?2, recipients_per_day = ?3 WHERE address = ?1",
+                params![address, as_sql(quotas.messages_per_hour), as_sql(quotas.recipients_per_day)],
+            )
+        })?;
+        if changed == 0 {
             return Err(StoreError::NoSuchAccount(address.to_string()));
         }
         Ok(())
+    }
+
+    /// The account's quota counters as last written by the server.
+    pub fn quota_usage_of(&self, address: &str) -> Result<Usage, StoreError> {
+        let rows = self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT address, quota, window_start, used FROM quota_usage WHERE address = ?1",
+            )?;
+            let rows = statement.query_map([address], usage_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(group_usage(rows)
+            .pop()
+            .map(|(_, usage)| usage)
+            .unwrap_or_default())
     }
 
     fn change_account(
@@ -640,6 +680,94 @@ impl AccountStore for SqliteStore {
     }
 }
 
+impl QuotaStore for SqliteStore {
+    fn quota_overrides(&self, address: &str) -> Result<QuotaOverrides, StoreError> {
+        let found = self.with(|c| {
+            c.query_row(
+                "SELECT messages_per_hour, recipients_per_day FROM accounts WHERE address = ?1",
+                [address],
+                |row| Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?)),
+            )
+            .optional()
+        })?;
+        let limit = |value: Option<i64>| value.map(|n| u64::try_from(n).unwrap_or(0));
+        Ok(
+            found.map_or_else(QuotaOverrides::default, |(messages, recipients)| {
+                QuotaOverrides {
+                    messages_per_hour: limit(messages),
+                    recipients_per_day: limit(recipients),
+                }
+            }),
+        )
+    }
+
+    fn quota_usage(&self) -> Result<Vec<(String, Usage)>, StoreError> {
+        let rows = self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT address, quota, window_start, used FROM quota_usage ORDER BY address",
+            )?;
+            let rows = statement.query_map([], usage_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        Ok(group_usage(rows))
+    }
+
+    fn save_quota_usage(&self, usage: &[(String, Usage)]) -> Result<(), StoreError> {
+        let as_sql = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.transaction(|tx| {
+            let mut upsert = tx
+                .prepare(
+                    "INSERT INTO quota_usage (address, quota, window_start, used) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (address, quota) DO UPDATE SET window_start = ?3, used = ?4",
+                )
+                .map_err(sql)?;
+            for (address, usage) in usage {
+                for (quota, window) in [
+                    (MESSAGES_PER_HOUR, usage.messages),
+                    (RECIPIENTS_PER_DAY, usage.recipients),
+                ] {
+                    upsert
+                        .execute(params![address, quota, as_sql(window.start), as_sql(window.used)])
+                        .map_err(sql)?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+const MESSAGES_PER_HOUR: &str = "messages-per-hour";
+const RECIPIENTS_PER_DAY: &str = "recipients-per-day";
+
+type UsageRow = (String, String, i64, i64);
+
+fn usage_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UsageRow> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+/// Rows of `quota_usage`, ordered by address, as one [`Usage`] per account.
+fn group_usage(rows: Vec<UsageRow>) -> Vec<(String, Usage)> {
+    let mut accounts: Vec<(String, Usage)> = Vec::new();
+    for (address, quota, start, used) in rows {
+        if accounts.last().is_none_or(|(last, _)| *last != address) {
+            accounts.push((address, Usage::default()));
+        }
+        let Some((_, usage)) = accounts.last_mut() else {
+            continue;
+        };
+        let window = Window {
+            start: u64::try_from(start).unwrap_or(0),
+            used: u64::try_from(used).unwrap_or(0),
+        };
+        match quota.as_str() {
+            MESSAGES_PER_HOUR => usage.messages = window,
+            RECIPIENTS_PER_DAY => usage.recipients = window,
+            _ => {}
+        }
+    }
+    accounts
+}
+
 impl LoginJournal for SqliteStore {
     fn record(&self, events: &[LoginEvent]) -> Result<(), StoreError> {
         self.transaction(|tx| {
@@ -1079,6 +1207,61 @@ mod tests {
         );
         assert_eq!(rule("x@example.test"), SenderRule::NotOwned);
         assert_eq!(rule("x@sub.news.example.test"), SenderRule::NotOwned);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn quota_overrides_and_counters_round_trip() {
+        let (store, dir) = store("quotas");
+        store.add_account("a@example.test", "$argon2id$a").unwrap();
+        store.add_account("b@example.test", "$argon2id$b").unwrap();
+        assert_eq!(
+            store.quota_overrides("a@example.test").unwrap(),
+            QuotaOverrides::default()
+        );
+        let own = QuotaOverrides {
+            messages_per_hour: Some(0),
+            recipients_per_day: Some(500),
+        };
+        store.set_quota_overrides("a@example.test", own).unwrap();
+        assert_eq!(store.quota_overrides("a@example.test").unwrap(), own);
+        assert!(matches!(
+            store.set_quota_overrides("nobody@example.test", own),
+            Err(StoreError::NoSuchAccount(_))
+        ));
+
+        let window = |start, used| Window { start, used };
+        let a = Usage {
+            messages: window(100, 2),
+            recipients: window(50, 9),
+        };
+        let b = Usage {
+            messages: window(7, 1),
+            recipients: window(7, 1),
+        };
+        store
+            .save_quota_usage(&[("a@example.test".into(), a), ("b@example.test".into(), b)])
+            .unwrap();
+        let a = Usage {
+            messages: window(200, 1),
+            ..a
+        };
+        store
+            .save_quota_usage(&[("a@example.test".into(), a)])
+            .unwrap();
+        assert_eq!(
+            store.quota_usage().unwrap(),
+            [
+                ("a@example.test".to_string(), a),
+                ("b@example.test".to_string(), b)
+            ]
+        );
+        assert_eq!(store.quota_usage_of("b@example.test").unwrap(), b);
+        store.remove_account("b@example.test").unwrap();
+        assert_eq!(
+            store.quota_usage_of("b@example.test").unwrap(),
+            Usage::default()
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Subcommand;
 
 use super::provisioning;
+use super::quota::{self, Limit};
 use super::{EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, Failure};
 use crate::accounts::{APP_PASSWORD_PREFIX, Account, SqliteStore};
 use crate::auth::{StoreError, canonical_username, password};
@@ -58,6 +59,15 @@ pub enum Command {
     Ungrant { email: String, domain: String },
     /// May this account use ADDRESS as MAIL FROM? Prints the decision and the rule
     CanSend { email: String, address: String },
+    /// Set the account's own sending quotas (a number, 0 for no limit, or "default" for the
+    /// server's [quotas]); without options, show them
+    Quota {
+        email: String,
+        #[arg(long, value_name = "N|default")]
+        messages_per_hour: Option<Limit>,
+        #[arg(long, value_name = "N|default")]
+        recipients_per_day: Option<Limit>,
+    },
     /// Import a provisioning CSV (host,port,username,password): create or update every
     /// account in one transaction, or none if any row is bad
     Import {
@@ -176,7 +186,21 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Show { email } => show(&store, &login_name(&email)?),
+        Command::Show { email } => show(&store, &login_name(&email)?, config),
+        Command::Quota {
+            email,
+            messages_per_hour,
+            recipients_per_day,
+        } => {
+            let email = login_name(&email)?;
+            require_account(&store, &email)?;
+            match (messages_per_hour, recipients_per_day) {
+                (None, None) => quota::show(&store, &email, &config.quotas),
+                (messages, recipients) => {
+                    quota::set(&store, &email, messages, recipients, &config.quotas)
+                }
+            }
+        }
         Command::Unlock { email } => {
             let email = login_name(&email)?;
             require_account(&store, &email)?;
@@ -370,7 +394,7 @@ fn show_logins(store: &SqliteStore, email: &str) -> Result<(), Failure> {
     Ok(())
 }
 
-fn show(store: &SqliteStore, email: &str) -> Result<(), Failure> {
+fn show(store: &SqliteStore, email: &str, config: &Config) -> Result<(), Failure> {
     let Some(Account {
         address,
         domain,
@@ -420,6 +444,7 @@ fn show(store: &SqliteStore, email: &str) -> Result<(), Failure> {
             time(app.created)
         );
     }
+    quota::show(store, email, &config.quotas)?;
     show_logins(store, email)
 }
 
@@ -463,7 +488,7 @@ fn app_password(store: &SqliteStore, command: AppPasswordCommand) -> Result<(), 
     }
 }
 
-fn time(unix: u64) -> String {
+pub(super) fn time(unix: u64) -> String {
     timefmt::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
 }
 

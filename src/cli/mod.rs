@@ -3,6 +3,7 @@
 mod accounts;
 mod provisioning;
 mod queue;
+mod quota;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -185,6 +185,22 @@ fn portcullis_replies_get_their_specific_meaning() {
             "554 5.6.0 Message refused: it contains a bare CR",
             "Message refused for its content",
         ),
+        (
+            "550 5.7.1 From: header address",
+            "From: header address not allowed for this login",
+        ),
+        (
+            "550 5.7.1 The From: header field cannot be read",
+            "From: header address not allowed for this login",
+        ),
+        (
+            "451 4.7.1 Account <me@example.com> reached its quota of 100 messages",
+            "Sending quota reached for this account",
+        ),
+        (
+            "451 4.7.1 Account <me@example.com> reached its quota of 1000 recipients",
+            "Sending quota reached for this account",
+        ),
     ];
     for (prefix, title) in cases {
         let line = portcullis_reply(prefix);

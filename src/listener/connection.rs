@@ -16,7 +16,10 @@ use crate::auth::FailureReason;
 use crate::config::ListenerMode;
 use crate::policy::logins::Refusal;
 use crate::smtp::sasl::Credentials;
-use crate::smtp::{Action, AuthOutcome, SenderDecision, Session, SpoolOutcome, TlsInfo};
+use crate::smtp::{
+    Action, Allowance, AuthOutcome, HeaderFromDecision, SenderDecision, Session, SpoolOutcome,
+    TlsInfo,
+};
 use crate::tls;
 
 /// Bytes read per system call. Small on purpose: it is held by every idle connection.
@@ -111,12 +114,15 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 Action::AuthDenied { username, reason } => {
                     log_failure(session.client_ip(), &username, reason);
                 }
-                Action::AuthorizeSender { user, sender } => {
-                    let decision = shared.sender_policy.authorize(&user, &sender);
-                    if decision == SenderDecision::Denied {
-                        tracing::warn!(client = %session.client_ip(), %user, sender = ?sender, "sender address refused");
-                    }
-                    session.sender_checked(decision);
+                Action::AuthorizeMail { user, sender } => {
+                    let (decision, allowance) =
+                        authorize_mail(shared, session.client_ip(), &user, &sender);
+                    session.mail_checked(decision, allowance);
+                }
+                Action::AuthorizeHeaderFrom { user, addresses } => {
+                    let decision =
+                        authorize_header_from(shared, session.client_ip(), &user, &addresses);
+                    session.header_from_checked(decision);
                 }
                 Action::Spool(submission) => {
                     let outcome = spool(shared, *submission).await;
@@ -213,6 +219,59 @@ fn log_failure(client_ip: IpAddr, username: &str, reason: &str) {
     tracing::warn!(client = %client_ip, user = ?username, %reason, "authentication failed");
 }
 
+/// The sender policy's decision on MAIL FROM and, for an allowed sender, what the account may
+/// still send under its quotas.
+fn authorize_mail(
+    shared: &Shared,
+    client: IpAddr,
+    user: &str,
+    sender: &str,
+) -> (SenderDecision, Allowance) {
+    let decision = if sender.is_empty() {
+        SenderDecision::Allowed
+    } else {
+        shared.sender_policy.authorize(user, sender)
+    };
+    if decision != SenderDecision::Allowed {
+        if decision == SenderDecision::Denied {
+            tracing::warn!(%client, %user, sender = ?sender, "sender address refused");
+        }
+        return (decision, Allowance::default());
+    }
+    match shared.quotas.allowance(user) {
+        Ok(allowance) => {
+            if allowance.messages.is_some_and(|quota| quota.left == 0) {
+                tracing::warn!(%client, %user, "message quota reached");
+            }
+            (decision, allowance)
+        }
+        Err(error) => {
+            tracing::error!(%error, "cannot read the account's quotas");
+            (SenderDecision::Unavailable, Allowance::default())
+        }
+    }
+}
+
+/// Every address of the From: header must be one the user may send as.
+fn authorize_header_from(
+    shared: &Shared,
+    client: IpAddr,
+    user: &str,
+    addresses: &[String],
+) -> HeaderFromDecision {
+    for address in addresses {
+        match shared.sender_policy.authorize(user, address) {
+            SenderDecision::Allowed => {}
+            SenderDecision::Denied => {
+                tracing::warn!(%client, %user, from = ?address, "From: header address refused");
+                return HeaderFromDecision::Denied(address.clone());
+            }
+            SenderDecision::Unavailable => return HeaderFromDecision::Unavailable,
+        }
+    }
+    HeaderFromDecision::Allowed
+}
+
 fn next_deadline(session: &Session, shared: &Shared, message_deadline: Option<Instant>) -> Instant {
     let now = Instant::now();
     match message_deadline {
@@ -235,6 +294,9 @@ async fn spool(shared: &Shared, submission: crate::smtp::Submission) -> SpoolOut
     match shared.spool.submit(submission).await {
         Ok(Ok(id)) => {
             tracing::info!(%id, %client, %user, %from, recipients, size, "queued");
+            if !user.is_empty() {
+                shared.quotas.charge(&user, recipients);
+            }
             SpoolOutcome::Queued(id)
         }
         Ok(Err(error)) => {

@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
 use crate::config::{Cidr, ListenerConfig, ListenerMode, Timeouts};
-use crate::policy::{self, ConnectionLimiter, Refusal, SenderPolicy};
+use crate::policy::{self, ConnectionLimiter, QuotaBook, Refusal, SenderPolicy};
 use crate::smtp::{Limits, SessionConfig, reply};
 use crate::spool::Spool;
 
@@ -36,6 +36,7 @@ pub struct Shared {
     pub authenticator: Arc<Authenticator>,
     pub logins: Arc<LoginProtection>,
     pub sender_policy: Arc<dyn SenderPolicy>,
+    pub quotas: Arc<QuotaBook>,
     pub limiter: Arc<ConnectionLimiter>,
     pub timeouts: Timeouts,
     pub phase: watch::Receiver<Phase>,
@@ -59,6 +60,7 @@ impl Listener {
         config: &ListenerConfig,
         hostname: &str,
         limits: Limits,
+        check_header_from: bool,
         tls: Option<TlsAcceptor>,
     ) -> io::Result<Listener> {
         let tcp = TcpListener::bind(config.address).await?;
@@ -71,6 +73,7 @@ impl Listener {
                 .unwrap_or_else(|| hostname.to_string()),
             starttls_available,
             limits,
+            check_header_from,
             clock: std::time::SystemTime::now,
         };
         let context = ListenerContext {

@@ -5,12 +5,13 @@
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod header_from;
 pub mod reply;
 pub mod sasl;
 pub mod session;
 
 pub use reply::{Reply, Status};
 pub use session::{
-    Action, AuthOutcome, Envelope, Limits, SenderDecision, Session, SessionConfig, SpoolOutcome,
-    Submission, TlsInfo,
+    Action, Allowance, AuthOutcome, Envelope, HeaderFromDecision, Limits, Remaining,
+    SenderDecision, Session, SessionConfig, SpoolOutcome, Submission, TlsInfo,
 };

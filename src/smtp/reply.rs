@@ -319,6 +319,51 @@ pub fn sender_not_owned(sender: &str, user: &str) -> Reply {
     )
 }
 
+/// RFC 6409 §8.1 lets a submission server check the message itself: the From: header, like
+/// the envelope sender, must name an address of the user. 550 rather than 553, because the
+/// refusal is about the message after DATA, not a mailbox name in a command.
+pub fn header_from_not_owned(address: &str, user: &str) -> Reply {
+    let (address, user) = (echo(address, 120), echo(user, 120));
+    Reply::owned(
+        550,
+        Some(Status(5, 7, 1)),
+        format!(
+            "From: header address <{address}> not owned by user <{user}>; put your own address in From: or ask the administrator to add it for you"
+        ),
+    )
+}
+
+pub const HEADER_FROM_UNREADABLE: Reply = Reply::fixed(
+    550,
+    Status(5, 7, 1),
+    "The From: header field cannot be read, so its author cannot be checked; correct the message's From: header",
+);
+
+/// The account's messages-per-hour quota is used up. Temporary: the same message will go
+/// through once the window resets.
+pub fn message_quota_reached(user: &str, limit: u64, resets: &str) -> Reply {
+    let user = echo(user, 120);
+    Reply::owned(
+        451,
+        Some(Status(4, 7, 1)),
+        format!(
+            "Account <{user}> reached its quota of {limit} messages per hour; it resets at {resets}, send the rest then"
+        ),
+    )
+}
+
+/// The account's recipients-per-day quota would be exceeded by this recipient.
+pub fn recipient_quota_reached(user: &str, limit: u64, resets: &str) -> Reply {
+    let user = echo(user, 120);
+    Reply::owned(
+        451,
+        Some(Status(4, 7, 1)),
+        format!(
+            "Account <{user}> reached its quota of {limit} recipients per day; it resets at {resets}, send to the rest then"
+        ),
+    )
+}
+
 /// Client text quoted in a reply: control characters become `?` and it is cut to `limit`
 /// characters, so a reply stays printable and within RFC 5321's 512 octets a line.
 fn echo(text: &str, limit: usize) -> String {
@@ -551,6 +596,10 @@ pub fn catalogue() -> Vec<Reply> {
         recipient_ok("you@example.org"),
         sender_not_owned("ceo@example.com", "me@example.com"),
         SENDER_CHECK_UNAVAILABLE,
+        header_from_not_owned("ceo@example.com", "me@example.com"),
+        HEADER_FROM_UNREADABLE,
+        message_quota_reached("me@example.com", 100, "2030-01-01T13:00:00Z"),
+        recipient_quota_reached("me@example.com", 1000, "2030-01-02T12:00:00Z"),
         NESTED_MAIL,
         RCPT_BEFORE_MAIL,
         DATA_BEFORE_MAIL,

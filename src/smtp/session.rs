@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::address::Mailbox;
 use super::command::{self, Body, Command, MailFrom};
 use super::data::{DataReceiver, Defect, Progress};
+use super::header_from::{self, HeaderFrom};
 use super::reply::{self, Reply};
 use super::sasl::{self, Credentials, Step};
 use crate::timefmt;
@@ -58,6 +59,8 @@ pub struct SessionConfig {
     /// STARTTLS can be offered (the listener has a certificate and is not implicit TLS).
     pub starttls_available: bool,
     pub limits: Limits,
+    /// The addresses in From: must be ones the authenticated user may send as (after DATA).
+    pub check_header_from: bool,
     pub clock: fn() -> SystemTime,
 }
 
@@ -104,10 +107,18 @@ pub enum Action {
         username: String,
         reason: &'static str,
     },
-    /// May this authenticated user send as this address? Call [`Session::sender_checked`].
-    AuthorizeSender {
+    /// May this authenticated user start a message from this sender (empty: the null sender,
+    /// which needs no approval), and what may it still send under its quotas? Call
+    /// [`Session::mail_checked`].
+    AuthorizeMail {
         user: String,
         sender: String,
+    },
+    /// May this authenticated user send a message whose From: header holds these addresses?
+    /// Call [`Session::header_from_checked`].
+    AuthorizeHeaderFrom {
+        user: String,
+        addresses: Vec<String>,
     },
     /// Store durably and call [`Session::spool_finished`].
     Spool(Box<Submission>),
@@ -137,6 +148,32 @@ pub enum SenderDecision {
     Unavailable,
 }
 
+/// What is left of one quota of the authenticated account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remaining {
+    pub left: u64,
+    pub limit: u64,
+    /// When the quota's window ends and the whole limit is available again.
+    pub resets: SystemTime,
+}
+
+/// What the authenticated account may still send; `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Allowance {
+    /// Messages this hour.
+    pub messages: Option<Remaining>,
+    /// Recipients today.
+    pub recipients: Option<Remaining>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderFromDecision {
+    Allowed,
+    /// This address of the From: header is not one the user may send as.
+    Denied(String),
+    Unavailable,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SpoolOutcome {
     Queued(String),
@@ -146,7 +183,9 @@ pub enum SpoolOutcome {
 enum Mode {
     Command,
     /// MAIL FROM waiting for the sender policy's decision.
-    AuthorizingSender(Box<MailFrom>),
+    AuthorizingMail(Box<MailFrom>),
+    /// A received message waiting for the decision on its From: header.
+    AuthorizingHeaderFrom(Box<Submission>),
     Auth(sasl::Exchange),
     Data(Box<DataReceiver>),
     /// Waiting for the outcome of an action; input stays buffered.
@@ -157,6 +196,8 @@ enum Mode {
 struct Transaction {
     mail: MailFrom,
     recipients: Vec<Mailbox>,
+    /// Recipients the account may still send to today.
+    recipient_quota: Option<Remaining>,
 }
 
 pub struct Session {
@@ -322,7 +363,10 @@ impl Session {
         match self.mode {
             Mode::Command | Mode::Auth(_) => self.process_line(),
             Mode::Data(_) => self.process_data(),
-            Mode::AuthorizingSender(_) | Mode::Paused | Mode::Closed => false,
+            Mode::AuthorizingMail(_)
+            | Mode::AuthorizingHeaderFrom(_)
+            | Mode::Paused
+            | Mode::Closed => false,
         }
     }
 
@@ -579,39 +623,48 @@ impl Session {
         if mail.declared_size.is_some_and(|size| size > limit as u64) {
             return self.send(reply::message_too_big(limit as u64));
         }
-        match (&self.auth_user, sender.is_empty()) {
-            // RFC 6409 §6.1: an authenticated user's sender address needs the policy's approval.
-            (Some(user), false) => {
+        match &self.auth_user {
+            // RFC 6409 §6.1: an authenticated user's sender address needs the policy's approval,
+            // and its quotas decide whether it may send at all right now.
+            Some(user) => {
                 let user = user.clone();
-                self.mode = Mode::AuthorizingSender(Box::new(mail));
+                self.mode = Mode::AuthorizingMail(Box::new(mail));
                 self.outbox
-                    .push_back(Action::AuthorizeSender { user, sender });
+                    .push_back(Action::AuthorizeMail { user, sender });
             }
-            _ => self.open_transaction(mail),
+            None => self.open_transaction(mail, None),
         }
     }
 
-    pub fn sender_checked(&mut self, decision: SenderDecision) {
-        let Mode::AuthorizingSender(mail) = std::mem::replace(&mut self.mode, Mode::Command) else {
+    /// The outcome of [`Action::AuthorizeMail`]. The allowance matters only for an allowed
+    /// sender.
+    pub fn mail_checked(&mut self, decision: SenderDecision, allowance: Allowance) {
+        let Mode::AuthorizingMail(mail) = std::mem::replace(&mut self.mode, Mode::Command) else {
             return;
         };
-        match decision {
-            SenderDecision::Allowed => self.open_transaction(*mail),
+        let user = self.auth_user.as_deref().unwrap_or("");
+        let refusal = match decision {
+            SenderDecision::Allowed => match allowance.messages {
+                Some(quota) if quota.left == 0 => {
+                    reply::message_quota_reached(user, quota.limit, &timefmt::rfc3339(quota.resets))
+                }
+                _ => return self.open_transaction(*mail, allowance.recipients),
+            },
             SenderDecision::Denied => {
                 let sender = mail.sender.as_ref().map_or("", Mailbox::as_str);
-                let user = self.auth_user.as_deref().unwrap_or("");
-                let refusal = reply::sender_not_owned(sender, user);
-                self.send(refusal);
+                reply::sender_not_owned(sender, user)
             }
-            SenderDecision::Unavailable => self.send(reply::SENDER_CHECK_UNAVAILABLE),
-        }
+            SenderDecision::Unavailable => reply::SENDER_CHECK_UNAVAILABLE,
+        };
+        self.send(refusal);
     }
 
-    fn open_transaction(&mut self, mail: MailFrom) {
+    fn open_transaction(&mut self, mail: MailFrom, recipient_quota: Option<Remaining>) {
         let sender = mail.sender.as_ref().map_or("", Mailbox::as_str).to_string();
         self.transaction = Some(Transaction {
             mail,
             recipients: Vec::new(),
+            recipient_quota,
         });
         self.junk_commands = 0;
         self.send(reply::sender_ok(&sender));
@@ -653,11 +706,18 @@ impl Session {
             Ok(_) if transaction.recipients.len() >= max_recipients => {
                 reply::too_many_recipients(max_recipients)
             }
-            Ok(mailbox) => {
-                let reply = reply::recipient_ok(mailbox.as_str());
-                transaction.recipients.push(mailbox);
-                reply
-            }
+            Ok(mailbox) => match exhausted_recipient_quota(transaction) {
+                Some(quota) => reply::recipient_quota_reached(
+                    self.auth_user.as_deref().unwrap_or(""),
+                    quota.limit,
+                    &timefmt::rfc3339(quota.resets),
+                ),
+                None => {
+                    let reply = reply::recipient_ok(mailbox.as_str());
+                    transaction.recipients.push(mailbox);
+                    reply
+                }
+            },
         };
         self.send(reply);
     }
@@ -703,11 +763,11 @@ impl Session {
         let limits = &self.config.limits;
         let refusal = match message {
             Ok(message) => {
-                let envelope = self.envelope();
-                self.mode = Mode::Paused;
-                self.outbox
-                    .push_back(Action::Spool(Box::new(Submission { envelope, message })));
-                return;
+                let submission = Box::new(Submission {
+                    envelope: self.envelope(),
+                    message,
+                });
+                return self.check_header_from(submission);
             }
             Err(Defect::TooBig) => reply::message_too_big(limits.max_message_size as u64),
             Err(Defect::BareLineEnding) => reply::BARE_LINE_ENDING_IN_DATA,
@@ -715,6 +775,51 @@ impl Session {
         };
         self.transaction = None;
         self.send(refusal);
+    }
+
+    /// With `check_header_from`, an authenticated user's message goes to the spool only once
+    /// the addresses of its From: header are approved. A message without From: has no author
+    /// to check (and will not get far anywhere); one whose From: cannot be read is refused.
+    fn check_header_from(&mut self, submission: Box<Submission>) {
+        let user = match &self.auth_user {
+            Some(user) if self.config.check_header_from => user.clone(),
+            _ => return self.spool(submission),
+        };
+        match header_from::addresses(&submission.message) {
+            HeaderFrom::Absent => self.spool(submission),
+            HeaderFrom::Unreadable => {
+                self.transaction = None;
+                self.send(reply::HEADER_FROM_UNREADABLE);
+            }
+            HeaderFrom::Addresses(addresses) => {
+                self.mode = Mode::AuthorizingHeaderFrom(submission);
+                self.outbox
+                    .push_back(Action::AuthorizeHeaderFrom { user, addresses });
+            }
+        }
+    }
+
+    /// The outcome of [`Action::AuthorizeHeaderFrom`].
+    pub fn header_from_checked(&mut self, decision: HeaderFromDecision) {
+        let Mode::AuthorizingHeaderFrom(submission) =
+            std::mem::replace(&mut self.mode, Mode::Command)
+        else {
+            return;
+        };
+        let refusal = match decision {
+            HeaderFromDecision::Allowed => return self.spool(submission),
+            HeaderFromDecision::Denied(address) => {
+                reply::header_from_not_owned(&address, self.auth_user.as_deref().unwrap_or(""))
+            }
+            HeaderFromDecision::Unavailable => reply::SENDER_CHECK_UNAVAILABLE,
+        };
+        self.transaction = None;
+        self.send(refusal);
+    }
+
+    fn spool(&mut self, submission: Box<Submission>) {
+        self.mode = Mode::Paused;
+        self.outbox.push_back(Action::Spool(submission));
     }
 
     fn envelope(&self) -> Envelope {
@@ -782,6 +887,13 @@ impl Session {
         header.push_str(&format!(";\r\n\t{}\r\n", timefmt::rfc5322(now)));
         header
     }
+}
+
+/// The recipients-per-day quota, if one more recipient would exceed it.
+fn exhausted_recipient_quota(transaction: &Transaction) -> Option<Remaining> {
+    transaction
+        .recipient_quota
+        .filter(|quota| transaction.recipients.len() as u64 >= quota.left)
 }
 
 #[cfg(test)]

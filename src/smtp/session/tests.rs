@@ -16,6 +16,7 @@ fn config(starttls_available: bool) -> Arc<SessionConfig> {
             max_errors: 20,
             ..Limits::default()
         },
+        check_header_from: false,
         clock: || std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_346_563),
     })
 }
@@ -29,7 +30,11 @@ fn tls_info() -> TlsInfo {
 
 /// A session on a STARTTLS listener, greeting already taken.
 fn plaintext() -> Session {
-    let mut session = Session::new(config(true), CLIENT.parse().unwrap(), false, None);
+    plaintext_with(config(true))
+}
+
+fn plaintext_with(config: Arc<SessionConfig>) -> Session {
+    let mut session = Session::new(config, CLIENT.parse().unwrap(), false, None);
     assert_eq!(outcome(&mut session, ""), ["220"]);
     session
 }
@@ -42,7 +47,11 @@ fn trusted() -> Session {
 
 /// A session after STARTTLS and EHLO.
 fn encrypted() -> Session {
-    let mut session = plaintext();
+    encrypted_with(config(true))
+}
+
+fn encrypted_with(config: Arc<SessionConfig>) -> Session {
+    let mut session = plaintext_with(config);
     assert_eq!(
         outcome(&mut session, "STARTTLS\r\n"),
         ["220 2.0.0", "STARTTLS"]
@@ -54,7 +63,11 @@ fn encrypted() -> Session {
 
 /// A session after STARTTLS, EHLO and a successful AUTH as alice.
 fn authenticated() -> Session {
-    let mut session = encrypted();
+    authenticated_with(config(true))
+}
+
+fn authenticated_with(config: Arc<SessionConfig>) -> Session {
+    let mut session = encrypted_with(config);
     outcome(
         &mut session,
         &format!("AUTH PLAIN {}\r\n", plain("alice@example.test", "pw")),
@@ -75,8 +88,8 @@ fn outcome(session: &mut Session, input: &str) -> Vec<String> {
     drain(session)
 }
 
-/// Renders the actions; sender checks are allowed on the spot (the tests of the sender policy
-/// use [`drain_deciding`]).
+/// Renders the actions; sender checks are allowed on the spot, without quotas (the tests of
+/// the sender policy use [`drain_deciding`]).
 fn drain(session: &mut Session) -> Vec<String> {
     drain_deciding(session, Some(SenderDecision::Allowed))
 }
@@ -85,13 +98,16 @@ fn drain_deciding(session: &mut Session, sender_decision: Option<SenderDecision>
     let mut rendered = Vec::new();
     while let Some(action) = session.next_action() {
         rendered.push(match action {
-            Action::AuthorizeSender { user, sender } => match sender_decision {
+            Action::AuthorizeMail { user, sender } => match sender_decision {
                 Some(decision) => {
-                    session.sender_checked(decision);
+                    session.mail_checked(decision, Allowance::default());
                     continue;
                 }
                 None => format!("AUTHORIZE {user} {sender}"),
             },
+            Action::AuthorizeHeaderFrom { user, addresses } => {
+                format!("AUTHORIZE FROM {user} {}", addresses.join(" "))
+            }
             Action::Send(reply) => match reply.status() {
                 Some(status) => format!("{} {status}", reply.code()),
                 None => reply.code().to_string(),
@@ -112,11 +128,15 @@ fn replies_text(session: &mut Session, input: &str) -> Vec<Reply> {
     while let Some(action) = session.next_action() {
         match action {
             Action::Send(reply) => replies.push(reply),
-            Action::AuthorizeSender { .. } => session.sender_checked(SenderDecision::Allowed),
+            Action::AuthorizeMail { .. } => allow(session),
             _ => {}
         }
     }
     replies
+}
+
+fn allow(session: &mut Session) {
+    session.mail_checked(SenderDecision::Allowed, Allowance::default());
 }
 
 fn take_submission(session: &mut Session, input: &str) -> Submission {
@@ -124,7 +144,7 @@ fn take_submission(session: &mut Session, input: &str) -> Submission {
     loop {
         match session.next_action() {
             Some(Action::Spool(submission)) => return *submission,
-            Some(Action::AuthorizeSender { .. }) => session.sender_checked(SenderDecision::Allowed),
+            Some(Action::AuthorizeMail { .. }) => allow(session),
             Some(_) => continue,
             None => panic!("no submission"),
         }
@@ -506,7 +526,7 @@ fn an_authenticated_sender_address_needs_the_policys_approval() {
         drain_deciding(&mut session, None),
         ["AUTHORIZE alice@example.test alice@example.test"]
     );
-    session.sender_checked(SenderDecision::Allowed);
+    allow(&mut session);
     assert_eq!(drain(&mut session), ["250 2.1.0", "250 2.1.5"]);
 }
 
@@ -524,7 +544,9 @@ fn a_foreign_sender_is_553_5_7_1_naming_sender_and_user() {
     let mut text = String::new();
     while let Some(action) = session.next_action() {
         match action {
-            Action::AuthorizeSender { .. } => session.sender_checked(SenderDecision::Denied),
+            Action::AuthorizeMail { .. } => {
+                session.mail_checked(SenderDecision::Denied, Allowance::default())
+            }
             Action::Send(reply) => text = reply.to_wire(),
             _ => {}
         }
@@ -550,9 +572,179 @@ fn sender_policy_unavailable_is_451_4_3_0() {
 }
 
 #[test]
-fn null_sender_is_accepted() {
+fn null_sender_is_accepted_but_still_asks_about_quotas() {
     let mut session = authenticated();
-    assert_eq!(outcome(&mut session, "MAIL FROM:<>\r\n"), ["250 2.1.0"]);
+    session.receive(b"MAIL FROM:<>\r\n");
+    assert_eq!(
+        drain_deciding(&mut session, None),
+        ["AUTHORIZE alice@example.test "]
+    );
+    allow(&mut session);
+    assert_eq!(drain(&mut session), ["250 2.1.0"]);
+}
+
+// ---- quotas --------------------------------------------------------------------------------
+
+fn remaining(left: u64, limit: u64) -> Option<Remaining> {
+    Some(Remaining {
+        left,
+        limit,
+        resets: std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_350_000),
+    })
+}
+
+/// Sends `input` with MAIL answered: sender allowed, with `allowance`.
+fn with_allowance(session: &mut Session, input: &str, allowance: Allowance) -> Vec<Reply> {
+    session.receive(input.as_bytes());
+    let mut replies = Vec::new();
+    while let Some(action) = session.next_action() {
+        match action {
+            Action::AuthorizeMail { .. } => {
+                session.mail_checked(SenderDecision::Allowed, allowance)
+            }
+            Action::Send(reply) => replies.push(reply),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    replies
+}
+
+#[test]
+fn no_messages_left_this_hour_is_451_4_7_1_with_the_reset_time() {
+    let mut session = authenticated();
+    let allowance = Allowance {
+        messages: remaining(0, 100),
+        recipients: None,
+    };
+    let replies = with_allowance(
+        &mut session,
+        "MAIL FROM:<alice@example.test>\r\n",
+        allowance,
+    );
+    assert_eq!(
+        replies[0].to_wire(),
+        "451 4.7.1 Account <alice@example.test> reached its quota of 100 messages per hour; it resets at 2026-11-22T12:20:00Z, send the rest then\r\n"
+    );
+    assert_eq!(outcome(&mut session, "RCPT TO:<x@y.z>\r\n"), ["503 5.5.1"]);
+    // A temporary refusal does not count towards the error limit.
+    assert_eq!(session.errors, 1);
+}
+
+#[test]
+fn recipients_beyond_the_days_quota_are_451_4_7_1_and_the_others_go() {
+    let mut session = authenticated();
+    let allowance = Allowance {
+        messages: remaining(5, 100),
+        recipients: remaining(2, 1000),
+    };
+    let replies = with_allowance(
+        &mut session,
+        "MAIL FROM:<alice@example.test>\r\nRCPT TO:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRCPT TO:<c@x.test>\r\n",
+        allowance,
+    );
+    let codes: Vec<String> = replies
+        .iter()
+        .map(|r| r.to_wire()[..9].to_string())
+        .collect();
+    assert_eq!(codes, ["250 2.1.0", "250 2.1.5", "250 2.1.5", "451 4.7.1"]);
+    assert!(
+        replies[3]
+            .text()
+            .contains("quota of 1000 recipients per day; it resets at 2026-11-22T12:20:00Z"),
+        "{}",
+        replies[3].text()
+    );
+    let submission = take_submission(&mut session, "DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n");
+    assert_eq!(submission.envelope.to, ["a@x.test", "b@x.test"]);
+}
+
+#[test]
+fn unauthenticated_trusted_clients_have_no_quota_to_ask_about() {
+    let mut session = trusted();
+    outcome(&mut session, "EHLO client.example\r\n");
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c>\r\n"),
+        ["250 2.1.0"]
+    );
+}
+
+// ---- the From: header ------------------------------------------------------------------------
+
+fn checking_header_from() -> Session {
+    let mut config = (*config(true)).clone();
+    config.check_header_from = true;
+    authenticated_with(Arc::new(config))
+}
+
+const MESSAGE_FROM_BOSS: &str = "MAIL FROM:<alice@example.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nFrom: Boss <boss@example.test>, alice@example.test\r\nSubject: x\r\n\r\nhi\r\n.\r\n";
+
+#[test]
+fn header_from_addresses_are_checked_after_data() {
+    let mut session = checking_header_from();
+    assert_eq!(
+        outcome(&mut session, MESSAGE_FROM_BOSS),
+        [
+            "250 2.1.0",
+            "250 2.1.5",
+            "354",
+            "AUTHORIZE FROM alice@example.test boss@example.test alice@example.test"
+        ]
+    );
+    session.header_from_checked(HeaderFromDecision::Allowed);
+    assert_eq!(drain(&mut session), ["SPOOL"]);
+}
+
+#[test]
+fn a_foreign_header_from_is_550_5_7_1_and_nothing_is_spooled() {
+    let mut session = checking_header_from();
+    outcome(&mut session, MESSAGE_FROM_BOSS);
+    session.header_from_checked(HeaderFromDecision::Denied("boss@example.test".into()));
+    let replies = replies_text(&mut session, "");
+    assert_eq!(
+        replies[0].to_wire(),
+        "550 5.7.1 From: header address <boss@example.test> not owned by user <alice@example.test>; put your own address in From: or ask the administrator to add it for you\r\n"
+    );
+    // The transaction is over.
+    assert_eq!(outcome(&mut session, "RCPT TO:<x@y.z>\r\n"), ["503 5.5.1"]);
+}
+
+#[test]
+fn header_from_check_unavailable_is_451_4_3_0() {
+    let mut session = checking_header_from();
+    outcome(&mut session, MESSAGE_FROM_BOSS);
+    session.header_from_checked(HeaderFromDecision::Unavailable);
+    assert_eq!(drain(&mut session), ["451 4.3.0"]);
+}
+
+#[test]
+fn an_unreadable_header_from_is_550_5_7_1() {
+    let mut session = checking_header_from();
+    let replies = replies_text(
+        &mut session,
+        "MAIL FROM:<alice@example.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nFrom: Alice\r\n\r\nhi\r\n.\r\n",
+    );
+    let last = replies.last().unwrap().to_wire();
+    assert!(
+        last.starts_with("550 5.7.1 The From: header field cannot be read"),
+        "{last}"
+    );
+}
+
+#[test]
+fn without_from_or_without_the_check_the_message_goes_to_the_spool() {
+    let mut session = checking_header_from();
+    assert_eq!(
+        outcome(
+            &mut session,
+            "MAIL FROM:<alice@example.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n"
+        ),
+        ["250 2.1.0", "250 2.1.5", "354", "SPOOL"]
+    );
+    let mut session = authenticated();
+    assert_eq!(
+        outcome(&mut session, MESSAGE_FROM_BOSS),
+        ["250 2.1.0", "250 2.1.5", "354", "SPOOL"]
+    );
 }
 
 #[test]

@@ -1,0 +1,157 @@
+//! `portcullis accounts quota`, and the quota lines of `accounts show`.
+
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use super::Failure;
+use super::accounts::{store_failure, time};
+use crate::accounts::SqliteStore;
+use crate::config::QuotaConfig;
+use crate::policy::quotas::{self, DAY, HOUR, QuotaOverrides, QuotaStore, Window};
+
+/// A quota as given on the command line: a number (0 for no limit) or `default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Default,
+    Own(u64),
+}
+
+impl FromStr for Limit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Limit, String> {
+        if text.eq_ignore_ascii_case("default") {
+            return Ok(Limit::Default);
+        }
+        text.parse()
+            .map(Limit::Own)
+            .map_err(|_| format!("{text:?} is neither a number (0 for no limit) nor \"default\""))
+    }
+}
+
+impl Limit {
+    fn stored(self) -> Option<u64> {
+        match self {
+            Limit::Default => None,
+            Limit::Own(limit) => Some(limit),
+        }
+    }
+}
+
+/// Changes the limits given, keeps the others, and prints what now applies.
+pub fn set(
+    store: &SqliteStore,
+    email: &str,
+    messages_per_hour: Option<Limit>,
+    recipients_per_day: Option<Limit>,
+    defaults: &QuotaConfig,
+) -> Result<(), Failure> {
+    let mut own = store.quota_overrides(email).map_err(store_failure)?;
+    if let Some(limit) = messages_per_hour {
+        own.messages_per_hour = limit.stored();
+    }
+    if let Some(limit) = recipients_per_day {
+        own.recipients_per_day = limit.stored();
+    }
+    store
+        .set_quota_overrides(email, own)
+        .map_err(store_failure)?;
+    println!("Quotas of {email} (a running server applies them to its next message):");
+    show(store, email, defaults)
+}
+
+/// `quota: messages per hour: 3 of 100 used, resets 2026-11-22T15:02:11Z (server default)`.
+pub fn show(store: &SqliteStore, email: &str, defaults: &QuotaConfig) -> Result<(), Failure> {
+    let own = store.quota_overrides(email).map_err(store_failure)?;
+    let usage = store.quota_usage_of(email).map_err(store_failure)?;
+    let limits = quotas::effective_limits(defaults, own);
+    let now = unix_now();
+    let QuotaOverrides {
+        messages_per_hour,
+        recipients_per_day,
+    } = own;
+    println!(
+        "quota: {}",
+        describe(
+            "messages per hour",
+            limits.messages_per_hour,
+            messages_per_hour.is_some(),
+            &usage.messages,
+            HOUR,
+            now
+        )
+    );
+    println!(
+        "quota: {}",
+        describe(
+            "recipients per day",
+            limits.recipients_per_day,
+            recipients_per_day.is_some(),
+            &usage.recipients,
+            DAY,
+            now
+        )
+    );
+    Ok(())
+}
+
+fn describe(name: &str, limit: u64, own: bool, window: &Window, length: u64, now: u64) -> String {
+    let origin = if own {
+        "the account's own"
+    } else {
+        "server default"
+    };
+    let used = window.used_at(now, length);
+    if limit == 0 {
+        return format!("{name}: no limit ({origin}); {used} used in the current window");
+    }
+    let resets = if used == 0 {
+        "window not started".to_string()
+    } else {
+        format!("resets {}", time(window.resets_at(now, length)))
+    };
+    format!("{name}: {used} of {limit} used, {resets} ({origin})")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_parse_as_numbers_or_default() {
+        assert_eq!("default".parse(), Ok(Limit::Default));
+        assert_eq!("0".parse(), Ok(Limit::Own(0)));
+        assert_eq!("250".parse(), Ok(Limit::Own(250)));
+        assert!(
+            "-1".parse::<Limit>()
+                .unwrap_err()
+                .contains("neither a number")
+        );
+    }
+
+    #[test]
+    fn a_quota_line_says_use_limit_reset_and_origin() {
+        let window = Window {
+            start: 1000,
+            used: 3,
+        };
+        assert_eq!(
+            describe("messages per hour", 100, false, &window, HOUR, 2000),
+            "messages per hour: 3 of 100 used, resets 1970-01-01T01:16:40Z (server default)"
+        );
+        assert_eq!(
+            describe("messages per hour", 100, true, &window, HOUR, 1000 + HOUR),
+            "messages per hour: 0 of 100 used, window not started (the account's own)"
+        );
+        assert_eq!(
+            describe("recipients per day", 0, false, &window, DAY, 2000),
+            "recipients per day: no limit (server default); 3 used in the current window"
+        );
+    }
+}

@@ -1,0 +1,447 @@
+//! Sending quotas per account: messages per hour and recipients per day.
+//!
+//! A window starts with the first message counted in it and lasts an hour (messages) or a day
+//! (recipients); when it has passed, the next message starts a new one. Only messages that were
+//! accepted (250 after DATA) for an authenticated account count, under that account's name.
+//!
+//! The counters live in memory, where every check reads them, and reach the account store
+//! through a background thread that writes the changed ones about once a second, so a message
+//! never waits for a quota write. A restart reloads them; a crash (kill -9) can forget the
+//! last second of counting, never an accepted message.
+
+use std::collections::HashMap;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::auth::StoreError;
+use crate::config::QuotaConfig;
+use crate::smtp::{Allowance, Remaining};
+
+pub const HOUR: u64 = 3600;
+pub const DAY: u64 = 86_400;
+
+/// Where quota overrides and counters are kept: the embedded default is
+/// [`crate::accounts::SqliteStore`].
+pub trait QuotaStore: Send + Sync {
+    /// The account's own limits, where it has them.
+    fn quota_overrides(&self, address: &str) -> Result<QuotaOverrides, StoreError>;
+    /// Every account's counters.
+    fn quota_usage(&self) -> Result<Vec<(String, Usage)>, StoreError>;
+    /// Replaces the stored counters of these accounts, in one transaction.
+    fn save_quota_usage(&self, usage: &[(String, Usage)]) -> Result<(), StoreError>;
+}
+
+/// An account's own limits. `None`: the server's default applies; `Some(0)`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QuotaOverrides {
+    pub messages_per_hour: Option<u64>,
+    pub recipients_per_day: Option<u64>,
+}
+
+/// How much of one quota is used in its current window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    /// Unix time of the first message counted in it.
+    pub start: u64,
+    pub used: u64,
+}
+
+impl Window {
+    /// What is used at `now`: nothing once the window has passed.
+    pub fn used_at(&self, now: u64, length: u64) -> u64 {
+        if self.is_over(now, length) {
+            0
+        } else {
+            self.used
+        }
+    }
+
+    /// A window that counted nothing has not started.
+    fn is_over(&self, now: u64, length: u64) -> bool {
+        self.used == 0 || now >= self.start.saturating_add(length)
+    }
+
+    fn add(&mut self, amount: u64, now: u64, length: u64) {
+        if self.is_over(now, length) {
+            *self = Window {
+                start: now,
+                used: 0,
+            };
+        }
+        self.used = self.used.saturating_add(amount);
+    }
+
+    /// When a window in force at `now` ends; a window not yet started would end a full length
+    /// after `now`.
+    pub fn resets_at(&self, now: u64, length: u64) -> u64 {
+        if self.is_over(now, length) {
+            now + length
+        } else {
+            self.start + length
+        }
+    }
+
+    /// What is left of `limit` at `now`; `None` for no limit (0).
+    fn remaining(&self, limit: u64, now: u64, length: u64) -> Option<Remaining> {
+        (limit > 0).then(|| Remaining {
+            left: limit.saturating_sub(self.used_at(now, length)),
+            limit,
+            resets: UNIX_EPOCH + Duration::from_secs(self.resets_at(now, length)),
+        })
+    }
+}
+
+/// An account's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub messages: Window,
+    pub recipients: Window,
+}
+
+impl Usage {
+    /// Counts one accepted message with `recipients` recipients.
+    pub fn charge(&mut self, recipients: u64, now: u64) {
+        self.messages.add(1, now, HOUR);
+        self.recipients.add(recipients, now, DAY);
+    }
+}
+
+/// The limits that apply to an account: its own, else the server's defaults.
+pub fn effective_limits(defaults: &QuotaConfig, own: QuotaOverrides) -> QuotaConfig {
+    QuotaConfig {
+        messages_per_hour: own.messages_per_hour.unwrap_or(defaults.messages_per_hour),
+        recipients_per_day: own
+            .recipients_per_day
+            .unwrap_or(defaults.recipients_per_day),
+    }
+}
+
+/// What an account with `usage` may still send under `limits` at `now`.
+pub fn allowance(limits: &QuotaConfig, usage: &Usage, now: u64) -> Allowance {
+    Allowance {
+        messages: usage
+            .messages
+            .remaining(limits.messages_per_hour, now, HOUR),
+        recipients: usage
+            .recipients
+            .remaining(limits.recipients_per_day, now, DAY),
+    }
+}
+
+/// Changed counters waiting for the writer beyond this are written at the next chance only in
+/// their latest state; the channel never holds more.
+const MAX_QUEUED: usize = 100_000;
+const WRITE_EVERY: Duration = Duration::from_secs(1);
+
+/// The quotas of a running server: counters in memory, written behind.
+pub struct QuotaBook {
+    defaults: QuotaConfig,
+    store: Arc<dyn QuotaStore>,
+    usage: Mutex<HashMap<String, Usage>>,
+    changes: Mutex<Option<mpsc::SyncSender<(String, Usage)>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    clock: fn() -> SystemTime,
+}
+
+impl QuotaBook {
+    /// Loads the counters from `store` and starts the thread that writes them back.
+    pub fn start(defaults: QuotaConfig, store: Arc<dyn QuotaStore>) -> Result<QuotaBook, String> {
+        let usage = store
+            .quota_usage()
+            .map_err(|e| format!("cannot read the quota counters: {e}"))?;
+        let (sender, receiver) = mpsc::sync_channel(MAX_QUEUED);
+        let writer = {
+            let store = Arc::clone(&store);
+            std::thread::Builder::new()
+                .name("quota-counters".into())
+                .spawn(move || write_loop(&receiver, store.as_ref()))
+                .map_err(|e| format!("cannot start the quota counter thread: {e}"))?
+        };
+        Ok(QuotaBook {
+            defaults,
+            store,
+            usage: Mutex::new(usage.into_iter().collect()),
+            changes: Mutex::new(Some(sender)),
+            writer: Mutex::new(Some(writer)),
+            clock: SystemTime::now,
+        })
+    }
+
+    /// What `account` may still send now.
+    pub fn allowance(&self, account: &str) -> Result<Allowance, StoreError> {
+        let own = self.store.quota_overrides(account)?;
+        let limits = effective_limits(&self.defaults, own);
+        if limits.messages_per_hour == 0 && limits.recipients_per_day == 0 {
+            return Ok(Allowance::default());
+        }
+        let usage = self.counters().get(account).copied().unwrap_or_default();
+        Ok(allowance(&limits, &usage, self.now()))
+    }
+
+    /// Counts a message accepted for `account`. Every account is counted, limited or not, so
+    /// that a quota set later applies to what was already sent in its window.
+    pub fn charge(&self, account: &str, recipients: usize) {
+        let now = self.now();
+        let usage = {
+            let mut counters = self.counters();
+            let usage = counters.entry(account.to_string()).or_default();
+            usage.charge(recipients as u64, now);
+            *usage
+        };
+        let changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(changes) = changes.as_ref() {
+            // Full means the disk is far behind; the next change of this account carries the
+            // count anyway, and the counters in memory decide meanwhile.
+            let _ = changes.try_send((account.to_string(), usage));
+        }
+    }
+
+    /// Writes what is pending and stops the writer (at shutdown).
+    pub fn close(&self) {
+        let sender = self
+            .changes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(sender);
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(writer) = writer {
+            let _ = writer.join();
+        }
+    }
+
+    fn counters(&self) -> MutexGuard<'_, HashMap<String, Usage>> {
+        // The map stays consistent whatever panicked while it was held: every update is one
+        // assignment.
+        self.usage.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now(&self) -> u64 {
+        (self.clock)()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    }
+}
+
+impl Drop for QuotaBook {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Collects changes for a second, keeps the latest per account, writes them in one transaction.
+fn write_loop(changes: &mpsc::Receiver<(String, Usage)>, store: &dyn QuotaStore) {
+    let mut pending: HashMap<String, Usage> = HashMap::new();
+    loop {
+        match changes.recv_timeout(WRITE_EVERY) {
+            Ok((account, usage)) => {
+                pending.insert(account, usage);
+                while let Ok((account, usage)) = changes.try_recv() {
+                    pending.insert(account, usage);
+                }
+                continue_after_write(&mut pending, store);
+            }
+            Err(RecvTimeoutError::Timeout) => continue_after_write(&mut pending, store),
+            Err(RecvTimeoutError::Disconnected) => {
+                continue_after_write(&mut pending, store);
+                return;
+            }
+        }
+    }
+}
+
+/// Writes `pending`; on failure keeps it for the next attempt.
+fn continue_after_write(pending: &mut HashMap<String, Usage>, store: &dyn QuotaStore) {
+    if pending.is_empty() {
+        return;
+    }
+    let batch: Vec<(String, Usage)> = pending.iter().map(|(a, u)| (a.clone(), *u)).collect();
+    match store.save_quota_usage(&batch) {
+        Ok(()) => pending.clear(),
+        Err(error) => tracing::error!(%error, "cannot save the quota counters; will retry"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(messages_per_hour: u64, recipients_per_day: u64) -> QuotaConfig {
+        QuotaConfig {
+            messages_per_hour,
+            recipients_per_day,
+        }
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    #[test]
+    fn no_limits_means_no_allowance_to_check() {
+        let mut usage = Usage::default();
+        usage.charge(1000, 10);
+        assert_eq!(allowance(&limits(0, 0), &usage, 20), Allowance::default());
+    }
+
+    #[test]
+    fn the_hour_starts_with_the_first_message_and_resets_after_it() {
+        let limits = limits(2, 0);
+        let mut usage = Usage::default();
+        usage.charge(1, 1000);
+        let messages = allowance(&limits, &usage, 1500).messages.unwrap();
+        assert_eq!((messages.left, messages.limit), (1, 2));
+        assert_eq!(messages.resets, at(1000 + HOUR));
+        usage.charge(1, 2000);
+        let messages = allowance(&limits, &usage, 4599).messages.unwrap();
+        assert_eq!(messages.left, 0);
+        assert_eq!(
+            messages.resets,
+            at(4600),
+            "the window is the first message's"
+        );
+        // At the reset the whole limit is back, and the next message starts a new window.
+        assert_eq!(allowance(&limits, &usage, 4600).messages.unwrap().left, 2);
+        usage.charge(1, 5000);
+        let messages = allowance(&limits, &usage, 5000).messages.unwrap();
+        assert_eq!((messages.left, messages.resets), (1, at(5000 + HOUR)));
+    }
+
+    #[test]
+    fn recipients_add_up_over_the_day() {
+        let limits = limits(0, 10);
+        let mut usage = Usage::default();
+        usage.charge(4, 0);
+        usage.charge(5, DAY - 1);
+        let allowance = allowance(&limits, &usage, DAY - 1);
+        assert_eq!(allowance.messages, None);
+        let recipients = allowance.recipients.unwrap();
+        assert_eq!((recipients.left, recipients.resets), (1, at(DAY)));
+        assert_eq!(
+            super::allowance(&limits, &usage, DAY)
+                .recipients
+                .unwrap()
+                .left,
+            10
+        );
+    }
+
+    #[test]
+    fn an_unused_quota_resets_a_full_window_from_now() {
+        let remaining = allowance(&limits(5, 0), &Usage::default(), 100)
+            .messages
+            .unwrap();
+        assert_eq!((remaining.left, remaining.resets), (5, at(100 + HOUR)));
+    }
+
+    #[test]
+    fn own_limits_replace_the_defaults_and_zero_lifts_them() {
+        let defaults = limits(100, 1000);
+        let own = QuotaOverrides {
+            messages_per_hour: Some(0),
+            recipients_per_day: Some(50),
+        };
+        assert_eq!(effective_limits(&defaults, own), limits(0, 50));
+        assert_eq!(
+            effective_limits(&defaults, QuotaOverrides::default()),
+            defaults
+        );
+    }
+
+    /// A store in memory that remembers what was written.
+    #[derive(Default)]
+    struct MemoryStore {
+        overrides: Mutex<HashMap<String, QuotaOverrides>>,
+        saved: Mutex<HashMap<String, Usage>>,
+    }
+
+    impl QuotaStore for MemoryStore {
+        fn quota_overrides(&self, address: &str) -> Result<QuotaOverrides, StoreError> {
+            let overrides = self.overrides.lock().unwrap();
+            Ok(overrides.get(address).copied().unwrap_or_default())
+        }
+        fn quota_usage(&self) -> Result<Vec<(String, Usage)>, StoreError> {
+            let saved = self.saved.lock().unwrap();
+            Ok(saved.iter().map(|(a, u)| (a.clone(), *u)).collect())
+        }
+        fn save_quota_usage(&self, usage: &[(String, Usage)]) -> Result<(), StoreError> {
+            self.saved.lock().unwrap().extend(usage.iter().cloned());
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn counters_are_written_behind_and_survive_a_restart() {
+        let store = Arc::new(MemoryStore::default());
+        let book = QuotaBook::start(limits(3, 0), store.clone()).unwrap();
+        book.charge("a@example.test", 2);
+        book.charge("a@example.test", 1);
+        book.charge("b@example.test", 7);
+        assert_eq!(
+            book.allowance("a@example.test")
+                .unwrap()
+                .messages
+                .unwrap()
+                .left,
+            1
+        );
+        book.close();
+        let saved = store.saved.lock().unwrap().clone();
+        assert_eq!(saved["a@example.test"].messages.used, 2);
+        assert_eq!(saved["a@example.test"].recipients.used, 3);
+        assert_eq!(saved["b@example.test"].recipients.used, 7);
+
+        let book = QuotaBook::start(limits(3, 0), store.clone()).unwrap();
+        assert_eq!(
+            book.allowance("a@example.test")
+                .unwrap()
+                .messages
+                .unwrap()
+                .left,
+            1
+        );
+        assert_eq!(
+            book.allowance("b@example.test")
+                .unwrap()
+                .messages
+                .unwrap()
+                .left,
+            2
+        );
+        assert_eq!(
+            book.allowance("c@example.test")
+                .unwrap()
+                .messages
+                .unwrap()
+                .left,
+            3
+        );
+    }
+
+    #[test]
+    fn an_account_override_is_read_at_each_check() {
+        let store = Arc::new(MemoryStore::default());
+        let book = QuotaBook::start(limits(0, 0), store.clone()).unwrap();
+        book.charge("a@example.test", 1);
+        assert_eq!(
+            book.allowance("a@example.test").unwrap(),
+            Allowance::default()
+        );
+        store.overrides.lock().unwrap().insert(
+            "a@example.test".into(),
+            QuotaOverrides {
+                messages_per_hour: Some(1),
+                recipients_per_day: None,
+            },
+        );
+        let allowance = book.allowance("a@example.test").unwrap();
+        assert_eq!(
+            allowance.messages.unwrap().left,
+            0,
+            "the earlier message counts"
+        );
+        assert_eq!(allowance.recipients, None);
+    }
+}
