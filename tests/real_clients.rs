@@ -2,20 +2,11 @@
 
 mod common;
 
-use common::{Options, Server, python};
+use common::{Options, Server, assert_reply, smtplib};
 use serde_json::Value;
 
 const USER: &str = "alice@example.test";
 const PASSWORD: &str = "correct horse battery";
-
-fn smtplib(server: &Server, args: &[&str]) -> Value {
-    let cafile = server.certificate();
-    let mut full = vec!["send", "--cafile", cafile.to_str().unwrap()];
-    full.extend_from_slice(args);
-    let (ok, stdout, stderr) = python(&full);
-    assert!(ok, "smtp_client.py failed: {stderr}");
-    serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("not JSON: {stdout} / {stderr}"))
-}
 
 /// STARTTLS, AUTH PLAIN as USER with `password`, then a message from `from`.
 fn starttls_submission(server: &Server, password: &str, from: &str) -> Value {
@@ -34,15 +25,6 @@ fn starttls_submission(server: &Server, password: &str, from: &str) -> Value {
         server,
         &[&args[..], &["--from", from, "--to", "bob@example.net"]].concat(),
     )
-}
-
-fn assert_reply(value: &Value, code: u64, status_and_text: &str) {
-    assert_eq!(value[0], code, "{value}");
-    let text = value[1].as_str().unwrap();
-    assert!(
-        text.starts_with(status_and_text),
-        "expected {code} {status_and_text}..., got {value}"
-    );
 }
 
 #[test]

@@ -37,11 +37,18 @@ def send(args):
             # PLAIN sends its initial response with AUTH; LOGIN waits for each 334 prompt.
             code, text = client.auth(args.auth, authobject, initial_response_ok=(args.auth == "PLAIN"))
             result["auth"] = [code, text.decode()]
-        body = f"From: {args.sender}\r\nTo: {args.to}\r\nSubject: {args.subject}\r\n\r\nHello from smtplib.\r\n.leading dot\r\n"
+        author = args.header_from or args.sender
+        to = ", ".join(args.to)
+        body = f"From: {author}\r\nTo: {to}\r\nSubject: {args.subject}\r\n\r\nHello from smtplib.\r\n.leading dot\r\n"
         code, text = client.mail(args.sender)
         result["mail"] = [code, text.decode()]
-        code, text = client.rcpt(args.to)
-        result["rcpt"] = [code, text.decode()]
+        if code != 250:
+            raise smtplib.SMTPResponseException(code, text)
+        result["rcpts"] = []
+        for recipient in args.to:
+            code, text = client.rcpt(recipient)
+            result["rcpts"].append([code, text.decode()])
+        result["rcpt"] = result["rcpts"][0]
         code, text = client.data(body.encode())
         result["data"] = [code, text.decode()]
         client.quit()
@@ -97,7 +104,8 @@ def main():
             p.add_argument("--password")
             p.add_argument("--auth", choices=["PLAIN", "LOGIN"], default="PLAIN")
             p.add_argument("--from", dest="sender", required=True)
-            p.add_argument("--to", required=True)
+            p.add_argument("--to", required=True, action="append", help="repeat for more recipients")
+            p.add_argument("--header-from", help="the From: header (default: the --from address)")
             p.add_argument("--subject", default="test")
     args = parser.parse_args()
     {"send": send, "injection": injection}[args.command](args)

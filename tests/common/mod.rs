@@ -163,8 +163,14 @@ mode = "submissions"
         self.dir.0.join("data")
     }
 
+    /// Runs a command of the binary with the server's configuration, as an administrator would.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        cli_in(&self.data_dir(), args, stdin)
+        let config = self.config_path.to_str().unwrap();
+        cli_in(
+            &self.data_dir(),
+            &[args, &["--config", config]].concat(),
+            stdin,
+        )
     }
 
     pub fn add_account(&self, email: &str, password: &str) {
@@ -308,6 +314,27 @@ impl Raw {
 /// Runs the Python client script with arguments; returns (exit status success, stdout, stderr).
 pub fn python(args: &[&str]) -> (bool, String, String) {
     python_script("smtp_client.py", args)
+}
+
+/// Sends with `smtp_client.py send` (TLS checked against the server's certificate) and
+/// returns its JSON report: the reply to each step as `[code, text]`.
+pub fn smtplib(server: &Server, args: &[&str]) -> serde_json::Value {
+    let cafile = server.certificate();
+    let mut full = vec!["send", "--cafile", cafile.to_str().unwrap()];
+    full.extend_from_slice(args);
+    let (ok, stdout, stderr) = python(&full);
+    assert!(ok, "smtp_client.py failed: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("not JSON: {stdout} / {stderr}"))
+}
+
+/// Asserts a `[code, text]` reply from [`smtplib`]: the code, and the start of the text.
+pub fn assert_reply(value: &serde_json::Value, code: u64, status_and_text: &str) {
+    assert_eq!(value[0], code, "{value}");
+    let text = value[1].as_str().unwrap();
+    assert!(
+        text.starts_with(status_and_text),
+        "expected {code} {status_and_text}..., got {value}"
+    );
 }
 
 /// The command that runs `tests/clients/SCRIPT` (to spawn it in the background).
