@@ -262,7 +262,7 @@ pub fn run_domains(command: DomainsCommand, config: &Config) -> Result<(), Failu
         DomainsCommand::Add { domain, host } => {
             let domain = domain_name(&domain)?;
             let new = store
-                .add_domain(&domain, host.as_deref())
+                .add_domain(&domain, host.as_deref(), None)
                 .map_err(store_failure)?;
             let verb = if new { "Added" } else { "Updated" };
             match host {
