@@ -13,7 +13,7 @@ use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
 use crate::config::{Config, ListenerMode};
 use crate::listener::{Listener, Phase, Shared};
-use crate::policy::{ConnectionLimiter, StoreSenderPolicy};
+use crate::policy::{ConnectionLimiter, HostPolicy, StoreHostPolicy, StoreSenderPolicy};
 use crate::smtp::Limits;
 use crate::spool::SegmentLog;
 use crate::tls::{self, DomainCertificates};
@@ -109,6 +109,10 @@ async fn serve(config: Config) -> Result<(), StartError> {
         spool: spool.clone(),
         authenticator: Arc::clone(&authenticator),
         logins: Arc::clone(&logins),
+        host_policy: config
+            .policy
+            .require_host_match
+            .then(|| Arc::new(StoreHostPolicy(Arc::clone(&store))) as Arc<dyn HostPolicy>),
         sender_policy: Arc::new(StoreSenderPolicy(store)),
         limiter: Arc::clone(&limiter),
         timeouts: config.timeouts.clone(),

@@ -185,6 +185,10 @@ fn portcullis_replies_get_their_specific_meaning() {
             "554 5.6.0 Message refused: it contains a bare CR",
             "Message refused for its content",
         ),
+        (
+            "554 5.7.1 Account <",
+            "Right password, wrong server: connect to the host that serves your domain",
+        ),
     ];
     for (prefix, title) in cases {
         let line = portcullis_reply(prefix);
