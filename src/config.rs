@@ -1119,6 +1119,8 @@ trusted_networks = []
 starttls = true
 
 # Certificate chain and private key, both PEM. Without [tls] a self-signed certificate is generated.
+# It is the default: a domain may have its own, served to clients that ask for the domain or its
+# host by SNI (`portcullis domains add DOMAIN --cert FILE --key FILE`).
 #[tls]
 #certificate = "/etc/portcullis/fullchain.pem"
 #key = "/etc/portcullis/key.pem"

@@ -13,10 +13,10 @@ use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
 use crate::config::{Config, ListenerMode};
 use crate::listener::{Listener, Phase, Shared};
-use crate::policy::{ConnectionLimiter, QuotaBook, StoreSenderPolicy};
+use crate::policy::{ConnectionLimiter, HostPolicy, QuotaBook, StoreHostPolicy, StoreSenderPolicy};
 use crate::smtp::Limits;
 use crate::spool::SegmentLog;
-use crate::tls;
+use crate::tls::{self, DomainCertificates};
 
 /// A start-up failure, with the exit status it deserves (sysexits).
 pub struct StartError {
@@ -78,9 +78,13 @@ async fn serve(config: Config) -> Result<(), StartError> {
         .tls
         .as_ref()
         .map(|t| (t.certificate.as_path(), t.key.as_path()));
-    let (tls_config, origin) = tls::server_config(tls_files, data_dir, &config.hostname)
+    let server_tls = tls::server_config(tls_files, data_dir, &config.hostname)
         .map_err(|e| fail(EX_CONFIG, e))?;
-    let acceptor = TlsAcceptor::from(tls_config);
+    let mut certificates = DomainCertificates::new(server_tls.resolver);
+    refresh_certificates(&store, &mut certificates);
+    keep_certificates_fresh(Arc::clone(&store), certificates)?;
+    let acceptor = TlsAcceptor::from(server_tls.config);
+    let origin = server_tls.origin;
 
     let limits = session_limits(&config);
     let mut listeners = Vec::new();
@@ -112,6 +116,10 @@ async fn serve(config: Config) -> Result<(), StartError> {
         spool: spool.clone(),
         authenticator: Arc::clone(&authenticator),
         logins: Arc::clone(&logins),
+        host_policy: config
+            .policy
+            .require_host_match
+            .then(|| Arc::new(StoreHostPolicy(Arc::clone(&store))) as Arc<dyn HostPolicy>),
         sender_policy: Arc::new(StoreSenderPolicy(store)),
         quotas: Arc::clone(&quotas),
         limiter: Arc::clone(&limiter),
@@ -141,6 +149,38 @@ async fn serve(config: Config) -> Result<(), StartError> {
     quotas.close();
     tracing::info!(password_checks = authenticator.verifications(), "stopped");
     Ok(())
+}
+
+/// Refreshes the per-domain certificates from a thread of its own: it reads the store and the
+/// certificate files, which must not hold up the runtime's threads.
+fn keep_certificates_fresh(
+    store: Arc<SqliteStore>,
+    mut certificates: DomainCertificates,
+) -> Result<(), StartError> {
+    std::thread::Builder::new()
+        .name("certificates".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(tls::REFRESH_INTERVAL);
+                refresh_certificates(&store, &mut certificates);
+            }
+        })
+        .map(drop)
+        .map_err(|e| {
+            fail(
+                EX_OSERR,
+                format!("cannot start the certificate refresh: {e}"),
+            )
+        })
+}
+
+fn refresh_certificates(store: &SqliteStore, certificates: &mut DomainCertificates) {
+    match store.domains() {
+        Ok(domains) => certificates.refresh(&domains),
+        Err(error) => {
+            tracing::error!(%error, "cannot read the domains; their certificates stay as they were")
+        }
+    }
 }
 
 /// Makes every allocation of 1 MiB or more a separate mapping that goes back to the system when

@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{BINARY, Options, Server, TempDir, cli_in};
+use std::path::Path;
+
+use common::{BINARY, Options, Server, TempDir, cli_in, write_certificate};
 
 fn status(output: &std::process::Output) -> i32 {
     output.status.code().expect("exited normally")
@@ -326,6 +328,99 @@ fn aliases_grants_and_can_send_explain_every_rule() {
     assert!(
         stdout(&cli_in(&data, &["domains", "list"], None))
             .contains("other.test\thost box.other.test")
+    );
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn domains_add_checks_a_certificate_before_storing_its_paths() {
+    let dir = TempDir::new("domain-certificates");
+    let data = dir.0.join("data");
+    let (chain, key) = write_certificate(&dir.0, "a", &["a.test", "box.a.test"]);
+    let (_, other_key) = write_certificate(&dir.0, "other", &["other.test"]);
+    let add = |args: &[&str]| cli_in(&data, &[&["domains", "add"], args].concat(), None);
+
+    let mismatched = add(&["a.test", "--cert", text(&chain), "--key", text(&other_key)]);
+    assert_eq!(status(&mismatched), 65, "{}", stderr(&mismatched));
+    assert_eq!(
+        stderr(&mismatched),
+        format!(
+            "portcullis: {}: the private key does not match the certificate in {} (its first certificate must be the server's own)\n",
+            text(&other_key),
+            text(&chain)
+        )
+    );
+    let missing = dir.0.join("missing.pem");
+    let absent = add(&["a.test", "--cert", text(&missing), "--key", text(&key)]);
+    assert_eq!(status(&absent), 66, "{}", stderr(&absent));
+    assert!(
+        stderr(&absent).starts_with(&format!("portcullis: {}: ", text(&missing))),
+        "{}",
+        stderr(&absent)
+    );
+    assert_eq!(status(&add(&["a.test", "--cert", text(&chain)])), 64);
+    assert_eq!(stdout(&cli_in(&data, &["domains", "list"], None)), "");
+
+    // Stored as given when absolute, symbolic links kept: a renewal that repoints the link
+    // (certbot's live/ directory) is followed.
+    let link = dir.0.join("live.pem");
+    std::os::unix::fs::symlink(&chain, &link).unwrap();
+    let added = add(&[
+        "a.test",
+        "--host",
+        "box.a.test",
+        "--cert",
+        text(&link),
+        "--key",
+        text(&key),
+    ]);
+    assert_eq!(status(&added), 0, "{}", stderr(&added));
+    assert_eq!(stderr(&added), "");
+    assert!(
+        stdout(&added).starts_with(&format!(
+            "Added domain a.test: served by box.a.test, certificate {} (key {}).\n",
+            text(&link),
+            text(&key)
+        )),
+        "{}",
+        stdout(&added)
+    );
+    assert!(
+        stdout(&cli_in(&data, &["domains", "list"], None)).starts_with(&format!(
+            "a.test\thost box.a.test\tcertificate {}\tcreated ",
+            text(&link)
+        ))
+    );
+
+    // Names the certificate does not cover (the domain, the host it already has): warnings.
+    assert_eq!(status(&add(&["b.test", "--host", "box.b.test"])), 0);
+    let uncovered = add(&["b.test", "--cert", text(&chain), "--key", text(&key)]);
+    assert_eq!(status(&uncovered), 0, "{}", stderr(&uncovered));
+    let warning = |name: &str| {
+        format!(
+            "warning: {} is not valid for {name}: clients that connect to {name} will refuse it\n",
+            text(&chain)
+        )
+    };
+    assert_eq!(
+        stderr(&uncovered),
+        warning("b.test") + &warning("box.b.test")
+    );
+    assert!(
+        stdout(&uncovered).starts_with(&format!(
+            "Updated domain b.test: certificate {} (key {}).\n",
+            text(&chain),
+            text(&key)
+        )),
+        "{}",
+        stdout(&uncovered)
+    );
+    assert_eq!(
+        stdout(&add(&["b.test"])),
+        "Domain b.test exists already; nothing to change.\n"
     );
 }
 

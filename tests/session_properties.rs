@@ -504,9 +504,17 @@ impl<'a> Checker<'a> {
                 prop_assert!(self.auth_user.is_none(), "AUTH twice");
                 let byte = self.outcome();
                 let (outcome, code) = match byte % 8 {
-                    0..=3 => {
+                    0..=2 => {
                         self.pending_user = Some(ACCOUNT.to_string());
                         (AuthOutcome::Accepted(ACCOUNT.to_string()), 235)
+                    }
+                    3 => {
+                        let outcome = AuthOutcome::ServedElsewhere {
+                            user: ACCOUNT.to_string(),
+                            asked: "box.a.test".to_string(),
+                            serving: "box.b.test".to_string(),
+                        };
+                        (outcome, 554)
                     }
                     4 => (AuthOutcome::Rejected, 535),
                     5 => (AuthOutcome::Unavailable, 454),

@@ -284,7 +284,15 @@ impl<'a> Checker<'a> {
                         self.pending_user = Some(user.clone());
                         (AuthOutcome::Accepted(user), 235)
                     }
-                    3 | 4 => (AuthOutcome::Rejected, 535),
+                    3 => {
+                        let outcome = AuthOutcome::ServedElsewhere {
+                            user: ACCOUNTS[usize::from(byte >> 7)].to_string(),
+                            asked: "box.a.test".to_string(),
+                            serving: "box.b.test".to_string(),
+                        };
+                        (outcome, 554)
+                    }
+                    4 => (AuthOutcome::Rejected, 535),
                     5 => (AuthOutcome::Unavailable, 454),
                     6 => {
                         let until = UNIX_EPOCH + Duration::from_secs(u64::from(byte) * 1000);

@@ -48,7 +48,17 @@ pub struct FailedLogin {
 pub struct Domain {
     pub name: String,
     pub host: Option<String>,
+    /// Served to clients that ask for the domain or its host by SNI.
+    pub certificate: Option<CertificateFiles>,
     pub created: u64,
+}
+
+/// A certificate chain and its private key, as PEM files. The paths are kept rather than the
+/// contents so that a renewed certificate (certbot replaces the files) is picked up.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CertificateFiles {
+    pub chain: std::path::PathBuf,
+    pub key: std::path::PathBuf,
 }
 
 /// Why a sender address is allowed for an account, or that it is not.
@@ -90,4 +100,10 @@ pub fn app_password_id(password: &str) -> Option<&str> {
 /// The domain part of an address, lower-cased.
 pub fn domain_of(address: &str) -> Option<&str> {
     address.rsplit_once('@').map(|(_, domain)| domain)
+}
+
+/// A host or domain name in the form names are compared in: host names compare
+/// case-insensitively, and `name.` is the same name as `name`.
+pub fn canonical_host(name: &str) -> String {
+    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
 }

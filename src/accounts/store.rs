@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Account, AppPassword, Domain, FailedLogin, SenderRule, app_password_id, domain_of};
+use super::{
+    Account, AppPassword, CertificateFiles, Domain, FailedLogin, SenderRule, app_password_id,
+    domain_of,
+};
 use crate::auth::guard::{LoginEvent, LoginJournal, LoginRecord};
 use crate::auth::{AccountStore, AppPasswordHash, StoreError, StoredLogin};
 use crate::policy::quotas::{QuotaOverrides, QuotaStore, Usage, Window};
@@ -498,20 +501,31 @@ impl SqliteStore {
 
     // ---- domains ------------------------------------------------------------------------------
 
-    /// Adds a domain, or sets its host when it exists; returns true if it was new.
-    pub fn add_domain(&self, name: &str, host: Option<&str>) -> Result<bool, StoreError> {
+    /// Adds a domain, or sets the fields given when it exists; returns true if it was new.
+    pub fn add_domain(
+        &self,
+        name: &str,
+        host: Option<&str>,
+        certificate: Option<&CertificateFiles>,
+    ) -> Result<bool, StoreError> {
+        let (chain, key) = match certificate {
+            Some(files) => (Some(path_text(&files.chain)?), Some(path_text(&files.key)?)),
+            None => (None, None),
+        };
         self.transaction(|tx| {
             let new = tx
                 .execute(
-                    "INSERT OR IGNORE INTO domains (name, host, created) VALUES (?1, ?2, ?3)",
-                    params![name, host, now()],
+                    "INSERT OR IGNORE INTO domains (name, host, cert_path, key_path, created) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![name, host, chain, key, now()],
                 )
                 .map_err(sql)?
                 == 1;
-            if !new && host.is_some() {
+            if !new {
                 tx.execute(
-                    "UPDATE domains SET host = ?2 WHERE name = ?1",
-                    params![name, host],
+                    "UPDATE domains SET host = COALESCE(?2, host), cert_path = COALESCE(?3, cert_path), \
+                     key_path = COALESCE(?4, key_path) WHERE name = ?1",
+                    params![name, host, chain, key],
                 )
                 .map_err(sql)?;
             }
@@ -522,15 +536,9 @@ impl SqliteStore {
     pub fn domain(&self, name: &str) -> Result<Option<Domain>, StoreError> {
         self.with(|c| {
             c.query_row(
-                "SELECT name, host, created FROM domains WHERE name = ?1",
+                &format!("SELECT {DOMAIN_COLUMNS} FROM domains WHERE name = ?1"),
                 [name],
-                |row| {
-                    Ok(Domain {
-                        name: row.get(0)?,
-                        host: row.get(1)?,
-                        created: row.get(2)?,
-                    })
-                },
+                domain_row,
             )
             .optional()
         })
@@ -538,17 +546,27 @@ impl SqliteStore {
 
     pub fn domains(&self) -> Result<Vec<Domain>, StoreError> {
         self.with(|c| {
-            let mut statement =
-                c.prepare("SELECT name, host, created FROM domains ORDER BY name")?;
-            let rows = statement.query_map([], |row| {
-                Ok(Domain {
-                    name: row.get(0)?,
-                    host: row.get(1)?,
-                    created: row.get(2)?,
-                })
-            })?;
+            let mut statement = c.prepare(&format!(
+                "SELECT {DOMAIN_COLUMNS} FROM domains ORDER BY name"
+            ))?;
+            let rows = statement.query_map([], domain_row)?;
             rows.collect()
         })
+    }
+
+    /// The host configured for the domain of an account: `None` when the domain has none, or
+    /// when there is no such account.
+    pub fn serving_host(&self, address: &str) -> Result<Option<String>, StoreError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT d.host FROM accounts a JOIN domains d ON d.name = a.domain \
+                 WHERE a.address = ?1",
+                [address],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .map(Option::flatten)
     }
 
     // ---- aliases, grants and the sender rule ----------------------------------------------------
@@ -941,6 +959,29 @@ fn strings(c: &Connection, query: &str, key: &str) -> rusqlite::Result<Vec<Strin
     rows.collect()
 }
 
+const DOMAIN_COLUMNS: &str = "name, host, cert_path, key_path, created";
+
+fn domain_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Domain> {
+    let chain: Option<String> = row.get(2)?;
+    let key: Option<String> = row.get(3)?;
+    Ok(Domain {
+        name: row.get(0)?,
+        host: row.get(1)?,
+        certificate: chain.zip(key).map(|(chain, key)| CertificateFiles {
+            chain: chain.into(),
+            key: key.into(),
+        }),
+        created: row.get(4)?,
+    })
+}
+
+/// Paths are stored as text; one that is not UTF-8 could not be read back as the same path.
+fn path_text(path: &Path) -> Result<String, StoreError> {
+    path.to_str().map(str::to_string).ok_or_else(|| {
+        StoreError::Invalid(format!("{}: the path is not valid UTF-8", path.display()))
+    })
+}
+
 /// Brings the store up to the newest schema, one version at a time, each step in its own
 /// transaction (so the server and the command line starting at once cannot both apply it).
 fn migrate(connection: &mut Connection) -> rusqlite::Result<()> {
@@ -1275,7 +1316,7 @@ mod tests {
     #[test]
     fn upsert_creates_and_replaces_in_one_transaction() {
         let (store, dir) = store("upsert");
-        store.add_domain("example.test", None).unwrap();
+        store.add_domain("example.test", None, None).unwrap();
         store
             .add_account("old@example.test", "$argon2id$old")
             .unwrap();
@@ -1382,9 +1423,59 @@ mod tests {
     }
 
     #[test]
+    fn domain_fields_are_updated_only_when_given() {
+        let (store, dir) = store("domain-update");
+        let files = CertificateFiles {
+            chain: "/etc/certs/a.test/fullchain.pem".into(),
+            key: "/etc/certs/a.test/key.pem".into(),
+        };
+        assert!(store.add_domain("a.test", None, Some(&files)).unwrap());
+        assert!(
+            !store
+                .add_domain("a.test", Some("box.a.test"), None)
+                .unwrap()
+        );
+        let domain = store.domain("a.test").unwrap().unwrap();
+        assert_eq!(
+            (domain.host.as_deref(), domain.certificate.as_ref()),
+            (Some("box.a.test"), Some(&files))
+        );
+        let renewed = CertificateFiles {
+            chain: "/etc/certs/a.test/new.pem".into(),
+            key: "/etc/certs/a.test/new-key.pem".into(),
+        };
+        assert!(!store.add_domain("a.test", None, Some(&renewed)).unwrap());
+        let domain = store.domain("a.test").unwrap().unwrap();
+        assert_eq!(
+            (domain.host.as_deref(), domain.certificate),
+            (Some("box.a.test"), Some(renewed))
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_serving_host_is_the_host_of_the_accounts_domain() {
+        let (store, dir) = store("serving-host");
+        store
+            .add_domain("a.test", Some("box.a.test"), None)
+            .unwrap();
+        store.add_account("x@a.test", "$argon2id$x").unwrap();
+        store.add_account("y@b.test", "$argon2id$y").unwrap();
+        assert_eq!(
+            store.serving_host("x@a.test").unwrap().as_deref(),
+            Some("box.a.test")
+        );
+        assert_eq!(store.serving_host("y@b.test").unwrap(), None);
+        assert_eq!(store.serving_host("nobody@a.test").unwrap(), None);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
     fn domains_and_enabled_accounts_with_hosts() {
         let (store, dir) = store("export");
-        store.add_domain("a.test", Some("box.a.test")).unwrap();
+        store
+            .add_domain("a.test", Some("box.a.test"), None)
+            .unwrap();
         store.add_account("y@a.test", "$argon2id$y").unwrap();
         store.add_account("x@a.test", "$argon2id$x").unwrap();
         store.add_account("z@b.test", "$argon2id$z").unwrap();

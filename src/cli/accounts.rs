@@ -1,18 +1,20 @@
 //! `portcullis accounts ...` and `portcullis domains ...`.
 
 use std::io::{BufRead, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
 use super::provisioning;
 use super::quota::{self, Limit};
-use super::{EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, Failure};
-use crate::accounts::{APP_PASSWORD_PREFIX, Account, SqliteStore};
+use super::{
+    EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, Failure,
+};
+use crate::accounts::{APP_PASSWORD_PREFIX, Account, CertificateFiles, SqliteStore};
 use crate::auth::{StoreError, canonical_username, password};
 use crate::config::Config;
 use crate::smtp::address;
-use crate::timefmt;
+use crate::{timefmt, tls};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -132,12 +134,19 @@ pub enum AliasCommand {
 
 #[derive(Subcommand)]
 pub enum DomainsCommand {
-    /// Add a domain (accounts under a new domain create it too)
+    /// Add a domain (accounts under a new domain create it too), or change the settings given
     Add {
         domain: String,
         /// The submission host name that serves this domain (e.g. box.example.com)
         #[arg(long)]
         host: Option<String>,
+        /// PEM certificate chain (the server's certificate first) for clients that ask for the
+        /// domain or its host by SNI; the file is read again when it changes
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// PEM private key of --cert
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
     },
     /// List the domains
     List,
@@ -283,29 +292,112 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
 pub fn run_domains(command: DomainsCommand, config: &Config) -> Result<(), Failure> {
     let store = open(config)?;
     match command {
-        DomainsCommand::Add { domain, host } => {
-            let domain = domain_name(&domain)?;
-            let new = store
-                .add_domain(&domain, host.as_deref())
-                .map_err(store_failure)?;
-            let verb = if new { "Added" } else { "Updated" };
-            match host {
-                Some(host) => println!("{verb} domain {domain}, served by {host}."),
-                None => println!("{verb} domain {domain}."),
-            }
-            Ok(())
-        }
+        DomainsCommand::Add {
+            domain,
+            host,
+            cert,
+            key,
+        } => add_domain(&store, &domain, host.as_deref(), cert.zip(key)),
         DomainsCommand::List => {
             for domain in store.domains().map_err(store_failure)? {
                 let host = domain
                     .host
                     .map(|h| format!("\thost {h}"))
                     .unwrap_or_default();
-                println!("{}{host}\tcreated {}", domain.name, time(domain.created));
+                let certificate = domain
+                    .certificate
+                    .map(|c| format!("\tcertificate {}", c.chain.display()))
+                    .unwrap_or_default();
+                println!(
+                    "{}{host}{certificate}\tcreated {}",
+                    domain.name,
+                    time(domain.created)
+                );
             }
             Ok(())
         }
     }
+}
+
+/// Creates the domain or changes the settings given. A certificate is checked before it is
+/// stored: refused if it cannot be used, a warning if it does not cover the domain or its host.
+fn add_domain(
+    store: &SqliteStore,
+    domain: &str,
+    host: Option<&str>,
+    certificate: Option<(PathBuf, PathBuf)>,
+) -> Result<(), Failure> {
+    let domain = domain_name(domain)?;
+    let existing = store.domain(&domain).map_err(store_failure)?;
+    let certificate = match certificate {
+        Some((chain, key)) => {
+            let files = certificate_files(&chain, &key)?;
+            let known_host = existing.as_ref().and_then(|d| d.host.as_deref());
+            check_certificate(&files, &domain, host.or(known_host))?;
+            Some(files)
+        }
+        None => None,
+    };
+    let new = store
+        .add_domain(&domain, host, certificate.as_ref())
+        .map_err(store_failure)?;
+    let mut changes = Vec::new();
+    if let Some(host) = host {
+        changes.push(format!("served by {host}"));
+    }
+    if let Some(files) = &certificate {
+        changes.push(format!(
+            "certificate {} (key {})",
+            files.chain.display(),
+            files.key.display()
+        ));
+    }
+    match (new, changes.is_empty()) {
+        (true, true) => println!("Added domain {domain}."),
+        (true, false) => println!("Added domain {domain}: {}.", changes.join(", ")),
+        (false, true) => println!("Domain {domain} exists already; nothing to change."),
+        (false, false) => println!("Updated domain {domain}: {}.", changes.join(", ")),
+    }
+    if certificate.is_some() {
+        println!(
+            "A running server serves the certificate within {} seconds, and reads the files again when they change.",
+            tls::REFRESH_INTERVAL.as_secs()
+        );
+    }
+    Ok(())
+}
+
+/// The files as they will be stored: absolute, but with symbolic links kept (not
+/// canonicalized), so that a renewal that points a link at new files (as certbot's `live/`
+/// directory does) is picked up.
+fn certificate_files(chain: &Path, key: &Path) -> Result<CertificateFiles, Failure> {
+    let absolute = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|_| std::path::absolute(path))
+            .map_err(|e| Failure::new(EX_NOINPUT, format!("{}: {e}", path.display())))
+    };
+    Ok(CertificateFiles {
+        chain: absolute(chain)?,
+        key: absolute(key)?,
+    })
+}
+
+/// Refuses a pair the server could not use; warns about names the certificate does not cover.
+fn check_certificate(
+    files: &CertificateFiles,
+    domain: &str,
+    host: Option<&str>,
+) -> Result<(), Failure> {
+    let certified = tls::load_certified_key(&files.chain, &files.key)
+        .map_err(|reason| Failure::new(EX_DATAERR, reason))?;
+    let names: Vec<&str> = std::iter::once(domain).chain(host).collect();
+    for name in tls::names_not_covered(&certified, &names) {
+        eprintln!(
+            "warning: {} is not valid for {name}: clients that connect to {name} will refuse it",
+            files.chain.display()
+        );
+    }
+    Ok(())
 }
 
 fn add(store: &SqliteStore, email: &str, password_stdin: bool) -> Result<(), Failure> {

@@ -201,6 +201,10 @@ fn portcullis_replies_get_their_specific_meaning() {
             "451 4.7.1 Account <me@example.com> reached its quota of 1000 recipients",
             "Sending quota reached for this account",
         ),
+        (
+            "554 5.7.1 Account <",
+            "Right password, wrong server: connect to the host that serves your domain",
+        ),
     ];
     for (prefix, title) in cases {
         let line = portcullis_reply(prefix);

@@ -12,8 +12,11 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::{ListenerContext, Phase, Shared, phase_reaches};
+use crate::accounts::canonical_host;
 use crate::auth::FailureReason;
 use crate::config::ListenerMode;
+use crate::policy::HostDecision;
+use crate::policy::hosts;
 use crate::policy::logins::Refusal;
 use crate::smtp::sasl::Credentials;
 use crate::smtp::{
@@ -38,41 +41,57 @@ pub(super) async fn serve(
 ) {
     let trusted = context.is_trusted(client_ip);
     let session_config = Arc::clone(&context.session);
+    let listener_host = canonical_host(&session_config.hostname);
     match (context.mode, &context.tls) {
         (ListenerMode::Submissions, Some(acceptor)) => {
-            let Some((stream, info)) = handshake(acceptor, stream, &shared).await else {
+            let Some((stream, tls)) = handshake(acceptor, stream, &shared).await else {
                 return;
             };
-            let mut session = Session::new(session_config, client_ip, trusted, Some(info));
-            drive(stream, &mut session, &shared).await;
+            let asked_host = hosts::asked_host(tls.server_name.as_deref(), &listener_host);
+            let mut session = Session::new(session_config, client_ip, trusted, Some(tls.info));
+            drive(stream, &mut session, &shared, &asked_host).await;
         }
         (ListenerMode::Submissions, None) => {}
         (ListenerMode::Submission, acceptor) => {
             let mut session = Session::new(session_config, client_ip, trusted, None);
-            let Ended::StartTls(stream) = drive(stream, &mut session, &shared).await else {
+            let Ended::StartTls(stream) =
+                drive(stream, &mut session, &shared, &listener_host).await
+            else {
                 return;
             };
             let Some(acceptor) = acceptor else {
                 return;
             };
-            let Some((stream, info)) = handshake(acceptor, stream, &shared).await else {
+            let Some((stream, tls)) = handshake(acceptor, stream, &shared).await else {
                 return;
             };
-            session.tls_established(info);
-            drive(stream, &mut session, &shared).await;
+            let asked_host = hosts::asked_host(tls.server_name.as_deref(), &listener_host);
+            session.tls_established(tls.info);
+            drive(stream, &mut session, &shared, &asked_host).await;
         }
     }
+}
+
+/// What the TLS handshake established.
+struct Handshake {
+    info: TlsInfo,
+    /// The host name the client asked for (SNI), if it sent one.
+    server_name: Option<String>,
 }
 
 async fn handshake(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
     shared: &Shared,
-) -> Option<(TlsStream<TcpStream>, TlsInfo)> {
+) -> Option<(TlsStream<TcpStream>, Handshake)> {
     match tokio::time::timeout(shared.timeouts.tls_handshake, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
-            let info = tls::session_info(stream.get_ref().1);
-            Some((stream, info))
+            let connection = stream.get_ref().1;
+            let handshake = Handshake {
+                info: tls::session_info(connection),
+                server_name: connection.server_name().map(str::to_string),
+            };
+            Some((stream, handshake))
         }
         Ok(Err(error)) => {
             tracing::debug!(%error, "TLS handshake failed");
@@ -85,10 +104,13 @@ async fn handshake(
     }
 }
 
+/// Runs the session over `stream` until it closes or starts TLS. `asked_host` is the host name
+/// the client connected to, for the host policy.
 async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     session: &mut Session,
     shared: &Shared,
+    asked_host: &str,
 ) -> Ended<S> {
     let mut output = Vec::with_capacity(512);
     let mut input = vec![0u8; READ_CHUNK];
@@ -108,7 +130,8 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     };
                 }
                 Action::Authenticate(credentials) => {
-                    let outcome = authenticate(shared, session.client_ip(), credentials).await;
+                    let client_ip = session.client_ip();
+                    let outcome = authenticate(shared, client_ip, asked_host, credentials).await;
                     session.auth_finished(outcome);
                 }
                 Action::AuthDenied { username, reason } => {
@@ -171,11 +194,16 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     }
 }
 
-/// Checks credentials under the brute-force guard and logs the outcome with the client address.
-/// A locked (user name, network) or a refused network is answered without a password check, the
-/// same way whether the account exists or not; a failure is answered after the guard's delay.
-/// The reason for a failure is for the log only.
-async fn authenticate(shared: &Shared, client_ip: IpAddr, credentials: Credentials) -> AuthOutcome {
+/// Checks credentials under the brute-force guard, then the host policy, and logs the outcome
+/// with the client address. A locked (user name, network) or a refused network is answered
+/// without a password check, the same way whether the account exists or not; a failure is
+/// answered after the guard's delay. The reason for a failure is for the log only.
+async fn authenticate(
+    shared: &Shared,
+    client_ip: IpAddr,
+    asked_host: &str,
+    credentials: Credentials,
+) -> AuthOutcome {
     let username = credentials.username.clone();
     let mut attempt = match shared.logins.admit(&username, client_ip) {
         Ok(attempt) => attempt,
@@ -190,9 +218,16 @@ async fn authenticate(shared: &Shared, client_ip: IpAddr, credentials: Credentia
     };
     let password = credentials.password.clone();
     let (outcome, reason) = shared.authenticator.verify_explained(credentials).await;
+    let outcome = match outcome {
+        AuthOutcome::Accepted(user) => {
+            // The password was right: a success for the guard, whatever the host policy says.
+            attempt.succeeded();
+            served_here(shared, user, asked_host)
+        }
+        other => other,
+    };
     match &outcome {
         AuthOutcome::Accepted(user) => {
-            attempt.succeeded();
             tracing::info!(client = %client_ip, %user, "authenticated");
         }
         AuthOutcome::Rejected => {
@@ -206,10 +241,36 @@ async fn authenticate(shared: &Shared, client_ip: IpAddr, credentials: Credentia
         AuthOutcome::Unavailable => {
             tracing::error!(client = %client_ip, user = ?username, "authentication unavailable")
         }
+        AuthOutcome::ServedElsewhere {
+            user,
+            asked,
+            serving,
+        } => {
+            // One fixed line, like failed logins: `login refused: wrong host client=IP
+            // user="NAME" asked=HOST serving=HOST`.
+            tracing::warn!(client = %client_ip, user = ?user, %asked, %serving, "login refused: wrong host");
+        }
         AuthOutcome::Locked(_) | AuthOutcome::NetworkRefused => {}
     }
     drop(attempt);
     outcome
+}
+
+/// The outcome for `user`, whose password was right, at `asked_host`: accepted unless the host
+/// policy (when configured) names another host for the account's domain.
+fn served_here(shared: &Shared, user: String, asked_host: &str) -> AuthOutcome {
+    let Some(policy) = &shared.host_policy else {
+        return AuthOutcome::Accepted(user);
+    };
+    match policy.check(&user, asked_host) {
+        HostDecision::Allowed => AuthOutcome::Accepted(user),
+        HostDecision::ServedElsewhere(serving) => AuthOutcome::ServedElsewhere {
+            user,
+            asked: asked_host.to_string(),
+            serving,
+        },
+        HostDecision::Unavailable => AuthOutcome::Unavailable,
+    }
 }
 
 /// One fixed line per failed login, with the address first, for fail2ban-style tools:

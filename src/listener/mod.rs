@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
 use crate::config::{Cidr, ListenerConfig, ListenerMode, Timeouts};
-use crate::policy::{self, ConnectionLimiter, QuotaBook, Refusal, SenderPolicy};
+use crate::policy::{self, ConnectionLimiter, HostPolicy, QuotaBook, Refusal, SenderPolicy};
 use crate::smtp::{Limits, SessionConfig, reply};
 use crate::spool::Spool;
 
@@ -35,6 +35,8 @@ pub struct Shared {
     pub spool: Arc<dyn Spool>,
     pub authenticator: Arc<Authenticator>,
     pub logins: Arc<LoginProtection>,
+    /// Only with `[policy] require_host_match`.
+    pub host_policy: Option<Arc<dyn HostPolicy>>,
     pub sender_policy: Arc<dyn SenderPolicy>,
     pub quotas: Arc<QuotaBook>,
     pub limiter: Arc<ConnectionLimiter>,

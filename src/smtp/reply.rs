@@ -259,6 +259,19 @@ pub const LOGINS_REFUSED_FROM_NETWORK: Reply = Reply::fixed(
     Status(4, 7, 0),
     "Too many failed logins from your network; closing",
 );
+/// The password was right, but the account's domain is served by another host name than the
+/// one the client connected to (`[policy] require_host_match`). Not 535 5.7.8: the credentials
+/// are valid, and "credentials invalid" would send the user hunting for a wrong password.
+/// RFC 4954 has no AUTH reply for a refusal by policy; 554 is RFC 5321's generic permanent
+/// failure, and 5.7.1 is "not authorized" (RFC 3463).
+pub fn served_elsewhere(user: &str, serving: &str, asked: &str) -> Reply {
+    let (user, serving, asked) = (echo(user, 120), echo(serving, 100), echo(asked, 100));
+    Reply::owned(
+        554,
+        Some(Status(5, 7, 1)),
+        format!("Account <{user}> is served by {serving}, not {asked}: connect to {serving}"),
+    )
+}
 pub const AUTH_MECHANISM_UNKNOWN: Reply = Reply::fixed(
     504,
     Status(5, 5, 4),
@@ -586,6 +599,7 @@ pub fn catalogue() -> Vec<Reply> {
         AUTH_UNAVAILABLE,
         logins_locked("2030-01-01T12:15:00Z"),
         LOGINS_REFUSED_FROM_NETWORK,
+        served_elsewhere("u@b.test", "box.b.test", "box.a.test"),
         AUTH_MECHANISM_UNKNOWN,
         AUTH_BAD_BASE64,
         AUTH_CANCELLED,
@@ -675,6 +689,9 @@ mod tests {
         );
         let owned = sender_not_owned(&"a".repeat(254), &"b".repeat(254)).to_wire();
         assert!(owned.len() <= 512, "{}", owned.len());
+        let host = "h".repeat(253);
+        let elsewhere = served_elsewhere(&"u".repeat(254), &host, &host).to_wire();
+        assert!(elsewhere.len() <= 512, "{}", elsewhere.len());
     }
 
     #[test]

@@ -138,6 +138,13 @@ pub enum AuthOutcome {
     /// Too many failed logins from the client's network for many user names: refused, and the
     /// session is closed.
     NetworkRefused,
+    /// The password was right, but the account's domain is served by the host name `serving`,
+    /// not by `asked`, the one the client connected to. The session stays unauthenticated.
+    ServedElsewhere {
+        user: String,
+        asked: String,
+        serving: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -306,6 +313,11 @@ impl Session {
                 self.count_error();
             }
             AuthOutcome::NetworkRefused => self.close_with(reply::LOGINS_REFUSED_FROM_NETWORK),
+            AuthOutcome::ServedElsewhere {
+                user,
+                asked,
+                serving,
+            } => self.send(reply::served_elsewhere(&user, &serving, &asked)),
         }
     }
 

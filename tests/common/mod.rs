@@ -370,3 +370,23 @@ pub fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
     }
     false
 }
+
+/// A self-signed certificate for `names`, written as `DIR/STEM.pem` (the chain) and
+/// `DIR/STEM.key`; returns their paths. Its subject is the first name, so that clients can tell
+/// it from the others in one trust file (they find an issuer by its name).
+pub fn write_certificate(dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    let subject_alt_names: Vec<String> = names.iter().map(|name| name.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(subject_alt_names).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, names[0]);
+    let key_pair = rcgen::KeyPair::generate().unwrap();
+    let certificate = params.self_signed(&key_pair).unwrap();
+    let (chain, key) = (
+        dir.join(format!("{stem}.pem")),
+        dir.join(format!("{stem}.key")),
+    );
+    std::fs::write(&chain, certificate.pem()).unwrap();
+    std::fs::write(&key, key_pair.serialize_pem()).unwrap();
+    (chain, key)
+}

@@ -453,6 +453,41 @@ fn network_refused_login_is_421_4_7_0_and_closes() {
 }
 
 #[test]
+fn login_at_a_host_not_serving_the_domain_is_554_5_7_1_naming_the_right_host() {
+    let mut session = encrypted();
+    outcome(
+        &mut session,
+        &format!("AUTH PLAIN {}\r\n", plain("u@b.test", "pw")),
+    );
+    session.auth_finished(AuthOutcome::ServedElsewhere {
+        user: "u@b.test".into(),
+        asked: "box.a.test".into(),
+        serving: "box.b.test".into(),
+    });
+    let replies = replies_text(&mut session, "");
+    assert_eq!(
+        (replies[0].code(), replies[0].status()),
+        (554, Some(reply::Status(5, 7, 1)))
+    );
+    assert_eq!(
+        replies[0].text(),
+        "Account <u@b.test> is served by box.b.test, not box.a.test: connect to box.b.test"
+    );
+    // Still not logged in: mail needs AUTH, and AUTH may be tried again.
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<u@b.test>\r\n"),
+        ["530 5.7.0"]
+    );
+    assert_eq!(
+        outcome(
+            &mut session,
+            &format!("AUTH PLAIN {}\r\n", plain("u@b.test", "pw"))
+        ),
+        ["AUTHENTICATE u@b.test pw"]
+    );
+}
+
+#[test]
 fn auth_twice_or_inside_a_transaction_is_503_5_5_1() {
     let mut session = authenticated();
     assert_eq!(outcome(&mut session, "AUTH PLAIN\r\n"), ["503 5.5.1"]);

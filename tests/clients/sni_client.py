@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""Connects to 127.0.0.1 asking for a host name by SNI (or for none), reports the certificate
+the server chose and, with --user, the reply to AUTH PLAIN. Standard library only.
+
+Prints one JSON object: {"names": [DNS names of the certificate], "auth": [code, text]}, or
+{"tls_error": "..."} when the handshake fails.
+"""
+import argparse
+import base64
+import json
+import socket
+import ssl
+import sys
+
+
+def reply(reader):
+    """The last line of one (possibly multi-line) reply, as [code, text]."""
+    while True:
+        line = reader.readline().decode(errors="replace").rstrip("\r\n")
+        if len(line) < 4 or line[3] != "-":
+            return [int(line[:3]), line[4:]]
+
+
+def tls_context(cafile):
+    # The chain is verified against the test's certificates; the name is not, so that the
+    # test sees which certificate came back even when it is not the one asked for.
+    context = ssl.create_default_context(cafile=cafile)
+    context.check_hostname = False
+    return context
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--mode", choices=["ssl", "starttls"], required=True)
+    parser.add_argument("--cafile", required=True)
+    parser.add_argument("--server-name", help="the SNI name; none is sent without it")
+    parser.add_argument("--user")
+    parser.add_argument("--password")
+    args = parser.parse_args()
+
+    sock = socket.create_connection(("127.0.0.1", args.port), timeout=20)
+    if args.mode == "starttls":
+        reader = sock.makefile("rb")
+        reply(reader)
+        sock.sendall(b"EHLO client.example\r\n")
+        reply(reader)
+        sock.sendall(b"STARTTLS\r\n")
+        reply(reader)
+    try:
+        tls = tls_context(args.cafile).wrap_socket(sock, server_hostname=args.server_name)
+    except (ssl.SSLError, OSError) as error:
+        print(json.dumps({"tls_error": str(error)}))
+        return 0
+    certificate = tls.getpeercert()
+    names = [value for kind, value in certificate.get("subjectAltName", ()) if kind == "DNS"]
+    result = {"names": names}
+    reader = tls.makefile("rb")
+    if args.mode == "ssl":
+        reply(reader)
+    tls.sendall(b"EHLO client.example\r\n")
+    reply(reader)
+    if args.user:
+        token = base64.b64encode(f"\0{args.user}\0{args.password}".encode()).decode()
+        tls.sendall(f"AUTH PLAIN {token}\r\n".encode())
+        result["auth"] = reply(reader)
+    tls.sendall(b"QUIT\r\n")
+    reply(reader)
+    tls.close()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
