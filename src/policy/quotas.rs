@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::auth::StoreError;
 use crate::config::QuotaConfig;
@@ -231,29 +231,32 @@ impl Drop for QuotaBook {
     }
 }
 
-/// Collects changes for a second, keeps the latest per account, writes them in one transaction.
+/// Collects changes for a second, keeps the latest per account, writes them in one transaction:
+/// at most one write (and fsync) a second, however busy the server, so the counters never
+/// compete with the spool for the disk.
 fn write_loop(changes: &mpsc::Receiver<(String, Usage)>, store: &dyn QuotaStore) {
     let mut pending: HashMap<String, Usage> = HashMap::new();
     loop {
-        match changes.recv_timeout(WRITE_EVERY) {
-            Ok((account, usage)) => {
-                pending.insert(account, usage);
-                while let Ok((account, usage)) = changes.try_recv() {
+        let deadline = Instant::now() + WRITE_EVERY;
+        let mut open = true;
+        while open {
+            match changes.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok((account, usage)) => {
                     pending.insert(account, usage);
                 }
-                continue_after_write(&mut pending, store);
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => open = false,
             }
-            Err(RecvTimeoutError::Timeout) => continue_after_write(&mut pending, store),
-            Err(RecvTimeoutError::Disconnected) => {
-                continue_after_write(&mut pending, store);
-                return;
-            }
+        }
+        write_pending(&mut pending, store);
+        if !open {
+            return;
         }
     }
 }
 
 /// Writes `pending`; on failure keeps it for the next attempt.
-fn continue_after_write(pending: &mut HashMap<String, Usage>, store: &dyn QuotaStore) {
+fn write_pending(pending: &mut HashMap<String, Usage>, store: &dyn QuotaStore) {
     if pending.is_empty() {
         return;
     }
