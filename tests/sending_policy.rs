@@ -78,12 +78,15 @@ fn the_hourly_message_quota_is_451_4_7_1_per_account_and_survives_a_kill() {
     );
 
     // The counters reach the store within about a second; then even kill -9 keeps them.
-    assert!(
-        wait_until(Duration::from_secs(10), || show(&server, ALICE)
-            .contains("quota: messages per hour: 2 of 2 used, resets ")),
-        "{}",
-        show(&server, ALICE)
-    );
+    for (user, used) in [(ALICE, "2 of 2"), (BOB, "1 of 2")] {
+        let expected = format!("quota: messages per hour: {used} used, resets ");
+        assert!(
+            wait_until(Duration::from_secs(10), || show(&server, user)
+                .contains(&expected)),
+            "{}",
+            show(&server, user)
+        );
+    }
     server.kill();
     server.launch();
     assert_reply(
