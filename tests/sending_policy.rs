@@ -48,6 +48,15 @@ fn with_accounts(name: &str, extra: &str) -> Server {
     server
 }
 
+/// `accounts quota USER ARGS...`, then the time a running server takes to read it (it reloads
+/// the accounts' own quotas every second).
+fn set_quota(server: &Server, user: &str, args: &[&str]) -> String {
+    let output = server.cli(&[&["accounts", "quota", user], args].concat(), None);
+    assert!(output.status.success(), "{output:?}");
+    std::thread::sleep(Duration::from_millis(2500));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 fn show(server: &Server, user: &str) -> String {
     let output = server.cli(&["accounts", "show", user], None);
     assert!(output.status.success(), "{output:?}");
@@ -96,12 +105,7 @@ fn the_hourly_message_quota_is_451_4_7_1_per_account_and_survives_a_kill() {
     );
 
     // An account's own quota replaces the default; 0 lifts it.
-    let set = server.cli(
-        &["accounts", "quota", ALICE, "--messages-per-hour", "0"],
-        None,
-    );
-    assert!(set.status.success(), "{set:?}");
-    let text = String::from_utf8_lossy(&set.stdout);
+    let text = set_quota(&server, ALICE, &["--messages-per-hour", "0"]);
     assert!(
         text.contains("messages per hour: no limit (the account's own); 2 used"),
         "{text}"
@@ -123,11 +127,7 @@ fn the_hourly_message_quota_is_451_4_7_1_per_account_and_survives_a_kill() {
 #[test]
 fn recipients_beyond_the_daily_quota_are_451_4_7_1_and_the_rest_is_sent() {
     let server = with_accounts("recipient-quota", "");
-    let set = server.cli(
-        &["accounts", "quota", ALICE, "--recipients-per-day", "3"],
-        None,
-    );
-    assert!(set.status.success(), "{set:?}");
+    set_quota(&server, ALICE, &["--recipients-per-day", "3"]);
     let first = send(&server, ALICE, &["a@example.net", "b@example.net"], &[]);
     assert_reply(&first["data"], 250, "2.0.0");
     let second = send(&server, ALICE, &["c@example.net", "d@example.net"], &[]);
@@ -148,17 +148,7 @@ fn recipients_beyond_the_daily_quota_are_451_4_7_1_and_the_rest_is_sent() {
         ]
     );
     // Unlimited by default, so bob is not affected; "default" puts alice back on it.
-    let reset = server.cli(
-        &[
-            "accounts",
-            "quota",
-            ALICE,
-            "--recipients-per-day",
-            "default",
-        ],
-        None,
-    );
-    assert!(reset.status.success(), "{reset:?}");
+    set_quota(&server, ALICE, &["--recipients-per-day", "default"]);
     assert_reply(
         &send(&server, ALICE, &["e@example.net", "f@example.net"], &[])["data"],
         250,

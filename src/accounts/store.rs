@@ -186,6 +186,19 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The account's own quotas (for the command line; the server reads them all at once).
+    pub fn account_quota_overrides(&self, address: &str) -> Result<QuotaOverrides, StoreError> {
+        let found = self.with(|c| {
+            c.query_row(
+                "SELECT messages_per_hour, recipients_per_day FROM accounts WHERE address = ?1",
+                [address],
+                |row| Ok(overrides_of(row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+        })?;
+        found.ok_or_else(|| StoreError::NoSuchAccount(address.to_string()))
+    }
+
     /// The account's quota counters as last written by the server.
     pub fn quota_usage_of(&self, address: &str) -> Result<Usage, StoreError> {
         let rows = self.with(|c| {
@@ -699,24 +712,17 @@ impl AccountStore for SqliteStore {
 }
 
 impl QuotaStore for SqliteStore {
-    fn quota_overrides(&self, address: &str) -> Result<QuotaOverrides, StoreError> {
-        let found = self.with(|c| {
-            c.query_row(
-                "SELECT messages_per_hour, recipients_per_day FROM accounts WHERE address = ?1",
-                [address],
-                |row| Ok((row.get::<_, Option<i64>>(0)?, row.get::<_, Option<i64>>(1)?)),
-            )
-            .optional()
-        })?;
-        let limit = |value: Option<i64>| value.map(|n| u64::try_from(n).unwrap_or(0));
-        Ok(
-            found.map_or_else(QuotaOverrides::default, |(messages, recipients)| {
-                QuotaOverrides {
-                    messages_per_hour: limit(messages),
-                    recipients_per_day: limit(recipients),
-                }
-            }),
-        )
+    fn quota_overrides(&self) -> Result<Vec<(String, QuotaOverrides)>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT address, messages_per_hour, recipients_per_day FROM accounts
+                 WHERE messages_per_hour IS NOT NULL OR recipients_per_day IS NOT NULL",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((row.get(0)?, overrides_of(row.get(1)?, row.get(2)?)))
+            })?;
+            rows.collect()
+        })
     }
 
     fn quota_usage(&self) -> Result<Vec<(String, Usage)>, StoreError> {
@@ -751,6 +757,16 @@ impl QuotaStore for SqliteStore {
             }
             Ok(())
         })
+    }
+}
+
+/// The columns of an account's own quotas (negative values, which the CLI never writes, mean
+/// no limit).
+fn overrides_of(messages: Option<i64>, recipients: Option<i64>) -> QuotaOverrides {
+    let limit = |value: Option<i64>| value.map(|n| u64::try_from(n).unwrap_or(0));
+    QuotaOverrides {
+        messages_per_hour: limit(messages),
+        recipients_per_day: limit(recipients),
     }
 }
 
@@ -1257,15 +1273,23 @@ mod tests {
         store.add_account("a@example.test", "$argon2id$a").unwrap();
         store.add_account("b@example.test", "$argon2id$b").unwrap();
         assert_eq!(
-            store.quota_overrides("a@example.test").unwrap(),
+            store.account_quota_overrides("a@example.test").unwrap(),
             QuotaOverrides::default()
         );
+        assert!(store.quota_overrides().unwrap().is_empty());
         let own = QuotaOverrides {
             messages_per_hour: Some(0),
             recipients_per_day: Some(500),
         };
         store.set_quota_overrides("a@example.test", own).unwrap();
-        assert_eq!(store.quota_overrides("a@example.test").unwrap(), own);
+        assert_eq!(
+            store.account_quota_overrides("a@example.test").unwrap(),
+            own
+        );
+        assert_eq!(
+            store.quota_overrides().unwrap(),
+            [("a@example.test".to_string(), own)]
+        );
         assert!(matches!(
             store.set_quota_overrides("nobody@example.test", own),
             Err(StoreError::NoSuchAccount(_))

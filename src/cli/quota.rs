@@ -7,7 +7,7 @@ use super::Failure;
 use super::accounts::{store_failure, time};
 use crate::accounts::SqliteStore;
 use crate::config::QuotaConfig;
-use crate::policy::quotas::{self, DAY, HOUR, QuotaOverrides, QuotaStore, Window};
+use crate::policy::quotas::{self, DAY, HOUR, QuotaOverrides, Window};
 
 /// A quota as given on the command line: a number (0 for no limit) or `default`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,7 +46,9 @@ pub fn set(
     recipients_per_day: Option<Limit>,
     defaults: &QuotaConfig,
 ) -> Result<(), Failure> {
-    let mut own = store.quota_overrides(email).map_err(store_failure)?;
+    let mut own = store
+        .account_quota_overrides(email)
+        .map_err(store_failure)?;
     if let Some(limit) = messages_per_hour {
         own.messages_per_hour = limit.stored();
     }
@@ -56,13 +58,15 @@ pub fn set(
     store
         .set_quota_overrides(email, own)
         .map_err(store_failure)?;
-    println!("Quotas of {email} (a running server applies them to its next message):");
+    println!("Quotas of {email} (a running server applies them within a second):");
     show(store, email, defaults)
 }
 
 /// `quota: messages per hour: 3 of 100 used, resets 2026-11-22T15:02:11Z (server default)`.
 pub fn show(store: &SqliteStore, email: &str, defaults: &QuotaConfig) -> Result<(), Failure> {
-    let own = store.quota_overrides(email).map_err(store_failure)?;
+    let own = store
+        .account_quota_overrides(email)
+        .map_err(store_failure)?;
     let usage = store.quota_usage_of(email).map_err(store_failure)?;
     let limits = quotas::effective_limits(defaults, own);
     let now = unix_now();

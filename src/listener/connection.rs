@@ -299,18 +299,11 @@ fn authorize_mail(
         }
         return (decision, Allowance::default());
     }
-    match shared.quotas.allowance(user) {
-        Ok(allowance) => {
-            if allowance.messages.is_some_and(|quota| quota.left == 0) {
-                tracing::warn!(%client, %user, "message quota reached");
-            }
-            (decision, allowance)
-        }
-        Err(error) => {
-            tracing::error!(%error, "cannot read the account's quotas");
-            (SenderDecision::Unavailable, Allowance::default())
-        }
+    let allowance = shared.quotas.allowance(user);
+    if allowance.messages.is_some_and(|quota| quota.left == 0) {
+        tracing::warn!(%client, %user, "message quota reached");
     }
+    (decision, allowance)
 }
 
 /// Every address of the From: header must be one the user may send as.

@@ -4,16 +4,16 @@
 //! (recipients); when it has passed, the next message starts a new one. Only messages that were
 //! accepted (250 after DATA) for an authenticated account count, under that account's name.
 //!
-//! The counters live in memory, where every check reads them, and reach the account store
-//! through a background thread that writes the changed ones about once a second, so a message
-//! never waits for a quota write. A restart reloads them; a crash (kill -9) can forget the
-//! last second of counting, never an accepted message.
+//! The counters and the accounts' own limits live in memory, where every check reads them. A
+//! background thread writes the changed counters to the account store and re-reads the limits
+//! once a second, so a message never waits for the store. A restart reloads them; a crash
+//! (kill -9) can forget the last second of counting, never an accepted message.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::auth::StoreError;
 use crate::config::QuotaConfig;
@@ -25,8 +25,8 @@ pub const DAY: u64 = 86_400;
 /// Where quota overrides and counters are kept: the embedded default is
 /// [`crate::accounts::SqliteStore`].
 pub trait QuotaStore: Send + Sync {
-    /// The account's own limits, where it has them.
-    fn quota_overrides(&self, address: &str) -> Result<QuotaOverrides, StoreError>;
+    /// The accounts that have limits of their own, with them.
+    fn quota_overrides(&self) -> Result<Vec<(String, QuotaOverrides)>, StoreError>;
     /// Every account's counters.
     fn quota_usage(&self) -> Result<Vec<(String, Usage)>, StoreError>;
     /// Replaces the stored counters of these accounts, in one transaction.
@@ -130,92 +130,107 @@ pub fn allowance(limits: &QuotaConfig, usage: &Usage, now: u64) -> Allowance {
     }
 }
 
-/// Changed counters waiting for the writer beyond this are written at the next chance only in
-/// their latest state; the channel never holds more.
-const MAX_QUEUED: usize = 100_000;
-const WRITE_EVERY: Duration = Duration::from_secs(1);
+/// How often the keeper thread writes changed counters and re-reads the accounts' own limits.
+const KEEP_EVERY: Duration = Duration::from_secs(1);
 
-/// The quotas of a running server: counters in memory, written behind.
+/// What every check reads and the keeper thread keeps in step with the store.
+#[derive(Default)]
+struct Book {
+    usage: HashMap<String, Usage>,
+    /// Accounts whose counters changed since the last write.
+    changed: HashSet<String>,
+    /// The accounts that have limits of their own.
+    overrides: HashMap<String, QuotaOverrides>,
+}
+
+/// The quotas of a running server. Checks and charges touch memory only: a MAIL FROM costs a
+/// map look-up, not a query, and an accepted message an update. A keeper thread writes the
+/// changed counters and re-reads the accounts' own limits once a second.
 pub struct QuotaBook {
     defaults: QuotaConfig,
-    store: Arc<dyn QuotaStore>,
-    usage: Mutex<HashMap<String, Usage>>,
-    changes: Mutex<Option<mpsc::SyncSender<(String, Usage)>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    book: Arc<Mutex<Book>>,
+    stop: Mutex<Option<mpsc::Sender<()>>>,
+    keeper: Mutex<Option<JoinHandle<()>>>,
     clock: fn() -> SystemTime,
 }
 
 impl QuotaBook {
-    /// Loads the counters from `store` and starts the thread that writes them back.
+    /// Loads the counters and limits from `store` and starts the thread that keeps them.
     pub fn start(defaults: QuotaConfig, store: Arc<dyn QuotaStore>) -> Result<QuotaBook, String> {
         let usage = store
             .quota_usage()
             .map_err(|e| format!("cannot read the quota counters: {e}"))?;
-        let (sender, receiver) = mpsc::sync_channel(MAX_QUEUED);
-        let writer = {
-            let store = Arc::clone(&store);
+        let overrides = store
+            .quota_overrides()
+            .map_err(|e| format!("cannot read the accounts' quotas: {e}"))?;
+        let book = Arc::new(Mutex::new(Book {
+            usage: usage.into_iter().collect(),
+            changed: HashSet::new(),
+            overrides: overrides.into_iter().collect(),
+        }));
+        let (stop, stopped) = mpsc::channel();
+        let keeper = {
+            let book = Arc::clone(&book);
             std::thread::Builder::new()
-                .name("quota-counters".into())
-                .spawn(move || write_loop(&receiver, store.as_ref()))
-                .map_err(|e| format!("cannot start the quota counter thread: {e}"))?
+                .name("quota-keeper".into())
+                .spawn(move || keep(&book, store.as_ref(), &stopped))
+                .map_err(|e| format!("cannot start the quota keeper thread: {e}"))?
         };
         Ok(QuotaBook {
             defaults,
-            store,
-            usage: Mutex::new(usage.into_iter().collect()),
-            changes: Mutex::new(Some(sender)),
-            writer: Mutex::new(Some(writer)),
+            book,
+            stop: Mutex::new(Some(stop)),
+            keeper: Mutex::new(Some(keeper)),
             clock: SystemTime::now,
         })
     }
 
     /// What `account` may still send now.
-    pub fn allowance(&self, account: &str) -> Result<Allowance, StoreError> {
-        let own = self.store.quota_overrides(account)?;
+    pub fn allowance(&self, account: &str) -> Allowance {
+        let book = lock(&self.book);
+        let own = book.overrides.get(account).copied().unwrap_or_default();
         let limits = effective_limits(&self.defaults, own);
         if limits.messages_per_hour == 0 && limits.recipients_per_day == 0 {
-            return Ok(Allowance::default());
+            return Allowance::default();
         }
-        let usage = self.counters().get(account).copied().unwrap_or_default();
-        Ok(allowance(&limits, &usage, self.now()))
+        let usage = book.usage.get(account).copied().unwrap_or_default();
+        allowance(&limits, &usage, self.now())
     }
 
     /// Counts a message accepted for `account`. Every account is counted, limited or not, so
     /// that a quota set later applies to what was already sent in its window.
     pub fn charge(&self, account: &str, recipients: usize) {
         let now = self.now();
-        let usage = {
-            let mut counters = self.counters();
-            let usage = counters.entry(account.to_string()).or_default();
-            usage.charge(recipients as u64, now);
-            *usage
-        };
-        let changes = self.changes.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(changes) = changes.as_ref() {
-            // Full means the disk is far behind; the next change of this account carries the
-            // count anyway, and the counters in memory decide meanwhile.
-            let _ = changes.try_send((account.to_string(), usage));
+        let mut book = lock(&self.book);
+        match book.usage.get_mut(account) {
+            Some(usage) => usage.charge(recipients as u64, now),
+            None => {
+                let mut usage = Usage::default();
+                usage.charge(recipients as u64, now);
+                book.usage.insert(account.to_string(), usage);
+            }
+        }
+        if !book.changed.contains(account) {
+            book.changed.insert(account.to_string());
         }
     }
 
-    /// Writes what is pending and stops the writer (at shutdown).
+    /// Writes what changed and stops the keeper (at shutdown).
     pub fn close(&self) {
-        let sender = self
-            .changes
+        drop(
+            self.stop
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let keeper = self
+            .keeper
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(PoisonError::into_inner)
             .take();
-        drop(sender);
-        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(writer) = writer {
-            let _ = writer.join();
+        if let Some(keeper) = keeper {
+            let _ = keeper.join();
         }
-    }
-
-    fn counters(&self) -> MutexGuard<'_, HashMap<String, Usage>> {
-        // The map stays consistent whatever panicked while it was held: every update is one
-        // assignment.
-        self.usage.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn now(&self) -> u64 {
@@ -231,39 +246,56 @@ impl Drop for QuotaBook {
     }
 }
 
-/// Collects changes for a second, keeps the latest per account, writes them in one transaction:
-/// at most one write (and fsync) a second, however busy the server, so the counters never
-/// compete with the spool for the disk.
-fn write_loop(changes: &mpsc::Receiver<(String, Usage)>, store: &dyn QuotaStore) {
-    let mut pending: HashMap<String, Usage> = HashMap::new();
+/// The book stays consistent whatever panicked while it was held: every update is complete
+/// in itself.
+fn lock(book: &Mutex<Book>) -> MutexGuard<'_, Book> {
+    book.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Once a second: the changed counters to the store, in one transaction (one write and fsync a
+/// second at most, however busy the server, so the counters never compete with the spool for
+/// the disk), and the accounts' own limits from it. Ends, after a last write, when `stopped`
+/// is dropped.
+fn keep(book: &Mutex<Book>, store: &dyn QuotaStore, stopped: &mpsc::Receiver<()>) {
     loop {
-        let deadline = Instant::now() + WRITE_EVERY;
-        let mut open = true;
-        while open {
-            match changes.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok((account, usage)) => {
-                    pending.insert(account, usage);
-                }
-                Err(RecvTimeoutError::Timeout) => break,
-                Err(RecvTimeoutError::Disconnected) => open = false,
-            }
-        }
-        write_pending(&mut pending, store);
-        if !open {
+        let stopping = !matches!(
+            stopped.recv_timeout(KEEP_EVERY),
+            Err(RecvTimeoutError::Timeout)
+        );
+        write_changed(book, store);
+        if stopping {
             return;
         }
+        reload_overrides(book, store);
     }
 }
 
-/// Writes `pending`; on failure keeps it for the next attempt.
-fn write_pending(pending: &mut HashMap<String, Usage>, store: &dyn QuotaStore) {
-    if pending.is_empty() {
+/// Writes the changed counters; after a failure they stay marked for the next attempt.
+fn write_changed(book: &Mutex<Book>, store: &dyn QuotaStore) {
+    let batch: Vec<(String, Usage)> = {
+        let mut book = lock(book);
+        let changed = std::mem::take(&mut book.changed);
+        changed
+            .into_iter()
+            .filter_map(|account| book.usage.get(&account).map(|usage| (account, *usage)))
+            .collect()
+    };
+    if batch.is_empty() {
         return;
     }
-    let batch: Vec<(String, Usage)> = pending.iter().map(|(a, u)| (a.clone(), *u)).collect();
-    match store.save_quota_usage(&batch) {
-        Ok(()) => pending.clear(),
-        Err(error) => tracing::error!(%error, "cannot save the quota counters; will retry"),
+    if let Err(error) = store.save_quota_usage(&batch) {
+        tracing::error!(%error, "cannot save the quota counters; will retry");
+        lock(book)
+            .changed
+            .extend(batch.into_iter().map(|(account, _)| account));
+    }
+}
+
+/// Picks up `portcullis accounts quota` changes; on a read error the limits known stay.
+fn reload_overrides(book: &Mutex<Book>, store: &dyn QuotaStore) {
+    match store.quota_overrides() {
+        Ok(overrides) => lock(book).overrides = overrides.into_iter().collect(),
+        Err(error) => tracing::error!(%error, "cannot read the accounts' quotas"),
     }
 }
 
@@ -361,9 +393,9 @@ mod tests {
     }
 
     impl QuotaStore for MemoryStore {
-        fn quota_overrides(&self, address: &str) -> Result<QuotaOverrides, StoreError> {
+        fn quota_overrides(&self) -> Result<Vec<(String, QuotaOverrides)>, StoreError> {
             let overrides = self.overrides.lock().unwrap();
-            Ok(overrides.get(address).copied().unwrap_or_default())
+            Ok(overrides.iter().map(|(a, o)| (a.clone(), *o)).collect())
         }
         fn quota_usage(&self) -> Result<Vec<(String, Usage)>, StoreError> {
             let saved = self.saved.lock().unwrap();
@@ -377,7 +409,7 @@ mod tests {
 
     /// Messages the account may still send this hour.
     fn messages_left(book: &QuotaBook, account: &str) -> u64 {
-        let allowance = book.allowance(account).unwrap();
+        let allowance = book.allowance(account);
         allowance.messages.map_or(u64::MAX, |quota| quota.left)
     }
 
@@ -402,14 +434,11 @@ mod tests {
     }
 
     #[test]
-    fn an_account_override_is_read_at_each_check() {
+    fn an_accounts_own_limit_applies_from_the_next_reload() {
         let store = Arc::new(MemoryStore::default());
         let book = QuotaBook::start(limits(0, 0), store.clone()).unwrap();
         book.charge("a@example.test", 1);
-        assert_eq!(
-            book.allowance("a@example.test").unwrap(),
-            Allowance::default()
-        );
+        assert_eq!(book.allowance("a@example.test"), Allowance::default());
         store.overrides.lock().unwrap().insert(
             "a@example.test".into(),
             QuotaOverrides {
@@ -417,7 +446,9 @@ mod tests {
                 recipients_per_day: None,
             },
         );
-        let allowance = book.allowance("a@example.test").unwrap();
+        assert_eq!(book.allowance("a@example.test"), Allowance::default());
+        reload_overrides(&book.book, store.as_ref());
+        let allowance = book.allowance("a@example.test");
         assert_eq!(
             allowance.messages.unwrap().left,
             0,
