@@ -187,9 +187,7 @@ impl Record {
             .open(path)
             .map_err(|e| format!("{}: {e}", path.display()))?;
         let prefix = prefix.unwrap_or_else(|| {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
+            let now = crate::timefmt::unix_now();
             format!("bench-{}-{now}", std::process::id())
         });
         Ok(Record {

@@ -13,8 +13,22 @@ struct Civil {
     second: u64,
 }
 
+/// Seconds since the Unix epoch (0 for a time before it), the unit of stored timestamps.
+pub fn unix_seconds(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+pub fn unix_now() -> u64 {
+    unix_seconds(SystemTime::now())
+}
+
+/// [`rfc3339`] of a stored Unix timestamp.
+pub fn rfc3339_unix(seconds: u64) -> String {
+    rfc3339(UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+}
+
 fn civil(time: SystemTime) -> Civil {
-    let secs = time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let secs = unix_seconds(time);
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's days-to-civil algorithm.
@@ -36,6 +50,18 @@ fn civil(time: SystemTime) -> Civil {
         minute: rem % 3600 / 60,
         second: rem % 60,
     }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date: Howard Hinnant's days-from-civil, the
+/// inverse of [`civil`]'s (for certificate validity dates).
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// `Sun, 22 Nov 2026 11:22:43 +0000`
@@ -80,5 +106,21 @@ mod tests {
         assert_eq!(rfc5322(t), "Sun, 22 Nov 2026 11:22:43 +0000");
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
         assert_eq!(rfc3339(leap), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339_unix(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(unix_seconds(leap), 951_782_400);
+        assert_eq!(unix_seconds(UNIX_EPOCH - Duration::from_secs(1)), 0);
+    }
+
+    #[test]
+    fn days_from_civil_inverts_civil() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        for days in [0_i64, 59, 60, 11_016, 20_779, 30_000] {
+            let c = civil(UNIX_EPOCH + Duration::from_secs(days as u64 * 86_400));
+            assert_eq!(
+                days_from_civil(c.year, i64::from(c.month), i64::from(c.day)),
+                days
+            );
+        }
     }
 }

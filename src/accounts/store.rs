@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
@@ -14,6 +14,7 @@ use super::{
 use crate::auth::guard::{LoginEvent, LoginJournal, LoginRecord};
 use crate::auth::{AccountStore, AppPasswordHash, StoreError, StoredLogin};
 use crate::policy::quotas::{QuotaOverrides, QuotaStore, Usage, Window};
+use crate::timefmt::unix_now;
 
 /// Each script takes the store from the version before it to its own (`PRAGMA user_version`).
 /// Scripts are never edited once released: a change is a new version.
@@ -43,12 +44,6 @@ pub struct WriteSummary {
 pub struct SqliteStore {
     path: PathBuf,
     connection: Mutex<Connection>,
-}
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl SqliteStore {
@@ -125,12 +120,12 @@ impl SqliteStore {
                 return Err(StoreError::Exists(address.to_string()));
             }
             let new_domain = tx
-                .execute("INSERT OR IGNORE INTO domains (name, created) VALUES (?1, ?2)", params![domain, now()])
+                .execute("INSERT OR IGNORE INTO domains (name, created) VALUES (?1, ?2)", params![domain, unix_now()])
                 .map_err(sql)?
                 == 1;
             tx.execute(
                 "INSERT INTO accounts (address, domain, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
-                params![address, domain, password_hash, now()],
+                params![address, domain, password_hash, unix_now()],
             )
             .map_err(sql)?;
             Ok(new_domain)
@@ -231,7 +226,7 @@ impl SqliteStore {
         self.with(|c| {
             c.execute(
                 "UPDATE accounts SET last_login = ?2 WHERE address = ?1",
-                params![address, now()],
+                params![address, unix_now()],
             )
         })
         .map(|_| ())
@@ -324,7 +319,7 @@ impl SqliteStore {
                 .prepare_cached("UPDATE accounts SET password_hash = ?2 WHERE address = ?1")
                 .map_err(sql)?;
             let mut known: HashSet<&str> = HashSet::new();
-            let created = now();
+            let created = unix_now();
             for (address, password_hash) in accounts {
                 let domain = domain_of(address)
                     .ok_or_else(|| StoreError::Invalid(format!("{address} has no domain")))?;
@@ -407,7 +402,7 @@ impl SqliteStore {
             }
             tx.execute(
                 "INSERT INTO app_passwords (id, address, label, password_hash, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![id, address, label, password_hash, now()],
+                params![id, address, label, password_hash, unix_now()],
             )
             .map_err(sql)?;
             Ok(())
@@ -429,7 +424,7 @@ impl SqliteStore {
         let changed = self.with(|c| {
             c.execute(
                 "UPDATE app_passwords SET revoked = ?3 WHERE address = ?1 AND label = ?2 AND revoked IS NULL",
-                params![address, label, now()],
+                params![address, label, unix_now()],
             )
         })?;
         if changed == 0 {
@@ -505,7 +500,7 @@ impl SqliteStore {
             .map_err(sql)?;
             tx.execute(
                 "INSERT INTO login_unlocks (username, at) VALUES (?1, ?2)",
-                params![username, now()],
+                params![username, unix_now()],
             )
             .map_err(sql)?;
             Ok(())
@@ -530,7 +525,7 @@ impl SqliteStore {
                 .execute(
                     "INSERT OR IGNORE INTO domains (name, host, cert_path, key_path, created) \
                      VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![name, host, chain, key, now()],
+                    params![name, host, chain, key, unix_now()],
                 )
                 .map_err(sql)?
                 == 1;

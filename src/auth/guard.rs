@@ -8,12 +8,13 @@ use std::net::IpAddr;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{FailureReason, StoreError};
 use crate::policy::logins::{Failure, LoginGuard, LoginPolicy, Refusal, Ticket};
+use crate::timefmt::unix_seconds;
 
 /// Where the record of logins lives: the embedded default is [`crate::accounts::SqliteStore`].
 pub trait LoginJournal: Send + Sync {
@@ -106,7 +107,7 @@ impl LoginProtection {
     ) -> Result<LoginProtection, String> {
         let clock = SystemTime::now;
         let mut guard = new_guard(policy)?;
-        replay(&mut guard, journal.as_ref(), unix(clock()))
+        replay(&mut guard, journal.as_ref(), unix_seconds(clock()))
             .map_err(|e| format!("cannot read the record of failed logins: {e}"))?;
         let (last_unlock, _) = journal
             .unlocks_after(i64::MAX)
@@ -190,7 +191,7 @@ impl LoginProtection {
     }
 
     fn now(&self) -> u64 {
-        unix((self.clock)())
+        unix_seconds((self.clock)())
     }
 
     fn record(&self, event: LoginEvent) {
@@ -374,7 +375,7 @@ fn write_loop(
         }
         if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
             last_prune = Some(Instant::now());
-            let now = unix(clock());
+            let now = unix_seconds(clock());
             let (failures_since, successes_since) = horizon.since(now);
             let failures_before = failures_since.min(now.saturating_sub(HISTORY_SECONDS));
             if let Err(error) = journal.prune(failures_before, successes_since) {
@@ -391,10 +392,6 @@ fn lock(guard: &Mutex<LoginGuard>) -> MutexGuard<'_, LoginGuard> {
     guard
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn unix(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -14,7 +14,8 @@ use crate::accounts::{APP_PASSWORD_PREFIX, Account, CertificateFiles, SqliteStor
 use crate::auth::{StoreError, canonical_username, password};
 use crate::config::Config;
 use crate::smtp::address;
-use crate::{timefmt, tls};
+use crate::timefmt::{self, unix_now};
+use crate::tls;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -436,12 +437,6 @@ fn require_account(store: &SqliteStore, email: &str) -> Result<(), Failure> {
     }
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// How many failed logins `accounts show` lists.
 const SHOWN_FAILURES: usize = 20;
 
@@ -580,9 +575,7 @@ fn app_password(store: &SqliteStore, command: AppPasswordCommand) -> Result<(), 
     }
 }
 
-pub(super) fn time(unix: u64) -> String {
-    timefmt::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix))
-}
+pub(super) use timefmt::rfc3339_unix as time;
 
 /// Accounts are named by a valid email address, matched case-insensitively.
 fn login_name(email: &str) -> Result<String, Failure> {

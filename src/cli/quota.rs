@@ -1,7 +1,7 @@
 //! `portcullis accounts quota`, and the quota lines of `accounts show`.
 
+use crate::timefmt::unix_now;
 use std::str::FromStr;
-use std::time::SystemTime;
 
 use super::Failure;
 use super::accounts::{store_failure, time};
@@ -115,12 +115,6 @@ fn describe(name: &str, limit: u64, own: bool, window: &Window, length: u64, now
         format!("resets {}", time(window.resets_at(now, length)))
     };
     format!("{name}: {used} of {limit} used, {resets} ({origin})")
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

@@ -234,9 +234,7 @@ impl QuotaBook {
     }
 
     fn now(&self) -> u64 {
-        (self.clock)()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs())
+        crate::timefmt::unix_seconds((self.clock)())
     }
 }
 

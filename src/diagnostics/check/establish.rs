@@ -250,7 +250,7 @@ impl Checker {
                 format!("{session}; certificate for {host} {}", tls.trust),
             );
         };
-        let days_left = expiry.saturating_sub(tls::now()) / 86_400;
+        let days_left = expiry.saturating_sub(crate::timefmt::unix_now()) / 86_400;
         let until = tls::date(expiry);
         if days_left < EXPIRY_WARNING_DAYS {
             return Step::warn(
