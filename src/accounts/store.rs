@@ -222,16 +222,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub fn record_login(&self, address: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "UPDATE accounts SET last_login = ?2 WHERE address = ?1",
-                params![address, unix_now()],
-            )
-        })
-        .map(|_| ())
-    }
-
     pub fn accounts(&self) -> Result<Vec<Account>, StoreError> {
         let addresses: Vec<String> = self.with(|c| {
             let mut statement = c.prepare("SELECT address FROM accounts ORDER BY address")?;
@@ -698,12 +688,6 @@ impl AccountStore for SqliteStore {
             Ok(Some(StoredLogin { password_hash, enabled, app_password }))
         })
     }
-
-    fn logged_in(&self, username: &str) {
-        if let Err(error) = self.record_login(username) {
-            tracing::warn!(%error, "cannot record the login time");
-        }
-    }
 }
 
 impl QuotaStore for SqliteStore {
@@ -904,6 +888,11 @@ fn record_event(tx: &rusqlite::Transaction<'_>, event: &LoginEvent) -> rusqlite:
             "INSERT INTO login_successes (username, network, client, at) VALUES (?1, ?2, ?3, ?4)
              ON CONFLICT (username, network) DO UPDATE SET client = excluded.client, at = excluded.at",
             params![event.username, event.network, client, event.at],
+        )?;
+        // The account's last login rides on the same batched write, off the login's path.
+        tx.execute(
+            "UPDATE accounts SET last_login = MAX(COALESCE(last_login, 0), ?2) WHERE address = ?1",
+            params![event.username, event.at],
         )?;
         return Ok(());
     };
@@ -1151,6 +1140,24 @@ mod tests {
                 ..RecordedFailure::uncounted(reason)
             }),
         }
+    }
+
+    #[test]
+    fn a_recorded_success_is_the_accounts_last_login() {
+        let (store, dir) = store("last-login");
+        store.add_account("a@example.test", "$argon2id$a").unwrap();
+        let last_login = || store.account("a@example.test").unwrap().unwrap().last_login;
+        assert_eq!(last_login(), None);
+        let success = |at| LoginEvent {
+            failure: None,
+            ..failure("a@example.test", at, FailureReason::WrongPassword, false)
+        };
+        store.record(&[success(2000)]).unwrap();
+        assert_eq!(last_login(), Some(2000));
+        // Batches may arrive out of order; the latest login stays.
+        store.record(&[success(1000)]).unwrap();
+        assert_eq!(last_login(), Some(2000));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

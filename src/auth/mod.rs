@@ -23,9 +23,6 @@ pub trait AccountStore: Send + Sync {
     /// enabled, and the app password the presented password names (if it has that form).
     /// `None` when there is no such account.
     fn login(&self, username: &str, password: &str) -> Result<Option<StoredLogin>, StoreError>;
-
-    /// Called after a successful login (to record its time).
-    fn logged_in(&self, _username: &str) {}
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,7 +172,6 @@ impl Authenticator {
             None if !matches => (AuthOutcome::Rejected, Some(FailureReason::WrongPassword)),
             None => {
                 self.cache.insert(&username, &credentials.password, &hash);
-                self.store.logged_in(&username);
                 (AuthOutcome::Accepted(username), None)
             }
         }
