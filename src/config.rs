@@ -187,7 +187,8 @@ impl AuthConfig {
             remember_success: self.remember_success.as_secs(),
             ipv4_prefix: self.ipv4_prefix,
             ipv6_prefix: self.ipv6_prefix,
-            ..crate::policy::LoginPolicy::default()
+            max_pairs: crate::policy::logins::MAX_PAIRS,
+            max_networks: crate::policy::logins::MAX_NETWORKS,
         }
     }
 }

@@ -441,7 +441,7 @@ mod tests {
         LoginPolicy {
             lock_after_failures: 3,
             delay_after_failures: 10,
-            ..LoginPolicy::default()
+            ..crate::config::AuthConfig::default().login_policy()
         }
     }
 

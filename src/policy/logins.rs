@@ -57,25 +57,11 @@ pub struct LoginPolicy {
     pub max_networks: usize,
 }
 
-impl Default for LoginPolicy {
-    fn default() -> LoginPolicy {
-        LoginPolicy {
-            failure_window: 3600,
-            delay_after_failures: 3,
-            first_delay: Duration::from_millis(250),
-            max_delay: Duration::from_secs(8),
-            lock_after_failures: 10,
-            lock_seconds: 900,
-            network_refuse_after_accounts: 20,
-            network_refuse_seconds: 3600,
-            remember_success: 30 * 86_400,
-            ipv4_prefix: 24,
-            ipv6_prefix: 64,
-            max_pairs: 100_000,
-            max_networks: 50_000,
-        }
-    }
-}
+/// The caps on what a running server tracks (not configurable: they bound memory, and an
+/// attack large enough to reach them is evicted least recently seen first). The other numbers
+/// come from `[auth]`, whose defaults live in [`crate::config::AuthConfig`].
+pub const MAX_PAIRS: usize = 100_000;
+pub const MAX_NETWORKS: usize = 50_000;
 
 /// A user name as the guard knows it: a keyed hash, so long or many names cost little.
 type AccountKey = [u8; 16];
