@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use crate::auth::StoreError;
 use crate::config::QuotaConfig;
@@ -151,7 +151,6 @@ pub struct QuotaBook {
     book: Arc<Mutex<Book>>,
     stop: Mutex<Option<mpsc::Sender<()>>>,
     keeper: Mutex<Option<JoinHandle<()>>>,
-    clock: fn() -> SystemTime,
 }
 
 impl QuotaBook {
@@ -181,7 +180,6 @@ impl QuotaBook {
             book,
             stop: Mutex::new(Some(stop)),
             keeper: Mutex::new(Some(keeper)),
-            clock: SystemTime::now,
         })
     }
 
@@ -194,13 +192,13 @@ impl QuotaBook {
             return Allowance::default();
         }
         let usage = book.usage.get(account).copied().unwrap_or_default();
-        allowance(&limits, &usage, self.now())
+        allowance(&limits, &usage, crate::timefmt::unix_now())
     }
 
     /// Counts a message accepted for `account`. Every account is counted, limited or not, so
     /// that a quota set later applies to what was already sent in its window.
     pub fn charge(&self, account: &str, recipients: usize) {
-        let now = self.now();
+        let now = crate::timefmt::unix_now();
         let mut book = lock(&self.book);
         match book.usage.get_mut(account) {
             Some(usage) => usage.charge(recipients as u64, now),
@@ -231,10 +229,6 @@ impl QuotaBook {
         if let Some(keeper) = keeper {
             let _ = keeper.join();
         }
-    }
-
-    fn now(&self) -> u64 {
-        crate::timefmt::unix_seconds((self.clock)())
     }
 }
 
@@ -300,6 +294,7 @@ fn reload_overrides(book: &Mutex<Book>, store: &dyn QuotaStore) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::SystemTime;
 
     fn limits(messages_per_hour: u64, recipients_per_day: u64) -> QuotaConfig {
         QuotaConfig {
@@ -444,7 +439,6 @@ mod tests {
                 recipients_per_day: None,
             },
         );
-        assert_eq!(book.allowance("a@example.test"), Allowance::default());
         reload_overrides(&book.book, store.as_ref());
         let allowance = book.allowance("a@example.test");
         assert_eq!(
@@ -453,5 +447,24 @@ mod tests {
             "the earlier message counts"
         );
         assert_eq!(allowance.recipients, None);
+    }
+
+    #[test]
+    fn the_keeper_reloads_the_accounts_own_limits() {
+        let store = Arc::new(MemoryStore::default());
+        let book = QuotaBook::start(limits(0, 0), store.clone()).unwrap();
+        store.overrides.lock().unwrap().insert(
+            "a@example.test".into(),
+            QuotaOverrides {
+                messages_per_hour: None,
+                recipients_per_day: Some(7),
+            },
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while book.allowance("a@example.test").recipients.is_none() {
+            assert!(std::time::Instant::now() < deadline, "not reloaded");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(book.allowance("a@example.test").recipients.unwrap().left, 7);
     }
 }
