@@ -378,9 +378,14 @@ impl FromStr for Cidr {
             Some(prefix) => parse_prefix(prefix, max)?,
             None => max,
         };
-        Ok(Cidr {
-            network: mask(address, prefix),
-            prefix,
+        Ok(match address {
+            // Written in IPv4-mapped form (`::ffff:192.0.2.0/120`), a network of IPv4 addresses
+            // is one: clients are matched by their plain IPv4 address.
+            IpAddr::V6(v6) if prefix >= 96 => match v6.to_ipv4_mapped() {
+                Some(v4) => Cidr::around(IpAddr::V4(v4), prefix - 96),
+                None => Cidr::around(address, prefix),
+            },
+            _ => Cidr::around(address, prefix),
         })
     }
 }
@@ -1911,6 +1916,17 @@ shutdown_grace_seconds = 0
         assert!(cidr("192.0.2.0/24").contains(ip("::ffff:192.0.2.7")));
         assert!(!cidr("192.0.2.0/24").contains(ip("::ffff:198.51.100.7")));
         assert!(cidr("::ffff:0:0/96").contains(ip("::ffff:192.0.2.7")));
+    }
+
+    #[test]
+    fn cidr_in_mapped_form_matches_plain_ipv4_clients() {
+        // The listener hands policies plain IPv4 addresses, whatever the socket reported.
+        assert_eq!(cidr("::ffff:192.0.2.0/120"), cidr("192.0.2.0/24"));
+        assert!(cidr("::ffff:192.0.2.0/120").contains(ip("192.0.2.7")));
+        assert!(!cidr("::ffff:192.0.2.0/120").contains(ip("198.51.100.7")));
+        assert!(cidr("::ffff:192.0.2.7").contains(ip("192.0.2.7")));
+        assert!(cidr("::ffff:0:0/96").contains(ip("203.0.113.9")));
+        assert!(!cidr("::/64").contains(ip("192.0.2.7")));
     }
 
     #[test]
