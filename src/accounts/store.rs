@@ -72,10 +72,6 @@ impl SqliteStore {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn with<R>(
         &self,
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,

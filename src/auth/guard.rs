@@ -130,7 +130,8 @@ impl LoginProtection {
         })
     }
 
-    /// A guard that records nothing (for tests and tools).
+    /// A guard that records nothing.
+    #[cfg(test)]
     pub fn in_memory(policy: LoginPolicy, clock: fn() -> SystemTime) -> LoginProtection {
         let guard = new_guard(policy).expect("the system random number generator works");
         LoginProtection {

@@ -73,15 +73,6 @@ pub enum FailureReason {
 }
 
 impl FailureReason {
-    pub const ALL: [FailureReason; 6] = [
-        FailureReason::UnknownUser,
-        FailureReason::WrongPassword,
-        FailureReason::Disabled,
-        FailureReason::AppPasswordRevoked,
-        FailureReason::Locked,
-        FailureReason::NetworkRefused,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             FailureReason::UnknownUser => "unknown-user",
@@ -91,10 +82,6 @@ impl FailureReason {
             FailureReason::Locked => "locked",
             FailureReason::NetworkRefused => "network-refused",
         }
-    }
-
-    pub fn parse(text: &str) -> Option<FailureReason> {
-        FailureReason::ALL.into_iter().find(|r| r.as_str() == text)
     }
 }
 
@@ -138,6 +125,7 @@ impl Authenticator {
         self.verifier.started.load(Ordering::Relaxed)
     }
 
+    #[cfg(test)]
     pub async fn verify(&self, credentials: Credentials) -> AuthOutcome {
         self.verify_explained(credentials).await.0
     }

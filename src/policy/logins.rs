@@ -239,6 +239,7 @@ impl LoginGuard {
     }
 
     /// The networks from which `username` is locked at `now`, with the end of each lock.
+    #[cfg(test)]
     pub fn locks(&self, username: &str, now: u64) -> Vec<(Cidr, u64)> {
         let account = self.account_key(username);
         let mut locks: Vec<(Cidr, u64)> = self
@@ -252,6 +253,7 @@ impl LoginGuard {
     }
 
     /// Networks refused at `now`, with the end of each refusal.
+    #[cfg(test)]
     pub fn refused_networks(&self, now: u64) -> Vec<(Cidr, u64)> {
         let mut refused: Vec<(Cidr, u64)> = self
             .networks
@@ -264,6 +266,7 @@ impl LoginGuard {
     }
 
     /// How many pairs and networks are tracked (for tests of the caps).
+    #[cfg(test)]
     pub fn tracked(&self) -> (usize, usize) {
         (self.pairs.len(), self.networks.len())
     }
