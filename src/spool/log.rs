@@ -389,10 +389,19 @@ fn scan(bytes: &[u8], mut visit: impl FnMut(usize, Decoded)) -> Scan {
                 offset += len;
             }
             Next::End => break,
-            Next::Torn => {
-                result.torn_tail = Some(offset);
-                break;
-            }
+            // A record that claims more bytes than follow is an interrupted write only if no
+            // valid record follows it: a damaged length field in the middle of a segment reads
+            // the same, and cutting there would delete the acknowledged records behind it.
+            Next::Torn => match next_valid_record(bytes, offset + 1) {
+                Some(resume) => {
+                    result.damaged.push(offset..resume);
+                    offset = resume;
+                }
+                None => {
+                    result.torn_tail = Some(offset);
+                    break;
+                }
+            },
             Next::Corrupt => match find_magic(bytes, offset + 1) {
                 Some(resume) => {
                     result.damaged.push(offset..resume);
@@ -407,6 +416,19 @@ fn scan(bytes: &[u8], mut visit: impl FnMut(usize, Decoded)) -> Scan {
         }
     }
     result
+}
+
+/// The start of the first complete, valid record at or after `from` (a record start inside a
+/// message body is not one: its checksum fails).
+fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
+    let mut candidate = find_magic(bytes, from)?;
+    loop {
+        let mut rest = &bytes[candidate..];
+        if let Ok(Next::Record(_)) = record::decode(&mut rest) {
+            return Some(candidate);
+        }
+        candidate = find_magic(bytes, candidate + 1)?;
+    }
 }
 
 fn find_magic(bytes: &[u8], from: usize) -> Option<usize> {
@@ -575,6 +597,37 @@ mod tests {
         let ids: Vec<String> = list(&dir).unwrap().into_iter().map(|m| m.id).collect();
         assert_eq!(ids, [kept, after]);
         drop(log);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_length_in_the_middle_is_not_mistaken_for_a_torn_tail() {
+        let dir = temp_dir("damaged-length");
+        let (log, _) = SegmentLog::open(&dir).unwrap();
+        let damaged = submit(&log, "first\r\n");
+        let second = submit(&log, "second\r\n");
+        let third = submit(&log, "third\r\n");
+        drop(log);
+        let path = segment_path(&dir, 1);
+        let mut bytes = fs::read(&path).unwrap();
+        let (_, offset) = parse_queue_id(&damaged).unwrap();
+        // The highest byte of the first record's body length: it now claims far more bytes
+        // than the segment holds, which reads like a write cut short.
+        bytes[offset as usize + 15] ^= 0x01;
+        fs::write(&path, &bytes).unwrap();
+        let (log, recovery) = SegmentLog::open(&dir).unwrap();
+        assert_eq!(
+            (
+                recovery.messages,
+                recovery.damaged_regions,
+                recovery.torn_bytes_removed
+            ),
+            (2, 1, 0)
+        );
+        drop(log);
+        assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut");
+        let ids: Vec<String> = list(&dir).unwrap().into_iter().map(|m| m.id).collect();
+        assert_eq!(ids, [second, third]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
