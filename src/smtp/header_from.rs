@@ -24,6 +24,9 @@ pub enum HeaderFrom {
 /// The From: addresses of `message` (CRLF line endings, as the DATA receiver delivers it).
 pub fn addresses(message: &[u8]) -> HeaderFrom {
     let mut found: Option<Vec<String>> = None;
+    // Seen addresses in a set: a From: field folded over megabytes must not cost a quadratic
+    // number of comparisons.
+    let mut seen = std::collections::HashSet::new();
     for field in header_fields(message) {
         let Some(body) = field_body(&field, b"from") else {
             continue;
@@ -33,12 +36,12 @@ pub fn addresses(message: &[u8]) -> HeaderFrom {
         };
         let all = found.get_or_insert_with(Vec::new);
         for address in list {
-            if !all.contains(&address) {
+            if seen.insert(address.clone()) {
                 all.push(address);
+                if all.len() > MAX_ADDRESSES {
+                    return HeaderFrom::Unreadable;
+                }
             }
-        }
-        if all.len() > MAX_ADDRESSES {
-            return HeaderFrom::Unreadable;
         }
     }
     match found {

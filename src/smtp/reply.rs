@@ -53,11 +53,6 @@ impl Reply {
         &self.text
     }
 
-    /// 4xx and 5xx replies count towards the session's error limit.
-    pub fn is_error(&self) -> bool {
-        self.code >= 400
-    }
-
     /// Appends the wire form (with CRLF line endings) to `out`.
     pub fn write_to(&self, out: &mut Vec<u8>) {
         use std::io::Write;

@@ -405,10 +405,17 @@ impl Session {
             self.line_too_long(in_auth, limit);
             return true;
         }
-        let line = self.input[line_start..line_start + end].to_vec();
+        // Parsing yields owned values, so the line is read in place rather than copied.
+        let line = line_start..line_start + end;
         match std::mem::replace(&mut self.mode, Mode::Command) {
-            Mode::Auth(exchange) => self.continue_auth(exchange, &line),
-            _ => self.handle_command_line(&line),
+            Mode::Auth(mut exchange) => {
+                let step = exchange.respond(&self.input[line]);
+                self.auth_step(Some(exchange), step);
+            }
+            _ => match Command::parse(&self.input[line]) {
+                Ok(command) => self.handle(command),
+                Err(reply) => self.send(reply),
+            },
         }
         true
     }
@@ -439,13 +446,6 @@ impl Session {
                 self.end_of_data(receiver.finish());
                 true
             }
-        }
-    }
-
-    fn handle_command_line(&mut self, line: &[u8]) {
-        match Command::parse(line) {
-            Ok(command) => self.handle(command),
-            Err(reply) => self.send(reply),
         }
     }
 
@@ -571,11 +571,6 @@ impl Session {
         }
         let (exchange, step) = sasl::Exchange::start(mechanism, initial_response);
         self.auth_step(exchange, step);
-    }
-
-    fn continue_auth(&mut self, mut exchange: sasl::Exchange, line: &[u8]) {
-        let step = exchange.respond(line);
-        self.auth_step(Some(exchange), step);
     }
 
     fn auth_step(&mut self, exchange: Option<sasl::Exchange>, step: Step) {
