@@ -574,7 +574,7 @@ pub fn catalogue() -> Vec<Reply> {
         OK,
         RESET,
         UNKNOWN_COMMAND,
-        line_too_long(1048),
+        line_too_long(512),
         AUTH_LINE_TOO_LONG,
         BARE_LINE_ENDING_IN_COMMAND,
         syntax_error("MAIL FROM:<address>"),

@@ -401,12 +401,17 @@ impl Session {
         };
         let line_start = self.consumed;
         self.consumed += end + 2;
-        if std::mem::take(&mut self.discarding_line) || end + 2 > limit {
-            self.line_too_long(in_auth, limit);
+        let line = line_start..line_start + end;
+        // Only MAIL gets the parameter allowance; the limit the client is told is the command
+        // line limit itself.
+        let over_command_limit = !in_auth
+            && end + 2 > self.config.limits.max_command_line
+            && !is_mail(&self.input[line.clone()]);
+        if std::mem::take(&mut self.discarding_line) || end + 2 > limit || over_command_limit {
+            self.line_too_long(in_auth);
             return true;
         }
         // Parsing yields owned values, so the line is read in place rather than copied.
-        let line = line_start..line_start + end;
         match std::mem::replace(&mut self.mode, Mode::Command) {
             Mode::Auth(mut exchange) => {
                 let step = exchange.respond(&self.input[line]);
@@ -420,12 +425,12 @@ impl Session {
         true
     }
 
-    fn line_too_long(&mut self, in_auth: bool, limit: usize) {
+    fn line_too_long(&mut self, in_auth: bool) {
         if in_auth {
             self.mode = Mode::Command;
             self.send(reply::AUTH_LINE_TOO_LONG);
         } else {
-            self.send(reply::line_too_long(limit));
+            self.send(reply::line_too_long(self.config.limits.max_command_line));
         }
     }
 
@@ -894,6 +899,12 @@ impl Session {
         header.push_str(&format!(";\r\n\t{}\r\n", timefmt::rfc5322(now)));
         header
     }
+}
+
+/// Whether a command line is a MAIL command (the only one whose parameters may lengthen it).
+fn is_mail(line: &[u8]) -> bool {
+    line.get(..5)
+        .is_some_and(|verb| verb.eq_ignore_ascii_case(b"MAIL "))
 }
 
 /// The recipients-per-day quota, if one more recipient would exceed it.

@@ -877,6 +877,33 @@ fn a_line_of_exactly_512_octets_is_accepted() {
 }
 
 #[test]
+fn a_line_of_513_octets_is_500_5_5_6_unless_it_is_mail() {
+    let mut session = plaintext();
+    let line = format!("NOOP {}\r\n", "x".repeat(513 - 7));
+    assert_eq!(line.len(), 513);
+    let replies = replies_text(&mut session, &line);
+    assert_eq!(
+        replies[0].to_wire(),
+        "500 5.5.6 Command line too long; this server accepts 512 octets including CRLF (RFC 5321 §4.5.3.1.4)\r\n"
+    );
+    // The session goes on.
+    assert_eq!(outcome(&mut session, "NOOP\r\n"), ["250 2.0.0"]);
+}
+
+#[test]
+fn mail_may_use_the_whole_parameter_allowance_and_no_more() {
+    let mut session = authenticated();
+    let mail = |length: usize| {
+        let head = "MAIL FROM:<alice@example.test> X=";
+        format!("{head}{}\r\n", "y".repeat(length - head.len() - 2))
+    };
+    // 512 + 536 octets: read as a command (the unknown parameter is what is refused) ...
+    assert_eq!(outcome(&mut session, &mail(1048)), ["555 5.5.4"]);
+    // ... one more is too long.
+    assert_eq!(outcome(&mut session, &mail(1049)), ["500 5.5.6"]);
+}
+
+#[test]
 fn mail_with_every_extension_parameter_may_exceed_512_octets() {
     let mut session = authenticated();
     let address = format!(
