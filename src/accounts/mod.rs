@@ -97,7 +97,7 @@ pub fn app_password_id(password: &str) -> Option<&str> {
     (!id.is_empty() && !secret.is_empty()).then_some(id)
 }
 
-/// The domain part of an address, lower-cased.
+/// The domain part of an address, as written.
 pub fn domain_of(address: &str) -> Option<&str> {
     address.rsplit_once('@').map(|(_, domain)| domain)
 }
@@ -105,5 +105,14 @@ pub fn domain_of(address: &str) -> Option<&str> {
 /// A host or domain name in the form names are compared in: host names compare
 /// case-insensitively, and `name.` is the same name as `name`.
 pub fn canonical_host(name: &str) -> String {
-    name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase()
+    without_final_dot(name).to_ascii_lowercase()
+}
+
+/// Whether two host names are the same name (see [`canonical_host`]), without allocating.
+pub fn same_host(a: &str, b: &str) -> bool {
+    without_final_dot(a).eq_ignore_ascii_case(without_final_dot(b))
+}
+
+fn without_final_dot(name: &str) -> &str {
+    name.strip_suffix('.').unwrap_or(name)
 }

@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 
 use super::csv::{self, Record};
-use super::domain_of;
+use super::{domain_of, same_host};
 use crate::auth::{canonical_username, password};
 use crate::smtp::address;
 
@@ -251,10 +251,13 @@ fn check_row(
     } else if let Some(reason) = password::weakness(password) {
         error(format!("weak password for {who}: {reason}"));
     }
-    for issue in password::inspect(password.as_bytes()) {
-        if issue.ends_with("is empty") {
-            continue;
-        }
+    // An empty password is already an error above; inspect would only say so again.
+    let issues = if password.is_empty() {
+        Vec::new()
+    } else {
+        password::inspect(password.as_bytes())
+    };
+    for issue in issues {
         checked.warnings.push(Issue::new(
             line,
             format!(
@@ -298,12 +301,6 @@ pub fn parse_address(text: &str) -> Result<String, String> {
                 e.0
             )
         })
-}
-
-/// Host names compare case-insensitively, and `host.` is `host`.
-pub fn same_host(a: &str, b: &str) -> bool {
-    a.trim_end_matches('.')
-        .eq_ignore_ascii_case(b.trim_end_matches('.'))
 }
 
 /// A provisioning file: the header `host,port,username,password` and one row per account.

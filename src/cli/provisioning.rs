@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 
 use super::accounts::{domain_name, store_failure};
 use super::{EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, Failure};
-use crate::accounts::SqliteStore;
 use crate::accounts::provisioning::{
-    self, DEFAULT_PORT, mailbox_names, parse_address, render, render_export, same_host,
+    self, DEFAULT_PORT, mailbox_names, parse_address, render, render_export,
 };
+use crate::accounts::{SqliteStore, same_host};
 use crate::auth::password;
 use crate::config::Config;
 

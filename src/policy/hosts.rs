@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use crate::accounts::{SqliteStore, canonical_host};
+use crate::accounts::{SqliteStore, canonical_host, same_host};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostDecision {
@@ -41,7 +41,7 @@ impl HostPolicy for StoreHostPolicy {
 /// The rule itself: a domain's host serves it; a domain without one is served everywhere.
 pub fn decide(asked: &str, serving: Option<&str>) -> HostDecision {
     match serving {
-        Some(serving) if canonical_host(serving) != canonical_host(asked) => {
+        Some(serving) if !same_host(serving, asked) => {
             HostDecision::ServedElsewhere(serving.to_string())
         }
         _ => HostDecision::Allowed,
