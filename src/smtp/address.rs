@@ -50,7 +50,7 @@ pub fn split_path(argument: &str) -> Result<(&str, &str), AddressError> {
     let rest = argument
         .strip_prefix('<')
         .ok_or(AddressError("the address must be enclosed in <>"))?;
-    let end = closing_bracket(rest).ok_or(AddressError("missing closing >"))?;
+    let end = find_unquoted(rest, b'>').ok_or(AddressError("missing closing >"))?;
     let params = &rest[end + 1..];
     if !params.is_empty() && !params.starts_with(' ') {
         return Err(AddressError(
@@ -60,8 +60,9 @@ pub fn split_path(argument: &str) -> Result<(&str, &str), AddressError> {
     Ok((&rest[..end], params.trim_matches(' ')))
 }
 
-/// Finds the `>` that closes the path, skipping any inside a quoted local part.
-fn closing_bracket(text: &str) -> Option<usize> {
+/// The byte index of the first ASCII `target` outside a quoted string (a quoted local part or
+/// display name may hold any character, escaped quotes included).
+pub(super) fn find_unquoted(text: &str, target: u8) -> Option<usize> {
     let mut quoted = false;
     let mut escaped = false;
     for (index, byte) in text.bytes().enumerate() {
@@ -69,7 +70,7 @@ fn closing_bracket(text: &str) -> Option<usize> {
             _ if escaped => escaped = false,
             b'\\' if quoted => escaped = true,
             b'"' => quoted = !quoted,
-            b'>' if !quoted => return Some(index),
+            _ if byte == target && !quoted => return Some(index),
             _ => {}
         }
     }

@@ -8,6 +8,8 @@
 //! list of addresses is `Unreadable`, never guessed at: the check must not be fooled into
 //! approving an address it misread.
 
+use super::address::find_unquoted;
+
 /// More authors than this in one message is not mail a person writes; it is refused as
 /// unreadable rather than looked up one by one.
 const MAX_ADDRESSES: usize = 100;
@@ -170,7 +172,7 @@ fn split_mailboxes(body: &str) -> Option<Vec<String>> {
 /// The address of one mailbox: the part in angle brackets (without an obsolete route), or the
 /// whole of a bare addr-spec.
 fn address_of(mailbox: &str) -> Option<String> {
-    let spec = match unquoted_angle(mailbox) {
+    let spec = match find_unquoted(mailbox, b'<') {
         Some(open) => {
             let close = open + mailbox[open..].find('>')?;
             if !mailbox[close + 1..].trim().is_empty() {
@@ -186,22 +188,6 @@ fn address_of(mailbox: &str) -> Option<String> {
         None => mailbox,
     };
     addr_spec(spec)
-}
-
-/// The byte index of the first `<` outside a quoted string (the display name may hold any).
-fn unquoted_angle(text: &str) -> Option<usize> {
-    let mut quoted = false;
-    let mut escaped = false;
-    for (index, c) in text.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => return Some(index),
-            _ => {}
-        }
-    }
-    None
 }
 
 /// `local@domain` with the blanks the obsolete syntax allows around its parts removed;

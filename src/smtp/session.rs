@@ -492,13 +492,9 @@ impl Session {
     fn junk_ends_session(&mut self) -> bool {
         self.junk_commands += 1;
         if self.junk_commands > JUNK_COMMAND_LIMIT {
-            self.errors += 1;
-            if self.errors >= self.config.limits.max_errors {
-                self.close_with(reply::TOO_MANY_ERRORS);
-                return true;
-            }
+            self.count_error();
         }
-        false
+        self.is_closed()
     }
 
     fn ehlo(&mut self, client: String) {
@@ -555,6 +551,17 @@ impl Session {
 
     fn needs_auth(&self) -> bool {
         self.auth_user.is_none() && !self.trusted
+    }
+
+    /// The refusal of a command that needs TLS and a login, if one is missing.
+    fn access_refusal(&self) -> Option<Reply> {
+        if self.needs_tls() {
+            Some(reply::MUST_STARTTLS)
+        } else if self.needs_auth() {
+            Some(reply::AUTH_REQUIRED)
+        } else {
+            None
+        }
     }
 
     fn auth(&mut self, mechanism: &str, initial_response: Option<&str>) {
@@ -699,11 +706,8 @@ impl Session {
     }
 
     fn rcpt(&mut self, argument: &str) {
-        if self.needs_tls() {
-            return self.send(reply::MUST_STARTTLS);
-        }
-        if self.needs_auth() {
-            return self.send(reply::AUTH_REQUIRED);
+        if let Some(refusal) = self.access_refusal() {
+            return self.send(refusal);
         }
         let max_recipients = self.config.limits.max_recipients;
         let hostname = &self.config.hostname;
@@ -735,17 +739,12 @@ impl Session {
     }
 
     fn data(&mut self) {
-        let refusal = if self.needs_tls() {
-            Some(reply::MUST_STARTTLS)
-        } else if self.needs_auth() {
-            Some(reply::AUTH_REQUIRED)
-        } else {
-            match &self.transaction {
-                None => Some(reply::DATA_BEFORE_MAIL),
-                Some(t) if t.recipients.is_empty() => Some(reply::DATA_WITHOUT_RECIPIENTS),
-                Some(_) => None,
-            }
+        let transaction_refusal = match &self.transaction {
+            None => Some(reply::DATA_BEFORE_MAIL),
+            Some(t) if t.recipients.is_empty() => Some(reply::DATA_WITHOUT_RECIPIENTS),
+            Some(_) => None,
         };
+        let refusal = self.access_refusal().or(transaction_refusal);
         if let Some(reply) = refusal {
             return self.send(reply);
         }
@@ -761,13 +760,7 @@ impl Session {
     }
 
     fn vrfy(&mut self) {
-        let reply = if self.needs_tls() {
-            reply::MUST_STARTTLS
-        } else if self.needs_auth() {
-            reply::AUTH_REQUIRED
-        } else {
-            reply::VRFY_CANNOT_VERIFY
-        };
+        let reply = self.access_refusal().unwrap_or(reply::VRFY_CANNOT_VERIFY);
         self.send(reply);
     }
 
