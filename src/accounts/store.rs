@@ -103,29 +103,9 @@ impl SqliteStore {
 
     /// Creates an account; returns true when its domain was new and has been created too.
     pub fn add_account(&self, address: &str, password_hash: &str) -> Result<bool, StoreError> {
-        let domain = domain_of(address)
-            .ok_or_else(|| StoreError::Invalid(format!("{address} has no domain")))?
-            .to_string();
-        self.transaction(|tx| {
-            let exists: bool = tx
-                .query_row("SELECT 1 FROM accounts WHERE address = ?1", [address], |_| Ok(true))
-                .optional()
-                .map_err(sql)?
-                .unwrap_or(false);
-            if exists {
-                return Err(StoreError::Exists(address.to_string()));
-            }
-            let new_domain = tx
-                .execute("INSERT OR IGNORE INTO domains (name, created) VALUES (?1, ?2)", params![domain, unix_now()])
-                .map_err(sql)?
-                == 1;
-            tx.execute(
-                "INSERT INTO accounts (address, domain, password_hash, created) VALUES (?1, ?2, ?3, ?4)",
-                params![address, domain, password_hash, unix_now()],
-            )
-            .map_err(sql)?;
-            Ok(new_domain)
-        })
+        let account = [(address.to_string(), password_hash.to_string())];
+        let summary = self.create_accounts(&account, true)?;
+        Ok(!summary.domains_created.is_empty())
     }
 
     pub fn set_password(&self, address: &str, password_hash: &str) -> Result<(), StoreError> {
