@@ -634,8 +634,7 @@ impl Session {
         if let Some(parameter) = self.extension_used_after_helo(&mail) {
             return self.send(reply::parameter_needs_ehlo(parameter));
         }
-        let sender = mail.sender.as_ref().map_or("", Mailbox::as_str).to_string();
-        if !mail.smtputf8 && !sender.is_ascii() {
+        if !mail.smtputf8 && mail.sender.as_ref().is_some_and(|s| !s.is_ascii()) {
             return self.send(reply::NON_ASCII_WITHOUT_SMTPUTF8);
         }
         let limit = self.config.limits.max_message_size;
@@ -647,6 +646,7 @@ impl Session {
             // and its quotas decide whether it may send at all right now.
             Some(user) => {
                 let user = user.clone();
+                let sender = mail.sender.as_ref().map_or("", Mailbox::as_str).to_string();
                 self.mode = Mode::AuthorizingMail(Box::new(mail));
                 self.outbox
                     .push_back(Action::AuthorizeMail { user, sender });
@@ -679,14 +679,14 @@ impl Session {
     }
 
     fn open_transaction(&mut self, mail: MailFrom, recipient_quota: Option<Remaining>) {
-        let sender = mail.sender.as_ref().map_or("", Mailbox::as_str).to_string();
+        let reply = reply::sender_ok(mail.sender.as_ref().map_or("", Mailbox::as_str));
         self.transaction = Some(Transaction {
             mail,
             recipients: Vec::new(),
             recipient_quota,
         });
         self.junk_commands = 0;
-        self.send(reply::sender_ok(&sender));
+        self.send(reply);
     }
 
     /// Service extensions exist only after EHLO (RFC 5321 §4.1.1.1).
