@@ -129,6 +129,19 @@ fn usage_errors_exit_64() {
         .output()
         .unwrap();
     assert_eq!(status(&output), 64);
+    // "check" as the argument of another command is not the `check` command (status 2).
+    for (args, unexpected) in [
+        (&["config", "check", "--bogus"][..], "'--bogus'"),
+        (&["queue", "check", "--bogus"], "'--bogus'"),
+        (&["--config", "check", "serve", "-x"], "'-x'"),
+    ] {
+        let output = std::process::Command::new(BINARY)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(status(&output), 64, "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(unexpected), "{}", stderr(&output));
+    }
     let output = std::process::Command::new(BINARY)
         .args(["--help"])
         .output()
