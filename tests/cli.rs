@@ -115,8 +115,23 @@ fn password_with_surrounding_whitespace_is_accepted_with_a_warning() {
         Some(" padded \r\n"),
     );
     assert_eq!(status(&output), 0);
+    let warnings = stderr(&output);
+    for expected in [
+        "starts with a space",
+        "ends with a space",
+        "send it exactly",
+    ] {
+        assert!(warnings.contains(expected), "{expected:?} in {warnings}");
+    }
+    // Invisible characters inside the password are named too, for `passwd` as for `add`.
+    let output = cli_in(
+        &dir.0,
+        &["accounts", "passwd", "a@example.test", "--password-stdin"],
+        Some("pass\u{200B}word-1\n"),
+    );
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("whitespace"),
+        stderr(&output).contains("zero-width space (U+200B"),
         "{}",
         stderr(&output)
     );
