@@ -6,13 +6,15 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rustls::ClientConfig;
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
@@ -85,8 +87,6 @@ impl fmt::Display for Reply {
 /// Which certificates to trust when connecting with TLS.
 #[derive(Debug, Clone)]
 pub enum Trust {
-    /// The operating system's trust store.
-    System,
     /// Only the certificates in this PEM file (for a private CA or a self-signed server).
     CaFile(std::path::PathBuf),
     /// Any certificate (signatures are still checked); for testing self-signed servers.
@@ -94,21 +94,23 @@ pub enum Trust {
 }
 
 pub fn tls_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
-    let builder = ClientConfig::builder_with_provider(tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?;
-    let config = match trust {
-        Trust::Anything => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(tls::provider())))
-            .with_no_client_auth(),
-        Trust::System => builder
-            .with_root_certificates(system_roots())
-            .with_no_client_auth(),
-        Trust::CaFile(path) => builder
-            .with_root_certificates(file_roots(path)?)
-            .with_no_client_auth(),
+    let verifier = match trust {
+        Trust::Anything => CertificateVerifier::accept_any(),
+        Trust::CaFile(path) => CertificateVerifier::new(file_roots(path)?, false),
     };
+    config_with_verifier(Arc::new(verifier))
+}
+
+/// A client configuration with the ring provider, TLS 1.2 and 1.3, and `verifier`.
+pub fn config_with_verifier(
+    verifier: Arc<CertificateVerifier>,
+) -> Result<Arc<ClientConfig>, String> {
+    let config = ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -133,53 +135,94 @@ pub fn file_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-/// Accepts any certificate chain but still verifies the handshake signatures, so the
-/// connection is encrypted to whoever holds the presented key.
+/// Verifies the chain like rustls does and remembers the verdict, so `check` can report a bad
+/// certificate and, when told to go on anyway (`check --insecure`, `bench` without `--ca`), let
+/// the handshake continue. Handshake signatures are always verified, so the connection is
+/// encrypted to whoever holds the presented key.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+pub struct CertificateVerifier {
+    /// `None` when there is nothing to check against: every chain is then untrusted.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    accept_any: bool,
+    verdict: Mutex<Option<rustls::Error>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl CertificateVerifier {
+    /// Trusts `roots`; with `accept_any` a chain they do not vouch for is let through too.
+    pub fn new(roots: rustls::RootCertStore, accept_any: bool) -> CertificateVerifier {
+        // Building fails only without roots; the chain is then reported as untrusted.
+        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), tls::provider())
+            .build()
+            .ok();
+        CertificateVerifier {
+            chain,
+            accept_any,
+            verdict: Mutex::new(None),
+            provider: tls::provider(),
+        }
+    }
+
+    pub fn accept_any() -> CertificateVerifier {
+        CertificateVerifier::new(rustls::RootCertStore::empty(), true)
+    }
+
+    /// The certificate error of the last handshake (`None`: the chain was trusted).
+    pub fn verdict(&self) -> Option<rustls::Error> {
+        self.verdict.lock().ok().and_then(|verdict| verdict.clone())
+    }
+}
+
+impl ServerCertVerifier for CertificateVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let result = match &self.chain {
+            Some(chain) => {
+                chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        };
+        if let Ok(mut verdict) = self.verdict.lock() {
+            *verdict = result.as_ref().err().cloned();
+        }
+        match result {
+            Err(_) if self.accept_any => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
