@@ -14,9 +14,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, DigitallySignedStruct};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -399,56 +399,32 @@ impl Connection {
         self.command(&BASE64.encode(password)).await
     }
 
-    /// A whole transaction. With `pipelining`, MAIL, every RCPT and DATA go in one write (RFC
-    /// 2920). Returns the replies to MAIL, each RCPT and DATA, then the reply after the final
-    /// dot (absent when DATA was refused). `message` must already use CRLF line endings.
+    /// A whole transaction: the envelope in one write (RFC 2920 pipelining), then, after 354,
+    /// `message`: dot-stuffed parts, each ending in CRLF, sent in order. Returns the replies to
+    /// MAIL, each RCPT and DATA, then the reply after the final dot (absent when DATA was
+    /// refused).
     pub async fn transaction(
         &mut self,
-        from: &str,
-        to: &[String],
-        message: &[u8],
-        pipelining: bool,
+        envelope: &Envelope,
+        message: &[&[u8]],
     ) -> io::Result<Transaction> {
-        let mut commands = vec![format!("MAIL FROM:<{from}>")];
-        commands.extend(to.iter().map(|rcpt| format!("RCPT TO:<{rcpt}>")));
-        commands.push("DATA".to_string());
-        let mut replies = Vec::with_capacity(commands.len());
-        if pipelining {
-            self.send(
-                commands
-                    .iter()
-                    .map(|c| format!("{c}\r\n"))
-                    .collect::<String>()
-                    .as_bytes(),
-            )
-            .await?;
-            for _ in &commands {
-                replies.push(self.read_reply().await?);
-            }
-        } else {
-            for command in &commands {
-                let reply = self.command(command).await?;
-                let failed = !reply.is_positive();
-                replies.push(reply);
-                if failed {
-                    break;
-                }
-            }
+        self.send(&envelope.batch).await?;
+        let mut replies = Vec::with_capacity(envelope.commands);
+        for _ in 0..envelope.commands {
+            replies.push(self.read_reply().await?);
         }
-        let data_started =
-            replies.len() == commands.len() && replies.last().is_some_and(|r| r.code == 354);
+        let data_started = replies.last().is_some_and(|r| r.code == 354);
         let mut transaction = Transaction {
             replies,
             end_of_data: None,
             end_of_data_latency: None,
         };
         if data_started {
-            let mut body = dot_stuff(message);
-            let last_line_start = body.len();
-            body.extend_from_slice(b".\r\n");
-            self.write_all(&body[..last_line_start]).await?;
+            for part in message {
+                self.write_all(part).await?;
+            }
             let sent = std::time::Instant::now();
-            self.send(&body[last_line_start..]).await?;
+            self.send(b".\r\n").await?;
             transaction.end_of_data = Some(self.read_reply().await?);
             transaction.end_of_data_latency = Some(sent.elapsed());
         }
@@ -460,6 +436,26 @@ impl Connection {
             Stream::Plain(s) => s.read(buf).await,
             Stream::Tls(s) => s.read(buf).await,
             Stream::Closed => Err(closed()),
+        }
+    }
+}
+
+/// MAIL FROM, every RCPT TO and DATA, formatted once for any number of transactions.
+pub struct Envelope {
+    batch: Vec<u8>,
+    commands: usize,
+}
+
+impl Envelope {
+    pub fn new(from: &str, to: &[String]) -> Envelope {
+        let mut batch = format!("MAIL FROM:<{from}>\r\n");
+        for recipient in to {
+            batch.push_str(&format!("RCPT TO:<{recipient}>\r\n"));
+        }
+        batch.push_str("DATA\r\n");
+        Envelope {
+            batch: batch.into_bytes(),
+            commands: to.len() + 2,
         }
     }
 }
@@ -545,6 +541,16 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_envelope_is_one_batch_of_mail_rcpt_and_data() {
+        let envelope = Envelope::new("a@b.c", &["d@e.f".to_string(), "g@h.i".to_string()]);
+        assert_eq!(
+            envelope.batch,
+            b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nRCPT TO:<g@h.i>\r\nDATA\r\n"
+        );
+        assert_eq!(envelope.commands, 4);
+    }
 
     #[test]
     fn dot_stuffing_doubles_leading_dots_and_ends_with_crlf() {
