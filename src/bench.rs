@@ -164,7 +164,9 @@ impl Tally {
 struct Plan {
     args: BenchArgs,
     tls: Option<Arc<rustls::ClientConfig>>,
-    server_name: String,
+    /// The host of HOST:PORT (without IPv6 brackets), for SNI and certificate checks.
+    host: String,
+    port: u16,
     recipients: Vec<String>,
     /// MAIL, RCPT and DATA as sent in every transaction.
     envelope: Envelope,
@@ -252,7 +254,7 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
     } else {
         None
     };
-    let server_name = server_name(&args.target);
+    let (host, port) = address(&args.target)?;
     let recipients = recipients(&args.to, args.recipients);
     let envelope = Envelope::new(&args.from, &recipients);
     let message = message(&args.from, &recipients, args.size, None);
@@ -265,7 +267,8 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
         remaining: AtomicUsize::new(args.messages),
         args,
         tls,
-        server_name,
+        host,
+        port,
         recipients,
         envelope,
         message,
@@ -274,12 +277,13 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
     })
 }
 
-/// The host part of HOST:PORT (without IPv6 brackets), for SNI and certificate checks.
-fn server_name(target: &str) -> String {
-    let host = target.rsplit_once(':').map_or(target, |(host, _)| host);
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string()
+/// HOST:PORT as `check` reads HOST[:PORT], except that the port is required: a load test
+/// must not pick a port on the user's behalf.
+fn address(target: &str) -> Result<(String, u16), String> {
+    match crate::diagnostics::check::target::split(target)? {
+        (host, Some(port)) => Ok((host, port)),
+        (_, None) => Err(format!("{target:?} is not HOST:PORT: the port is missing")),
+    }
 }
 
 fn recipients(to: &str, count: usize) -> Vec<String> {
@@ -443,13 +447,13 @@ async fn session(plan: &Plan, tally: &mut Tally) -> Result<(), String> {
 
 /// Connects and gets a session ready for MAIL: greeting, EHLO, TLS, EHLO again, AUTH.
 async fn open(plan: &Plan, tally: &mut Tally) -> Result<Connection, String> {
-    let tcp = TcpStream::connect(&plan.args.target)
+    let tcp = TcpStream::connect((plan.host.as_str(), plan.port))
         .await
         .map_err(|e| format!("connect: {}", e.kind()))?;
     let mut connection = if plan.args.tls {
         let started = Instant::now();
         let config = plan.tls.clone().ok_or("no TLS configuration")?;
-        let connection = Connection::implicit_tls(tcp, config, &plan.server_name)
+        let connection = Connection::implicit_tls(tcp, config, &plan.host)
             .await
             .map_err(|e| format!("TLS handshake: {e}"))?;
         tally.handshakes.push(started.elapsed());
@@ -464,7 +468,7 @@ async fn open(plan: &Plan, tally: &mut Tally) -> Result<Connection, String> {
         let started = Instant::now();
         let config = plan.tls.clone().ok_or("no TLS configuration")?;
         connection
-            .handshake(config, &plan.server_name)
+            .handshake(config, &plan.host)
             .await
             .map_err(|e| format!("TLS handshake: {e}"))?;
         tally.handshakes.push(started.elapsed());
@@ -642,11 +646,18 @@ mod tests {
     }
 
     #[test]
-    fn numbered_recipients_and_server_name() {
+    fn numbered_recipients_and_address() {
         assert_eq!(recipients("sink@x.y", 2), ["sink1@x.y", "sink2@x.y"]);
         assert_eq!(recipients("sink@x.y", 1), ["sink@x.y"]);
-        assert_eq!(server_name("127.0.0.1:2587"), "127.0.0.1");
-        assert_eq!(server_name("[::1]:25"), "::1");
-        assert_eq!(server_name("mail.example.test:587"), "mail.example.test");
+        let address = |target| address(target).unwrap();
+        assert_eq!(address("127.0.0.1:2587"), ("127.0.0.1".into(), 2587));
+        assert_eq!(address("[::1]:25"), ("::1".into(), 25));
+        assert_eq!(
+            address("mail.example.test:587"),
+            ("mail.example.test".into(), 587)
+        );
+        for bad in ["mail.example.test", "[::1]", "::1", "host:0", ":25"] {
+            assert!(super::address(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -14,7 +14,7 @@ mod password;
 mod probes;
 mod report;
 mod submit;
-mod target;
+pub(crate) mod target;
 mod tls;
 
 use std::cell::RefCell;
