@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio::net::TcpStream;
 
-use crate::client::{self, Connection, Reply, Trust};
+use crate::client::{self, Connection, Envelope, Reply, Trust};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -164,9 +164,16 @@ impl Tally {
 struct Plan {
     args: BenchArgs,
     tls: Option<Arc<rustls::ClientConfig>>,
-    server_name: String,
-    message: Vec<u8>,
+    /// The host of HOST:PORT (without IPv6 brackets), for SNI and certificate checks.
+    host: String,
+    port: u16,
     recipients: Vec<String>,
+    /// MAIL, RCPT and DATA as sent in every transaction.
+    envelope: Envelope,
+    /// The message without --record-ids.
+    message: Message,
+    /// The filler lines every message's body takes its full lines from.
+    filler: Vec<u8>,
     /// Messages not yet claimed by a worker.
     remaining: AtomicUsize,
     /// With --record-ids: the file, the marker prefix and the last marker number used.
@@ -247,9 +254,11 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
     } else {
         None
     };
-    let server_name = server_name(&args.target);
+    let (host, port) = address(&args.target)?;
     let recipients = recipients(&args.to, args.recipients);
+    let envelope = Envelope::new(&args.from, &recipients);
     let message = message(&args.from, &recipients, args.size, None);
+    let filler = filler(args.size);
     let record = match &args.record_ids {
         Some(path) => Some(Record::open(path, args.marker_prefix.clone())?),
         None => None,
@@ -258,19 +267,23 @@ fn plan(args: BenchArgs) -> Result<Plan, String> {
         remaining: AtomicUsize::new(args.messages),
         args,
         tls,
-        server_name,
-        message,
+        host,
+        port,
         recipients,
+        envelope,
+        message,
+        filler,
         record,
     })
 }
 
-/// The host part of HOST:PORT (without IPv6 brackets), for SNI and certificate checks.
-fn server_name(target: &str) -> String {
-    let host = target.rsplit_once(':').map_or(target, |(host, _)| host);
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string()
+/// HOST:PORT as `check` reads HOST[:PORT], except that the port is required: a load test
+/// must not pick a port on the user's behalf.
+fn address(target: &str) -> Result<(String, u16), String> {
+    match crate::diagnostics::check::target::split(target)? {
+        (host, Some(port)) => Ok((host, port)),
+        (_, None) => Err(format!("{target:?} is not HOST:PORT: the port is missing")),
+    }
 }
 
 fn recipients(to: &str, count: usize) -> Vec<String> {
@@ -283,10 +296,33 @@ fn recipients(to: &str, count: usize) -> Vec<String> {
         .collect()
 }
 
-/// A plain-text message of `size` octets with 76-character lines; a marker goes into the
-/// Subject: and Message-ID: fields.
-fn message(from: &str, to: &[String], size: usize, marker: Option<&str>) -> Vec<u8> {
-    let mut text = match marker {
+/// One line of filler: 74 octets of text and CRLF.
+const LINE: &[u8] =
+    b"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\r\n";
+const END: &[u8] = b"end\r\n";
+
+/// A plain-text message of `size` octets with 76-octet lines, split where messages differ so
+/// that only the header and the last line are made per message: the header (dot-stuffed; a
+/// marker goes into Subject: and Message-ID:), `lines` full lines taken from the shared filler,
+/// then a short line and "end" that make the size exact (unless the header alone is about that
+/// long).
+struct Message {
+    header: Vec<u8>,
+    lines: usize,
+    tail: Vec<u8>,
+}
+
+impl Message {
+    /// The message as sent, in parts: `filler` must come from `filler(size)`.
+    fn parts<'a>(&'a self, filler: &'a [u8]) -> [&'a [u8]; 3] {
+        // Never more lines than the filler has: they were counted from a smaller budget.
+        let body = filler.get(..self.lines * LINE.len()).unwrap_or(filler);
+        [&self.header, body, &self.tail]
+    }
+}
+
+fn message(from: &str, to: &[String], size: usize, marker: Option<&str>) -> Message {
+    let header = match marker {
         Some(marker) => format!(
             "From: <{from}>\r\nTo: <{}>\r\nSubject: portcullis bench {marker}\r\nMessage-ID: <{marker}@portcullis.bench>\r\n\r\n",
             to[0]
@@ -296,22 +332,29 @@ fn message(from: &str, to: &[String], size: usize, marker: Option<&str>) -> Vec<
             to[0]
         ),
     };
-    // Full lines, then one of 3 to 78 octets, so that the message has exactly `size` octets
-    // whatever the header took (unless the header alone is about that long).
-    let line = format!("{}\r\n", "x".repeat(74));
-    let end = "end\r\n";
-    let budget = size.saturating_sub(text.len() + end.len());
+    // The addresses come from the command line: stuff the header in case one holds a line break.
+    let header = client::dot_stuff(header.as_bytes());
+    let budget = size.saturating_sub(header.len() + END.len());
+    let mut tail = Vec::new();
+    let mut lines = 0;
     if budget >= 3 {
-        let full = (budget - 3) / line.len();
-        for _ in 0..full {
-            text.push_str(&line);
-        }
-        let rest = budget - full * line.len();
-        text.push_str(&"x".repeat(rest - 2));
-        text.push_str("\r\n");
+        lines = (budget - 3) / LINE.len();
+        let rest = budget - lines * LINE.len();
+        tail.resize(rest - 2, b'x');
+        tail.extend_from_slice(b"\r\n");
     }
-    text.push_str(end);
-    text.into_bytes()
+    // Filler and tail are lines of 'x' and "end": nothing in them needs dot-stuffing.
+    tail.extend_from_slice(END);
+    Message {
+        header,
+        lines,
+        tail,
+    }
+}
+
+/// As many full lines as a message of `size` octets can hold, made once for every message.
+fn filler(size: usize) -> Vec<u8> {
+    LINE.repeat(size / LINE.len())
 }
 
 /// Claims one message from the shared budget.
@@ -351,9 +394,9 @@ async fn session(plan: &Plan, tally: &mut Tally) -> Result<(), String> {
             );
             (record, marker, message)
         });
-        let body = marked.as_ref().map_or(&plan.message, |(_, _, m)| m);
+        let message = marked.as_ref().map_or(&plan.message, |(_, _, m)| m);
         let transaction = match connection
-            .transaction(&plan.args.from, &plan.recipients, body, true)
+            .transaction(&plan.envelope, &message.parts(&plan.filler))
             .await
         {
             Ok(transaction) => transaction,
@@ -404,13 +447,13 @@ async fn session(plan: &Plan, tally: &mut Tally) -> Result<(), String> {
 
 /// Connects and gets a session ready for MAIL: greeting, EHLO, TLS, EHLO again, AUTH.
 async fn open(plan: &Plan, tally: &mut Tally) -> Result<Connection, String> {
-    let tcp = TcpStream::connect(&plan.args.target)
+    let tcp = TcpStream::connect((plan.host.as_str(), plan.port))
         .await
         .map_err(|e| format!("connect: {}", e.kind()))?;
     let mut connection = if plan.args.tls {
         let started = Instant::now();
         let config = plan.tls.clone().ok_or("no TLS configuration")?;
-        let connection = Connection::implicit_tls(tcp, config, &plan.server_name)
+        let connection = Connection::implicit_tls(tcp, config, &plan.host)
             .await
             .map_err(|e| format!("TLS handshake: {e}"))?;
         tally.handshakes.push(started.elapsed());
@@ -425,7 +468,7 @@ async fn open(plan: &Plan, tally: &mut Tally) -> Result<Connection, String> {
         let started = Instant::now();
         let config = plan.tls.clone().ok_or("no TLS configuration")?;
         connection
-            .handshake(config, &plan.server_name)
+            .handshake(config, &plan.host)
             .await
             .map_err(|e| format!("TLS handshake: {e}"))?;
         tally.handshakes.push(started.elapsed());
@@ -590,23 +633,31 @@ mod tests {
         for marker in std::iter::once(None).chain(markers.map(Some)) {
             for size in [300, 1024, 4096] {
                 let message = message("a@b.c", &["d@e.f".to_string()], size, marker.as_deref());
+                let message = message.parts(&filler(size)).concat();
                 assert_eq!(message.len(), size, "{marker:?}");
                 assert!(message.ends_with(b"\r\nend\r\n"));
                 assert!(!message.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
             }
         }
         let marked = message("a@b.c", &["d@e.f".to_string()], 1024, Some("m-7"));
-        let text = String::from_utf8(marked).unwrap();
+        let text = String::from_utf8(marked.parts(&filler(1024)).concat()).unwrap();
         assert!(text.contains("Subject: portcullis bench m-7\r\n"));
         assert!(text.contains("Message-ID: <m-7@portcullis.bench>\r\n"));
     }
 
     #[test]
-    fn numbered_recipients_and_server_name() {
+    fn numbered_recipients_and_address() {
         assert_eq!(recipients("sink@x.y", 2), ["sink1@x.y", "sink2@x.y"]);
         assert_eq!(recipients("sink@x.y", 1), ["sink@x.y"]);
-        assert_eq!(server_name("127.0.0.1:2587"), "127.0.0.1");
-        assert_eq!(server_name("[::1]:25"), "::1");
-        assert_eq!(server_name("mail.example.test:587"), "mail.example.test");
+        let address = |target| address(target).unwrap();
+        assert_eq!(address("127.0.0.1:2587"), ("127.0.0.1".into(), 2587));
+        assert_eq!(address("[::1]:25"), ("::1".into(), 25));
+        assert_eq!(
+            address("mail.example.test:587"),
+            ("mail.example.test".into(), 587)
+        );
+        for bad in ["mail.example.test", "[::1]", "::1", "host:0", ":25"] {
+            assert!(super::address(bad).is_err(), "{bad:?}");
+        }
     }
 }

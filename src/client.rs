@@ -6,15 +6,17 @@ use std::fmt;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use rustls::ClientConfig;
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -85,8 +87,6 @@ impl fmt::Display for Reply {
 /// Which certificates to trust when connecting with TLS.
 #[derive(Debug, Clone)]
 pub enum Trust {
-    /// The operating system's trust store.
-    System,
     /// Only the certificates in this PEM file (for a private CA or a self-signed server).
     CaFile(std::path::PathBuf),
     /// Any certificate (signatures are still checked); for testing self-signed servers.
@@ -94,21 +94,23 @@ pub enum Trust {
 }
 
 pub fn tls_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
-    let builder = ClientConfig::builder_with_provider(tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up failed: {e}"))?;
-    let config = match trust {
-        Trust::Anything => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(tls::provider())))
-            .with_no_client_auth(),
-        Trust::System => builder
-            .with_root_certificates(system_roots())
-            .with_no_client_auth(),
-        Trust::CaFile(path) => builder
-            .with_root_certificates(file_roots(path)?)
-            .with_no_client_auth(),
+    let verifier = match trust {
+        Trust::Anything => CertificateVerifier::accept_any(),
+        Trust::CaFile(path) => CertificateVerifier::new(file_roots(path)?, false),
     };
+    config_with_verifier(Arc::new(verifier))
+}
+
+/// A client configuration with the ring provider, TLS 1.2 and 1.3, and `verifier`.
+pub fn config_with_verifier(
+    verifier: Arc<CertificateVerifier>,
+) -> Result<Arc<ClientConfig>, String> {
+    let config = ClientConfig::builder_with_provider(tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS set-up failed: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
     Ok(Arc::new(config))
 }
 
@@ -133,53 +135,94 @@ pub fn file_roots(path: &Path) -> Result<rustls::RootCertStore, String> {
     Ok(roots)
 }
 
-/// Accepts any certificate chain but still verifies the handshake signatures, so the
-/// connection is encrypted to whoever holds the presented key.
+/// Verifies the chain like rustls does and remembers the verdict, so `check` can report a bad
+/// certificate and, when told to go on anyway (`check --insecure`, `bench` without `--ca`), let
+/// the handshake continue. Handshake signatures are always verified, so the connection is
+/// encrypted to whoever holds the presented key.
 #[derive(Debug)]
-struct AcceptAnyCertificate(Arc<rustls::crypto::CryptoProvider>);
+pub struct CertificateVerifier {
+    /// `None` when there is nothing to check against: every chain is then untrusted.
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    accept_any: bool,
+    verdict: Mutex<Option<rustls::Error>>,
+    provider: Arc<CryptoProvider>,
+}
 
-impl ServerCertVerifier for AcceptAnyCertificate {
+impl CertificateVerifier {
+    /// Trusts `roots`; with `accept_any` a chain they do not vouch for is let through too.
+    pub fn new(roots: rustls::RootCertStore, accept_any: bool) -> CertificateVerifier {
+        // Building fails only without roots; the chain is then reported as untrusted.
+        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), tls::provider())
+            .build()
+            .ok();
+        CertificateVerifier {
+            chain,
+            accept_any,
+            verdict: Mutex::new(None),
+            provider: tls::provider(),
+        }
+    }
+
+    pub fn accept_any() -> CertificateVerifier {
+        CertificateVerifier::new(rustls::RootCertStore::empty(), true)
+    }
+
+    /// The certificate error of the last handshake (`None`: the chain was trusted).
+    pub fn verdict(&self) -> Option<rustls::Error> {
+        self.verdict.lock().ok().and_then(|verdict| verdict.clone())
+    }
+}
+
+impl ServerCertVerifier for CertificateVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        let result = match &self.chain {
+            Some(chain) => {
+                chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        };
+        if let Ok(mut verdict) = self.verdict.lock() {
+            *verdict = result.as_ref().err().cloned();
+        }
+        match result {
+            Err(_) if self.accept_any => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
     }
 
     fn verify_tls12_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
     }
 
     fn verify_tls13_signature(
         &self,
         message: &[u8],
         cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
+        dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
+        let algorithms = &self.provider.signature_verification_algorithms;
+        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -356,56 +399,32 @@ impl Connection {
         self.command(&BASE64.encode(password)).await
     }
 
-    /// A whole transaction. With `pipelining`, MAIL, every RCPT and DATA go in one write (RFC
-    /// 2920). Returns the replies to MAIL, each RCPT and DATA, then the reply after the final
-    /// dot (absent when DATA was refused). `message` must already use CRLF line endings.
+    /// A whole transaction: the envelope in one write (RFC 2920 pipelining), then, after 354,
+    /// `message`: dot-stuffed parts, each ending in CRLF, sent in order. Returns the replies to
+    /// MAIL, each RCPT and DATA, then the reply after the final dot (absent when DATA was
+    /// refused).
     pub async fn transaction(
         &mut self,
-        from: &str,
-        to: &[String],
-        message: &[u8],
-        pipelining: bool,
+        envelope: &Envelope,
+        message: &[&[u8]],
     ) -> io::Result<Transaction> {
-        let mut commands = vec![format!("MAIL FROM:<{from}>")];
-        commands.extend(to.iter().map(|rcpt| format!("RCPT TO:<{rcpt}>")));
-        commands.push("DATA".to_string());
-        let mut replies = Vec::with_capacity(commands.len());
-        if pipelining {
-            self.send(
-                commands
-                    .iter()
-                    .map(|c| format!("{c}\r\n"))
-                    .collect::<String>()
-                    .as_bytes(),
-            )
-            .await?;
-            for _ in &commands {
-                replies.push(self.read_reply().await?);
-            }
-        } else {
-            for command in &commands {
-                let reply = self.command(command).await?;
-                let failed = !reply.is_positive();
-                replies.push(reply);
-                if failed {
-                    break;
-                }
-            }
+        self.send(&envelope.batch).await?;
+        let mut replies = Vec::with_capacity(envelope.commands);
+        for _ in 0..envelope.commands {
+            replies.push(self.read_reply().await?);
         }
-        let data_started =
-            replies.len() == commands.len() && replies.last().is_some_and(|r| r.code == 354);
+        let data_started = replies.last().is_some_and(|r| r.code == 354);
         let mut transaction = Transaction {
             replies,
             end_of_data: None,
             end_of_data_latency: None,
         };
         if data_started {
-            let mut body = dot_stuff(message);
-            let last_line_start = body.len();
-            body.extend_from_slice(b".\r\n");
-            self.write_all(&body[..last_line_start]).await?;
+            for part in message {
+                self.write_all(part).await?;
+            }
             let sent = std::time::Instant::now();
-            self.send(&body[last_line_start..]).await?;
+            self.send(b".\r\n").await?;
             transaction.end_of_data = Some(self.read_reply().await?);
             transaction.end_of_data_latency = Some(sent.elapsed());
         }
@@ -417,6 +436,26 @@ impl Connection {
             Stream::Plain(s) => s.read(buf).await,
             Stream::Tls(s) => s.read(buf).await,
             Stream::Closed => Err(closed()),
+        }
+    }
+}
+
+/// MAIL FROM, every RCPT TO and DATA, formatted once for any number of transactions.
+pub struct Envelope {
+    batch: Vec<u8>,
+    commands: usize,
+}
+
+impl Envelope {
+    pub fn new(from: &str, to: &[String]) -> Envelope {
+        let mut batch = format!("MAIL FROM:<{from}>\r\n");
+        for recipient in to {
+            batch.push_str(&format!("RCPT TO:<{recipient}>\r\n"));
+        }
+        batch.push_str("DATA\r\n");
+        Envelope {
+            batch: batch.into_bytes(),
+            commands: to.len() + 2,
         }
     }
 }
@@ -502,6 +541,16 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_envelope_is_one_batch_of_mail_rcpt_and_data() {
+        let envelope = Envelope::new("a@b.c", &["d@e.f".to_string(), "g@h.i".to_string()]);
+        assert_eq!(
+            envelope.batch,
+            b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nRCPT TO:<g@h.i>\r\nDATA\r\n"
+        );
+        assert_eq!(envelope.commands, 4);
+    }
 
     #[test]
     fn dot_stuffing_doubles_leading_dots_and_ends_with_crlf() {

@@ -491,6 +491,18 @@ fn usage_errors_exit_with_status_2() {
     }
 }
 
+#[test]
+fn argument_errors_found_by_the_parser_exit_with_status_2() {
+    for args in [&["127.0.0.1", "--bogus"][..], &[]] {
+        let (status, output) = check(args, b"");
+        assert_eq!(status, 2, "{args:?}: {output}");
+        assert!(
+            output.contains("Usage: portcullis check"),
+            "{args:?}: {output}"
+        );
+    }
+}
+
 // ---- against aiosmtpd ----------------------------------------------------------------------
 
 /// tests/clients/check_server.py, stopped on drop (and by its standard input closing, should

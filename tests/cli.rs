@@ -115,8 +115,23 @@ fn password_with_surrounding_whitespace_is_accepted_with_a_warning() {
         Some(" padded \r\n"),
     );
     assert_eq!(status(&output), 0);
+    let warnings = stderr(&output);
+    for expected in [
+        "starts with a space",
+        "ends with a space",
+        "send it exactly",
+    ] {
+        assert!(warnings.contains(expected), "{expected:?} in {warnings}");
+    }
+    // Invisible characters inside the password are named too, for `passwd` as for `add`.
+    let output = cli_in(
+        &dir.0,
+        &["accounts", "passwd", "a@example.test", "--password-stdin"],
+        Some("pass\u{200B}word-1\n"),
+    );
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
     assert!(
-        stderr(&output).contains("whitespace"),
+        stderr(&output).contains("zero-width space (U+200B"),
         "{}",
         stderr(&output)
     );
@@ -129,6 +144,19 @@ fn usage_errors_exit_64() {
         .output()
         .unwrap();
     assert_eq!(status(&output), 64);
+    // "check" as the argument of another command is not the `check` command (status 2).
+    for (args, unexpected) in [
+        (&["config", "check", "--bogus"][..], "'--bogus'"),
+        (&["queue", "check", "--bogus"], "'--bogus'"),
+        (&["--config", "check", "serve", "-x"], "'-x'"),
+    ] {
+        let output = std::process::Command::new(BINARY)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(status(&output), 64, "{args:?}: {}", stderr(&output));
+        assert!(stderr(&output).contains(unexpected), "{}", stderr(&output));
+    }
     let output = std::process::Command::new(BINARY)
         .args(["--help"])
         .output()

@@ -235,7 +235,8 @@ fn edge_name(c: char) -> Option<&'static str> {
 }
 
 /// Characters that look like nothing, or like an ordinary space, but are different bytes.
-fn invisible(c: char) -> Option<&'static str> {
+/// Shared with `portcullis check`, which retries a refused login without them.
+pub(crate) fn invisible(c: char) -> Option<&'static str> {
     let name = match c {
         '\u{00A0}' => "a no-break space (U+00A0, looks like a space)",
         '\u{202F}' | '\u{2007}' => "a narrow or figure no-break space (looks like a space)",

@@ -617,8 +617,8 @@ fn obtain_password(from_stdin: bool) -> Result<(String, bool), Failure> {
         .lock()
         .read_line(&mut line)
         .map_err(|e| Failure::new(EX_IOERR, format!("cannot read the password: {e}")))?;
-    // Only the line ending is removed; other whitespace may be part of the password, but it is
-    // the commonest cause of 535, so say so.
+    // Only the line ending is removed; whitespace or invisible characters may be part of the
+    // password, but they are the commonest cause of 535, so name each one.
     let password = line.strip_suffix('\n').unwrap_or(&line);
     let password = password.strip_suffix('\r').unwrap_or(password).to_string();
     if password.is_empty() {
@@ -627,10 +627,8 @@ fn obtain_password(from_stdin: bool) -> Result<(String, bool), Failure> {
             "the password on standard input is empty",
         ));
     }
-    if password.trim() != password {
-        eprintln!(
-            "warning: the password starts or ends with whitespace; clients must send it exactly"
-        );
+    for issue in password::inspect(password.as_bytes()) {
+        eprintln!("warning: {issue}; it is stored exactly, and clients must send it exactly");
     }
     Ok((password, false))
 }

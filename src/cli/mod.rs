@@ -8,7 +8,7 @@ mod quota;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{ArgMatches, CommandFactory, Parser, Subcommand};
 
 use crate::config::Config;
 use crate::server;
@@ -118,17 +118,21 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs go to standard error at the level named by PORTCULLIS_LOG (error, warn, info, debug,
-/// trace; default info).
 /// `check` promises 2 for a usage error, like other diagnostic tools; the rest use sysexits.
+/// The subcommand is found by parsing again with errors ignored: an argument that merely equals
+/// "check" (`config check --bogus`) must not decide it.
 fn usage_status() -> u8 {
-    if std::env::args().skip(1).any(|arg| arg == "check") {
-        2
-    } else {
-        EX_USAGE
+    let matches = Cli::command()
+        .ignore_errors(true)
+        .try_get_matches_from(std::env::args_os());
+    match matches.as_ref().ok().and_then(ArgMatches::subcommand_name) {
+        Some("check") => 2,
+        _ => EX_USAGE,
     }
 }
 
+/// Logs go to standard error at the level named by PORTCULLIS_LOG (error, warn, info, debug,
+/// trace; default info).
 fn init_logging() {
     let level = std::env::var("PORTCULLIS_LOG")
         .ok()

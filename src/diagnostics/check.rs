@@ -14,7 +14,7 @@ mod password;
 mod probes;
 mod report;
 mod submit;
-mod target;
+pub(crate) mod target;
 mod tls;
 
 use std::cell::RefCell;
@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::client::Reply;
 use connection::{Log, Smtp};
 use password::Password;
 use report::{Report, Status, Step};
@@ -269,6 +270,19 @@ impl Checker {
             step.step = format!("{} (reconnect)", step.step);
         }
         self.steps.push(step);
+    }
+
+    /// Sends `line`; when no reply comes, records `step` as failed ("no answer to VERB") and
+    /// returns `None`.
+    async fn ask(&mut self, smtp: &mut Smtp, step: &str, line: &str) -> Option<Reply> {
+        let verb = line.split([' ', ':']).next().unwrap_or(line);
+        match smtp.command(line).await {
+            Ok(reply) => Some(reply),
+            Err(error) => {
+                self.record(Step::fail(step, format!("no answer to {verb}: {error}")));
+                None
+            }
+        }
     }
 
     /// A fresh connection up to the point where AUTH or MAIL can be sent.

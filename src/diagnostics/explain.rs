@@ -190,14 +190,6 @@ pub fn render_json(explanation: &Explanation) -> String {
         .unwrap_or_else(|e| format!("{{\"error\": {:?}}}\n", e.to_string()))
 }
 
-/// Every code, basic then enhanced, one per line with its title (for `--list`).
-pub fn list() -> String {
-    match knowledge::get() {
-        Ok(kb) => render::list(kb),
-        Err(message) => format!("{}\n", ExplainError::KnowledgeBase(message)),
-    }
-}
-
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExplainArgs {
     /// CODE or a pasted reply line (several words are joined with spaces)

@@ -1,7 +1,7 @@
 use clap::Parser;
 
 use super::explain::{
-    ExplainArgs, ExplainError, Explanation, explain, list, render_json, render_text, run,
+    ExplainArgs, ExplainError, Explanation, explain, render_json, render_text, run,
 };
 use super::knowledge::{self, RetryAdvice};
 use super::query::{self, Enhanced, Query};
@@ -547,7 +547,7 @@ fn json_output_is_valid_and_complete() {
 #[test]
 fn list_has_one_line_per_code() {
     let kb = knowledge::get().expect("knowledge base");
-    let listing = list();
+    let listing = run(&args(&["--list"]), false).expect("list");
     assert_eq!(listing.lines().count(), kb.basic.len() + kb.enhanced.len());
     assert!(
         listing

@@ -227,11 +227,6 @@ impl Checker {
             return Step::fail("tls", "no TLS session");
         };
         let session = format!("{} {}", info.version, info.cipher);
-        if !matches!(info.version.as_str(), "TLSv1.2" | "TLSv1.3") {
-            return Step::fail("tls", format!("{session}: older than TLS 1.2")).diagnosis(
-                "The server negotiated a TLS version older than 1.2; it must allow 1.2 or 1.3.",
-            );
-        }
         let host = &self.plan.host;
         if let Some(error) = tls.certificate_error() {
             let explained = tls::explain_error(&error, host, false);

@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::auth::password::inspect;
+use crate::auth::password::{inspect, invisible};
 
 pub struct Password {
     /// What is sent: from standard input, the input minus one trailing "\n" (the line
@@ -89,26 +89,24 @@ impl Password {
     }
 }
 
-/// Format characters that are never meant to be typed, removed anywhere in the password.
-fn is_format_character(c: char) -> bool {
-    matches!(
-        c,
-        '\u{200B}'..='\u{200F}'
-            | '\u{2060}'
-            | '\u{FEFF}'
-            | '\u{00AD}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2066}'..='\u{2069}'
-    )
-}
-
+/// The password as probably meant, undoing what `inspect` reports: a look-alike space becomes
+/// the space it looks like, every other invisible character goes, and so does surrounding
+/// whitespace.
 fn clean(bytes: &[u8]) -> Option<Vec<u8>> {
     match std::str::from_utf8(bytes) {
         Ok(text) => {
-            let kept: String = text.chars().filter(|&c| !is_format_character(c)).collect();
+            let kept: String = text.chars().filter_map(visible).collect();
             Some(kept.trim().as_bytes().to_vec())
         }
         Err(_) => Some(bytes.trim_ascii().to_vec()),
+    }
+}
+
+fn visible(c: char) -> Option<char> {
+    match invisible(c) {
+        None => Some(c),
+        Some(_) if c.is_whitespace() => Some(' '),
+        Some(_) => None,
     }
 }
 
@@ -160,6 +158,15 @@ mod tests {
 
         let password = Password::from_stdin_bytes("\u{FEFF}pw".as_bytes().to_vec());
         assert!(password.issues[0].contains("byte order mark"));
+
+        // What inspect names inside is undone too: a look-alike space becomes a space.
+        let password =
+            Password::from_stdin_bytes("correct\u{00A0}horse\u{7}\n".as_bytes().to_vec());
+        let all = password.issues.join(" | ");
+        assert_eq!(password.issues.len(), 2, "{all}");
+        assert!(all.contains("ends with a control character"), "{all}");
+        assert!(all.contains("contains a no-break space"), "{all}");
+        assert_eq!(password.cleaned.as_deref(), Some(&b"correct horse"[..]));
 
         // Ordinary spaces inside a pass phrase are fine.
         let password = Password::from_stdin_bytes(b"correct horse battery\n".to_vec());

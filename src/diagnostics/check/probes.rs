@@ -94,12 +94,8 @@ impl Checker {
         const STEP: &str = "mail-without-auth";
         let from = self.plan.from.clone();
         let from = from.as_deref().unwrap_or(PROBE_SENDER);
-        let reply = match smtp.command(&format!("MAIL FROM:<{from}>")).await {
-            Ok(reply) => reply,
-            Err(error) => {
-                self.record(Step::fail(STEP, format!("no answer to MAIL: {error}")));
-                return false;
-            }
+        let Some(reply) = self.ask(smtp, STEP, &format!("MAIL FROM:<{from}>")).await else {
+            return false;
         };
         let step = match reply.code {
             250 => return self.unauthenticated_rcpt(smtp).await,
@@ -123,14 +119,11 @@ impl Checker {
         const STEP: &str = "mail-without-auth";
         let to = self.plan.to.clone();
         let to = to.as_deref().unwrap_or(PROBE_RECIPIENT);
-        let reply = match smtp.command(&format!("RCPT TO:<{to}>")).await {
-            Ok(reply) => reply,
-            Err(error) => {
-                self.record(Step::fail(STEP, format!("no answer to RCPT: {error}")));
-                return false;
-            }
+        let Some(reply) = self.ask(smtp, STEP, &format!("RCPT TO:<{to}>")).await else {
+            return false;
         };
-        let step = if reply.is_positive() {
+        // Only 250/251 accept a recipient; any other code (even an odd 354) is no relaying.
+        let step = if matches!(reply.code, 250 | 251) {
             Step::fail(
                 STEP,
                 format!("MAIL and RCPT to <{to}> accepted without a login"),

@@ -58,17 +58,17 @@ impl Checker {
             ));
             return false;
         };
-        let step = match smtp.command(&format!("MAIL FROM:<{from}>")).await {
-            Ok(reply) if reply.code == 250 => {
-                let step = Step::pass(STEP, format!("sender <{from}> accepted"));
-                self.record(step.reply(&reply));
-                return true;
-            }
-            Ok(reply) => self.mail_refused(&from, &reply).reply(&reply),
-            Err(error) => Step::fail(STEP, format!("no answer to MAIL: {error}")),
+        let Some(reply) = self.ask(smtp, STEP, &format!("MAIL FROM:<{from}>")).await else {
+            return false;
         };
-        self.record(step);
-        false
+        let accepted = reply.code == 250;
+        let step = if accepted {
+            Step::pass(STEP, format!("sender <{from}> accepted"))
+        } else {
+            self.mail_refused(&from, &reply)
+        };
+        self.record(step.reply(&reply));
+        accepted
     }
 
     fn mail_refused(&self, from: &str, reply: &Reply) -> Step {
@@ -119,17 +119,18 @@ impl Checker {
             self.record(Step::skip(STEP, "no --to given"));
             return false;
         };
-        let step = match smtp.command(&format!("RCPT TO:<{to}>")).await {
-            Ok(reply) if reply.is_positive() => {
-                let step = Step::pass(STEP, format!("recipient <{to}> accepted"));
-                self.record(step.reply(&reply));
-                return true;
-            }
-            Ok(reply) => self.rcpt_refused(&to, &reply).reply(&reply),
-            Err(error) => Step::fail(STEP, format!("no answer to RCPT: {error}")),
+        let Some(reply) = self.ask(smtp, STEP, &format!("RCPT TO:<{to}>")).await else {
+            return false;
         };
-        self.record(step);
-        false
+        // Only 250/251 accept a recipient; another positive code (354, 334) is a broken server.
+        let accepted = matches!(reply.code, 250 | 251);
+        let step = if accepted {
+            Step::pass(STEP, format!("recipient <{to}> accepted"))
+        } else {
+            self.rcpt_refused(&to, &reply)
+        };
+        self.record(step.reply(&reply));
+        accepted
     }
 
     fn rcpt_refused(&mut self, to: &str, reply: &Reply) -> Step {
@@ -182,10 +183,13 @@ impl Checker {
             let _ = smtp.command("RSET").await;
             return;
         }
-        let step = match smtp.command("DATA").await {
-            Ok(reply) if reply.code == 354 => self.message(smtp).await,
-            Ok(reply) => self.refused_generic(STEP, reply.code).reply(&reply),
-            Err(error) => Step::fail(STEP, format!("no answer to DATA: {error}")),
+        let Some(reply) = self.ask(smtp, STEP, "DATA").await else {
+            return;
+        };
+        let step = if reply.code == 354 {
+            self.message(smtp).await
+        } else {
+            self.refused_generic(STEP, reply.code).reply(&reply)
         };
         self.record(step);
     }

@@ -35,27 +35,36 @@ pub const SUBMISSIONS_PORT: u16 = 465;
 /// Splits `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address. The port defaults
 /// to 587, the submission port.
 pub fn parse(target: &str) -> Result<(String, u16), String> {
+    let (host, port) = split(target)?;
+    Ok((host, port.unwrap_or(SUBMISSION_PORT)))
+}
+
+/// The host (without IPv6 brackets) and the port, if `target` names one; `bench`, which needs
+/// the port, uses this too.
+pub(crate) fn split(target: &str) -> Result<(String, Option<u16>), String> {
     let invalid = |why: &str| format!("{target:?} is not HOST[:PORT]: {why}");
     if let Some(rest) = target.strip_prefix('[') {
         let (host, after) = rest.split_once(']').ok_or_else(|| invalid("missing ']'"))?;
         let port = match after {
-            "" => SUBMISSION_PORT,
-            _ => port(
-                after
-                    .strip_prefix(':')
-                    .ok_or_else(|| invalid("junk after ']'"))?,
-            )
-            .ok_or_else(|| invalid("bad port"))?,
+            "" => None,
+            _ => Some(
+                port(
+                    after
+                        .strip_prefix(':')
+                        .ok_or_else(|| invalid("junk after ']'"))?,
+                )
+                .ok_or_else(|| invalid("bad port"))?,
+            ),
         };
         return non_empty(host, port).ok_or_else(|| invalid("empty host"));
     }
     // More than one colon without brackets can only be a bare IPv6 address.
     if target.matches(':').count() > 1 {
-        return Ok((target.to_string(), SUBMISSION_PORT));
+        return Ok((target.to_string(), None));
     }
     let (host, port) = match target.split_once(':') {
-        Some((host, text)) => (host, port(text).ok_or_else(|| invalid("bad port"))?),
-        None => (target, SUBMISSION_PORT),
+        Some((host, text)) => (host, Some(port(text).ok_or_else(|| invalid("bad port"))?)),
+        None => (target, None),
     };
     non_empty(host, port).ok_or_else(|| invalid("empty host"))
 }
@@ -64,7 +73,7 @@ fn port(text: &str) -> Option<u16> {
     text.parse::<u16>().ok().filter(|&p| p != 0)
 }
 
-fn non_empty(host: &str, port: u16) -> Option<(String, u16)> {
+fn non_empty(host: &str, port: Option<u16>) -> Option<(String, Option<u16>)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 

@@ -4,21 +4,17 @@
 //! mean for the user: wrong mode for the port, untrusted chain, wrong name, expired, old TLS.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::PeerIncompatible;
 use rustls::{AlertDescription, CertificateError, ClientConfig, Error, InvalidMessage};
-use rustls::{DigitallySignedStruct, PeerIncompatible, SignatureScheme};
 
-use crate::client;
-use crate::tls::provider;
+use crate::client::{self, CertificateVerifier};
 
 /// A client configuration and the verifier inside it.
 pub struct Tls {
     pub config: Arc<ClientConfig>,
-    verifier: Arc<Recording>,
+    verifier: Arc<CertificateVerifier>,
     /// Where the trusted roots came from, for the report.
     pub trust: String,
 }
@@ -36,25 +32,10 @@ impl Tls {
                 "trusted by the system's CA store".to_string(),
             ),
         };
-        // With no roots at all the real verifier cannot be built; every chain is then
-        // untrusted, which the recorder reports like any other verdict.
-        let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
-            .build()
-            .ok();
-        let verifier = Arc::new(Recording {
-            inner,
-            insecure,
-            verdict: Mutex::new(None),
-            provider: provider(),
-        });
-        let config = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS set-up failed: {e}"))?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
+        // The verifier always checks and records; --insecure only lets a bad chain through.
+        let verifier = Arc::new(CertificateVerifier::new(roots, insecure));
         Ok(Tls {
-            config: Arc::new(config),
+            config: client::config_with_verifier(verifier.clone())?,
             verifier,
             trust,
         })
@@ -62,72 +43,7 @@ impl Tls {
 
     /// The certificate error of the last handshake (`None`: the chain was trusted).
     pub fn certificate_error(&self) -> Option<Error> {
-        self.verifier
-            .verdict
-            .lock()
-            .ok()
-            .and_then(|verdict| verdict.clone())
-    }
-}
-
-/// Verifies like rustls does, remembers the verdict, and with `insecure` lets the handshake go
-/// on anyway. Handshake signatures are always checked.
-#[derive(Debug)]
-struct Recording {
-    inner: Option<Arc<WebPkiServerVerifier>>,
-    insecure: bool,
-    verdict: Mutex<Option<Error>>,
-    provider: Arc<rustls::crypto::CryptoProvider>,
-}
-
-impl ServerCertVerifier for Recording {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        let result = match &self.inner {
-            Some(inner) => {
-                inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            }
-            None => Err(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
-        };
-        if let Ok(mut verdict) = self.verdict.lock() {
-            *verdict = result.as_ref().err().cloned();
-        }
-        match result {
-            Err(_) if self.insecure => Ok(ServerCertVerified::assertion()),
-            other => other,
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls12_signature(message, cert, dss, algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        let algorithms = &self.provider.signature_verification_algorithms;
-        rustls::crypto::verify_tls13_signature(message, cert, dss, algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.verifier.verdict()
     }
 }
 
