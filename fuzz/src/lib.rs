@@ -7,26 +7,21 @@
 
 use std::sync::OnceLock;
 
-use portcullis::smtp::{Reply, Status};
+use portcullis::smtp::Reply;
 
-/// RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets including the code and the CRLF.
-pub const MAX_REPLY_LINE: usize = 512;
+/// The model of the SMTP session, shared with `tests/session_properties.rs` (the top-level
+/// crate's property tests): one file, so that each rule is written once. It also holds the reply
+/// checks every target uses.
+#[path = "../../tests/support/session_checker.rs"]
+pub mod session_checker;
 
-/// Known problems that `PORTCULLIS_FUZZ_ALLOW` may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Known {
-    /// A reply line longer than 512 octets.
-    LongReplyLines,
-    /// A control character (other than HTAB) in a reply's text.
-    ControlCharactersInReplies,
-}
+pub use session_checker::Known;
 
-impl Known {
-    const ALL: [(Known, &'static str); 2] = [
-        (Known::LongReplyLines, "long-reply-lines"),
-        (Known::ControlCharactersInReplies, "control-characters"),
-    ];
-}
+/// The names `PORTCULLIS_FUZZ_ALLOW` may list.
+const KNOWN_NAMES: [(Known, &str); 2] = [
+    (Known::LongReplyLines, "long-reply-lines"),
+    (Known::ControlCharactersInReplies, "control-characters"),
+];
 
 /// Whether the check for `known` is switched off for this run.
 pub fn allowed(known: Known) -> bool {
@@ -39,7 +34,7 @@ pub fn allowed(known: Known) -> bool {
                 .map(str::trim)
                 .filter(|name| !name.is_empty())
                 .map(|name| {
-                    Known::ALL
+                    KNOWN_NAMES
                         .iter()
                         .find(|(_, known_name)| *known_name == name)
                         .map(|(known, _)| *known)
@@ -50,90 +45,10 @@ pub fn allowed(known: Known) -> bool {
         .contains(&known)
 }
 
-/// Checks one reply: its code is 200..=599; an enhanced status code, if any, has the class of the
-/// basic code, and 3xx replies have none (RFC 3463, RFC 2034 §3); on the wire every line carries
-/// the code, ends with CRLF, has no other CR or LF and is at most 512 octets.
+/// Checks one reply (see `session_checker::check_reply`), with the checks of the problems
+/// `PORTCULLIS_FUZZ_ALLOW` names switched off.
 pub fn check_reply(reply: &Reply) {
-    let code = reply.code();
-    assert!(
-        (200..=599).contains(&code),
-        "reply code out of range: {reply:?}"
-    );
-    let class = code / 100;
-    if let Some(Status(status_class, _, _)) = reply.status() {
-        assert!(class != 3, "3xx reply with an enhanced status: {reply:?}");
-        assert_eq!(
-            u16::from(status_class),
-            class,
-            "enhanced status class differs from the code: {reply:?}"
-        );
-    }
-    let mut wire = Vec::new();
-    reply.write_to(&mut wire);
-    assert_eq!(
-        reply.to_wire().as_bytes(),
-        &wire[..],
-        "to_wire and write_to differ (invalid UTF-8?): {reply:?}"
-    );
-    assert!(
-        wire.ends_with(b"\r\n"),
-        "reply does not end with CRLF: {wire:?}"
-    );
-    let lines: Vec<&[u8]> = wire.split_inclusive(|&b| b == b'\n').collect();
-    let code_text = code.to_string();
-    for (index, line) in lines.iter().enumerate() {
-        let line = line.strip_suffix(b"\r\n").unwrap_or_else(|| {
-            panic!("reply line {index} does not end with CRLF: {reply:?}");
-        });
-        assert!(
-            !line.contains(&b'\r'),
-            "bare CR inside reply line {index}: {reply:?}"
-        );
-        let last = index + 1 == lines.len();
-        let separator = if last { b' ' } else { b'-' };
-        assert!(
-            line.starts_with(code_text.as_bytes()) && line.get(3) == Some(&separator),
-            "reply line {index} lacks its code and separator: {reply:?}"
-        );
-        if !allowed(Known::LongReplyLines) {
-            assert!(
-                line.len() + 2 <= MAX_REPLY_LINE,
-                "reply line of {} octets (RFC 5321 §4.5.3.1.5 allows 512): {:?}",
-                line.len() + 2,
-                String::from_utf8_lossy(line)
-            );
-        }
-        if !allowed(Known::ControlCharactersInReplies) {
-            assert!(
-                !line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f),
-                "control character in reply line {index}: {reply:?}"
-            );
-        }
-    }
-}
-
-/// Checks the bytes of an accepted message: every CR is followed by LF, every LF follows a CR,
-/// there is no NUL, and the message ends with CRLF or is empty.
-pub fn check_clean_message(message: &[u8]) {
-    for (index, &byte) in message.iter().enumerate() {
-        match byte {
-            0 => panic!("NUL at {index} in an accepted message"),
-            b'\r' => assert_eq!(
-                message.get(index + 1),
-                Some(&b'\n'),
-                "bare CR at {index} in an accepted message"
-            ),
-            b'\n' => assert!(
-                index > 0 && message[index - 1] == b'\r',
-                "bare LF at {index} in an accepted message"
-            ),
-            _ => {}
-        }
-    }
-    assert!(
-        message.is_empty() || message.ends_with(b"\r\n"),
-        "accepted message does not end with CRLF"
-    );
+    session_checker::check_reply(reply, allowed);
 }
 
 /// Reads fuzz input from the front: a fixed-size header, then the rest.
