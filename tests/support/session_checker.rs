@@ -57,6 +57,24 @@ pub enum Known {
 pub type Allowed = fn(Known) -> bool;
 
 /// What happens after the last byte of the stream.
+/// The reply an outcome calls for.
+#[derive(Debug, Clone, Copy)]
+enum Expected {
+    /// Exactly this code and enhanced status.
+    Reply(u16, Status),
+    /// Some permanent refusal (an AUTH denied by rule: which one depends on the rule).
+    Refusal,
+}
+
+impl Expected {
+    fn matches(&self, reply: &Reply) -> bool {
+        match *self {
+            Expected::Reply(code, status) => reply.code() == code && reply.status() == Some(status),
+            Expected::Refusal => (500..=599).contains(&reply.code()),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
     Nothing,
@@ -139,7 +157,7 @@ pub struct Checker<'a> {
     dropped: bool,
     outcome_index: usize,
     /// The range of codes of the reply the session must send next, after an outcome.
-    expect: Option<(u16, u16)>,
+    expect: Option<Expected>,
     replies: usize,
     /// CRLF sequences received (an upper bound on complete lines).
     line_ends: usize,
@@ -229,10 +247,10 @@ impl<'a> Checker<'a> {
         let mut replies = Vec::new();
         while let Some(action) = session.next_action() {
             assert!(!self.closed, "{action:?} after Close");
-            if let Some((low, high)) = self.expect.take() {
+            if let Some(expected) = self.expect.take() {
                 assert!(
-                    matches!(&action, Action::Send(reply) if (low..=high).contains(&reply.code())),
-                    "expected a reply in {low}..={high}, got {action:?}"
+                    matches!(&action, Action::Send(reply) if expected.matches(reply)),
+                    "expected {expected:?}, got {action:?}"
                 );
             }
             if let Action::Send(reply) = &action {
@@ -283,7 +301,7 @@ impl<'a> Checker<'a> {
                 self.log.push(format!("AUTH DENIED {username:?} {reason}"));
                 assert!(self.tls, "AUTH handled in clear");
                 assert!(!reason.is_empty(), "AUTH denied without a reason");
-                self.expect = Some((500, 599));
+                self.expect = Some(Expected::Refusal);
             }
             Action::AuthorizeMail { user, sender } => {
                 self.log.push(format!("AUTHORIZE {user:?} {sender:?}"));
@@ -295,11 +313,14 @@ impl<'a> Checker<'a> {
             }
             Action::Spool(submission) => {
                 self.spool(&submission);
-                let (outcome, code) = match self.outcome() % 4 {
-                    3 => (SpoolOutcome::Failed, 452),
-                    n => (SpoolOutcome::Queued(format!("{n:016X}")), 250),
+                let (outcome, expected) = match self.outcome() % 4 {
+                    3 => (SpoolOutcome::Failed, (452, Status(4, 3, 1))),
+                    n => (
+                        SpoolOutcome::Queued(format!("{n:016X}")),
+                        (250, Status(2, 0, 0)),
+                    ),
                 };
-                self.expect = Some((code, code));
+                self.expect = Some(Expected::Reply(expected.0, expected.1));
                 session.spool_finished(outcome);
             }
             Action::Close => {
@@ -334,10 +355,10 @@ impl<'a> Checker<'a> {
         assert!(self.auth_user.is_none(), "AUTH twice");
         let byte = self.outcome();
         let account = ACCOUNTS[usize::from(byte >> 7)].to_string();
-        let (outcome, code) = match byte % 8 {
+        let (outcome, code, status) = match byte % 8 {
             0..=2 => {
                 self.pending_user = Some(account.clone());
-                (AuthOutcome::Accepted(account), 235)
+                (AuthOutcome::Accepted(account), 235, Status(2, 7, 0))
             }
             3 => {
                 let outcome = AuthOutcome::ServedElsewhere {
@@ -345,30 +366,50 @@ impl<'a> Checker<'a> {
                     asked: "box.a.test".to_string(),
                     serving: "box.b.test".to_string(),
                 };
-                (outcome, 554)
+                (outcome, 554, Status(5, 7, 1))
             }
-            4 => (AuthOutcome::Rejected, 535),
-            5 => (AuthOutcome::Unavailable, 454),
+            4 => (AuthOutcome::Rejected, 535, Status(5, 7, 8)),
+            5 => (AuthOutcome::Unavailable, 454, Status(4, 7, 0)),
             6 => {
                 let until = UNIX_EPOCH + Duration::from_secs(u64::from(byte) * 1000);
-                (AuthOutcome::Locked(until), 454)
+                (AuthOutcome::Locked(until), 454, Status(4, 7, 0))
             }
-            _ => (AuthOutcome::NetworkRefused, 421),
+            _ => (AuthOutcome::NetworkRefused, 421, Status(4, 7, 0)),
         };
-        self.expect = Some((code, code));
+        self.expect = Some(Expected::Reply(code, status));
         session.auth_finished(outcome);
     }
 
     /// The sender check's outcome (allowed, refused, over its message quota, unavailable) and
     /// the code each calls for.
     fn authorize_mail(&mut self, session: &mut Session) {
-        let (decision, allowance, code) = match self.outcome() % 5 {
-            0 | 1 => (SenderDecision::Allowed, Allowance::default(), 250),
-            2 => (SenderDecision::Denied, Allowance::default(), 553),
-            3 => (SenderDecision::Allowed, no_messages_left(), 451),
-            _ => (SenderDecision::Unavailable, Allowance::default(), 451),
+        let (decision, allowance, code, status) = match self.outcome() % 5 {
+            0 | 1 => (
+                SenderDecision::Allowed,
+                Allowance::default(),
+                250,
+                Status(2, 1, 0),
+            ),
+            2 => (
+                SenderDecision::Denied,
+                Allowance::default(),
+                553,
+                Status(5, 7, 1),
+            ),
+            3 => (
+                SenderDecision::Allowed,
+                no_messages_left(),
+                451,
+                Status(4, 7, 1),
+            ),
+            _ => (
+                SenderDecision::Unavailable,
+                Allowance::default(),
+                451,
+                Status(4, 3, 0),
+            ),
         };
-        self.expect = Some((code, code));
+        self.expect = Some(Expected::Reply(code, status));
         session.mail_checked(decision, allowance);
     }
 
