@@ -20,6 +20,7 @@ mod session_checker;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use portcullis::smtp::data::SMUGGLING_TERMINATORS;
 use portcullis::smtp::reply;
 use portcullis::smtp::reply::Status;
 use portcullis::smtp::{Limits, Reply};
@@ -175,16 +176,8 @@ fn body_lines() -> impl Strategy<Value = Vec<String>> {
 /// A message body as it may come after 354: clean or with bare CR, LF and NULs (and maybe one of
 /// the smuggling terminators), usually ended by CRLF "." CRLF.
 fn body() -> impl Strategy<Value = Vec<u8>> {
-    let defect = prop_oneof![
-        Just(&b"\n"[..]),
-        Just(&b"\r"[..]),
-        Just(&b"\0"[..]),
-        Just(&b"\n.\n"[..]),
-        Just(&b"\r.\r"[..]),
-        Just(&b"\n.\r\n"[..]),
-        Just(&b"\r\n.\n"[..]),
-        Just(&b"\r\n\0.\r\n"[..]),
-    ];
+    let bare: [&'static [u8]; 3] = [b"\n", b"\r", b"\0"];
+    let defect = prop::sample::select([&bare[..], &SMUGGLING_TERMINATORS[..]].concat());
     (
         body_lines(),
         prop::option::weighted(0.3, (defect, any::<Index>())),

@@ -4,17 +4,7 @@ mod common;
 
 use common::{Options, Raw, Server, python};
 
-const TERMINATORS: [&[u8]; 9] = [
-    b"\n.\n",
-    b"\r.\r",
-    b"\r.\n",
-    b"\n.\r",
-    b"\n.\r\n",
-    b"\r\n.\n",
-    b"\r.\r\n",
-    b"\r\n.\r",
-    b"\r\n\x00.\r\n",
-];
+use portcullis::smtp::data::SMUGGLING_TERMINATORS as TERMINATORS;
 
 #[test]
 fn no_smuggling_terminator_ends_data_or_smuggles_a_message() {
