@@ -88,16 +88,6 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .expect("VmRSS in /proc/PID/status")
 }
 
-fn cli_stdout(server: &Server, args: &[&str]) -> String {
-    let output = server.cli(args, None);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[test]
 fn ten_thousand_wrong_passwords_from_one_network_never_stop_the_real_user() {
     let started = Instant::now();
@@ -244,7 +234,7 @@ fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it(
         ["235 2.7.0"]
     );
 
-    let shown = cli_stdout(&server, &["accounts", "show", USER]);
+    let shown = server.cli_ok(&["accounts", "show", USER], None);
     assert!(
         shown.contains("locked: logins from 127.0.9.0/24 until 20"),
         "{shown}"
@@ -267,7 +257,7 @@ fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it(
         ["454 4.7.0"]
     );
 
-    let unlocked = cli_stdout(&server, &["accounts", "unlock", USER]);
+    let unlocked = server.cli_ok(&["accounts", "unlock", USER], None);
     assert!(unlocked.contains("cleared 1 lock(s)"), "{unlocked}");
     assert!(
         wait_until(Duration::from_secs(10), || codes(&logins(
@@ -278,7 +268,7 @@ fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it(
         )) == ["235 2.7.0"]),
         "still locked after unlock"
     );
-    let shown = cli_stdout(&server, &["accounts", "show", USER]);
+    let shown = server.cli_ok(&["accounts", "show", USER], None);
     assert!(!shown.contains("locked: logins from"), "{shown}");
     assert!(shown.contains("wrong-password"), "{shown}");
 
@@ -390,7 +380,7 @@ fn the_same_wrong_password_again_counts_once_and_other_reasons_are_logged() {
     );
     assert_eq!(denied["commands"][0].as_str().unwrap()[..9], *"504 5.5.4");
     assert_eq!(denied["commands"][1].as_str().unwrap()[..9], *"535 5.7.8");
-    server.cli(&["accounts", "disable", USER], None);
+    server.cli_ok(&["accounts", "disable", USER], None);
     assert_eq!(
         codes(&logins(&server, REAL_USER, USER, &[PASSWORD])),
         ["535 5.7.8"]
@@ -405,7 +395,7 @@ fn the_same_wrong_password_again_counts_once_and_other_reasons_are_logged() {
     }
     assert_eq!(log_lines(&log, "reason=wrong-password").len(), 8, "{log}");
     // `accounts show` lists the failures with their reasons; the repeats share a row.
-    let shown = cli_stdout(&server, &["accounts", "show", USER]);
+    let shown = server.cli_ok(&["accounts", "show", USER], None);
     assert!(
         shown.contains("from 127.0.0.0/24 (127.0.0.2): disabled"),
         "{shown}"

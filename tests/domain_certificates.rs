@@ -62,12 +62,7 @@ impl Client<'_> {
 }
 
 fn domains_add(server: &Server, args: &[&str]) {
-    let output = server.cli(&[&["domains", "add"], args].concat(), None);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    server.cli_ok(&[&["domains", "add"], args].concat(), None);
 }
 
 /// A file with every certificate the server may present (its default and `chains`), for the

@@ -7,30 +7,16 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{Options, Server, TempDir, cli_in};
+use common::{Options, Server, TempDir, cli_in, cli_in_checked, status, stderr, stdout};
 
 const GOOD: &str = "Str0ng-Passw0rd";
-
-fn status(output: &Output) -> i32 {
-    output.status.code().expect("exited normally")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 fn run(data: &Path, args: &[&str]) -> Output {
     cli_in(data, args, None)
 }
 
 fn ok(data: &Path, args: &[&str]) -> Output {
-    let output = run(data, args);
-    assert_eq!(status(&output), 0, "{args:?}: {}", stderr(&output));
-    output
+    cli_in_checked(data, args, None)
 }
 
 fn accounts(data: &Path) -> Vec<String> {
