@@ -106,11 +106,7 @@ fn sigterm_lets_data_in_progress_finish_then_closes_with_421() {
     sending.expect("354");
     sending.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
     let child = server.child.take().unwrap();
-    let pid = child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    common::sigterm(&child);
     idle.expect("421 4.3.2");
     assert!(idle.closed());
     sending.send(b"second half\r\n.\r\n");

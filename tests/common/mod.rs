@@ -209,9 +209,7 @@ mode = "submissions"
     /// SIGTERM, then the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        sigterm(&child);
         child.wait().unwrap()
     }
 
@@ -224,6 +222,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Sends SIGTERM to a child process; panics if it cannot be sent (a wait would then hang).
+pub fn sigterm(child: &Child) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes no pointers; the pid is our own child, not yet waited for.
+    let result = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(
+        result,
+        0,
+        "kill -TERM {pid}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 pub fn cli_in(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
