@@ -11,6 +11,12 @@ use serde_json::Value;
 
 const USER: &str = "alice@example.test";
 const PASSWORD: &str = "correct horse battery";
+/// Wrong passwords that cannot occur in a log or a store by chance.
+const WRONG: [&str; 3] = [
+    "wrong-guess-Qz7vKx1",
+    "wrong-guess-Jm4pWr2",
+    "wrong-guess-Hb9tLc3",
+];
 /// The attacker's network, and the real user's (another /24).
 const ATTACKER: &str = "127.0.9.9";
 const REAL_USER: &str = "127.0.0.2";
@@ -215,7 +221,9 @@ fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it(
         "lock",
         "lock_after_failures = 3\ndelay_after_failures = 5\n",
     );
-    let wrong = logins(&server, ATTACKER, USER, &["a", "b", "c", PASSWORD]);
+    // Distinctive wrong passwords, to look for in the log and the store at the end.
+    let tried = [WRONG[0], WRONG[1], WRONG[2], PASSWORD];
+    let wrong = logins(&server, ATTACKER, USER, &tried);
     let replies = replies(&wrong);
     assert_eq!(codes(&wrong)[..3], ["535 5.7.8", "535 5.7.8", "535 5.7.8"]);
     assert!(
@@ -286,7 +294,30 @@ fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it(
     );
     assert!(!log_lines(&log, "reason=locked").is_empty(), "{log}");
     // Nothing in the log or the store holds a tried password.
-    assert!(!log.contains(PASSWORD));
+    let mut store = Vec::new();
+    for entry in std::fs::read_dir(server.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("accounts.sqlite") {
+            store.push((name, std::fs::read(&path).unwrap()));
+        }
+    }
+    assert!(
+        store.iter().any(|(name, _)| name == "accounts.sqlite"),
+        "no store in {}",
+        server.data_dir().display()
+    );
+    for password in tried {
+        assert!(!log.contains(password), "{password:?} in the log:\n{log}");
+        for (name, bytes) in &store {
+            assert!(
+                !bytes
+                    .windows(password.len())
+                    .any(|window| window == password.as_bytes()),
+                "{password:?} in {name}"
+            );
+        }
+    }
 }
 
 #[test]
