@@ -12,7 +12,7 @@ import ssl
 import time
 
 import drill
-from drill import RssSampler, Server
+from drill import RssSampler, Server, read_reply
 
 
 def config(work):
@@ -43,16 +43,6 @@ class Storm:
 
     def count(self, table, key):
         table[key] = table.get(key, 0) + 1
-
-
-async def read_reply(reader):
-    while True:
-        line = await reader.readline()
-        if not line:
-            return None
-        text = line.decode(errors="replace").rstrip("\r\n")
-        if len(text) < 4 or text[3] != "-":
-            return text
 
 
 async def attacker(host, port, context, storm, rng, victim):

@@ -451,6 +451,17 @@ def percentile(values, q):
     return ordered[index]
 
 
+async def read_reply(reader):
+    """The last line of one reply from an asyncio StreamReader, or None at end of stream."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            return None
+        text = line.decode(errors="replace").rstrip("\r\n")
+        if len(text) < 4 or text[3] != "-":
+            return text
+
+
 class Smtp:
     """A small blocking SMTP client over plain TCP, for exact control in the drills."""
 

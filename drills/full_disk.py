@@ -114,10 +114,12 @@ def main(d, args):
     refused_probes = [(m, r) for m, r in probes if r[1].startswith("452 4.3.1")]
     refused_markers.update(m for m, _ in refused_probes)
     d.check("when full: a new connection gets 220 and EHLO, NOOP, RSET, QUIT are answered",
-            greeting[0] == 220 and ehlo[0] == 250 and noop[0] == 250 and rset[0] == 250
-            and quit_reply[0] == 221,
-            f"greeting {greeting[1]!r} in {greeting_ms:.1f} ms, EHLO {ehlo[0]}, NOOP {noop[0]}, "
-            f"RSET {rset[0]}, QUIT {quit_reply[0]}")
+            greeting[0] == 220 and ehlo[0] == 250 and noop[0] == 250
+            and noop[1].startswith("250 2.0.0") and rset[0] == 250
+            and rset[1].startswith("250 2.0.0") and quit_reply[0] == 221
+            and quit_reply[1].startswith("221 2.0.0"),
+            f"greeting {greeting[1]!r} in {greeting_ms:.1f} ms, EHLO {ehlo[0]}, NOOP {noop[1]!r}, "
+            f"RSET {rset[1]!r}, QUIT {quit_reply[1]!r}")
     d.check("when full: every message gets 452 4.3.1, the session goes on",
             len(probes) == args.probes and len(refused_probes) == args.probes,
             f"{len(refused_probes)} of {len(probes)} refused with 452 4.3.1, "

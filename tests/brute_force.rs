@@ -11,6 +11,12 @@ use serde_json::Value;
 
 const USER: &str = "alice@example.test";
 const PASSWORD: &str = "correct horse battery";
+/// Wrong passwords that cannot occur in a log or a store by chance.
+const WRONG: [&str; 3] = [
+    "wrong-guess-Qz7vKx1",
+    "wrong-guess-Jm4pWr2",
+    "wrong-guess-Hb9tLc3",
+];
 /// The attacker's network, and the real user's (another /24).
 const ATTACKER: &str = "127.0.9.9";
 const REAL_USER: &str = "127.0.0.2";
@@ -86,16 +92,6 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|kib| kib.parse().ok())
         .expect("VmRSS in /proc/PID/status")
-}
-
-fn cli_stdout(server: &Server, args: &[&str]) -> String {
-    let output = server.cli(args, None);
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 #[test]
@@ -225,7 +221,9 @@ fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it(
         "lock",
         "lock_after_failures = 3\ndelay_after_failures = 5\n",
     );
-    let wrong = logins(&server, ATTACKER, USER, &["a", "b", "c", PASSWORD]);
+    // Distinctive wrong passwords, to look for in the log and the store at the end.
+    let tried = [WRONG[0], WRONG[1], WRONG[2], PASSWORD];
+    let wrong = logins(&server, ATTACKER, USER, &tried);
     let replies = replies(&wrong);
     assert_eq!(codes(&wrong)[..3], ["535 5.7.8", "535 5.7.8", "535 5.7.8"]);
     assert!(
@@ -244,7 +242,7 @@ fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it(
         ["235 2.7.0"]
     );
 
-    let shown = cli_stdout(&server, &["accounts", "show", USER]);
+    let shown = server.cli_ok(&["accounts", "show", USER], None);
     assert!(
         shown.contains("locked: logins from 127.0.9.0/24 until 20"),
         "{shown}"
@@ -267,7 +265,7 @@ fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it(
         ["454 4.7.0"]
     );
 
-    let unlocked = cli_stdout(&server, &["accounts", "unlock", USER]);
+    let unlocked = server.cli_ok(&["accounts", "unlock", USER], None);
     assert!(unlocked.contains("cleared 1 lock(s)"), "{unlocked}");
     assert!(
         wait_until(Duration::from_secs(10), || codes(&logins(
@@ -278,7 +276,7 @@ fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it(
         )) == ["235 2.7.0"]),
         "still locked after unlock"
     );
-    let shown = cli_stdout(&server, &["accounts", "show", USER]);
+    let shown = server.cli_ok(&["accounts", "show", USER], None);
     assert!(!shown.contains("locked: logins from"), "{shown}");
     assert!(shown.contains("wrong-password"), "{shown}");
 
@@ -296,7 +294,30 @@ fn a_lock_refuses_even_the_right_password_survives_a_restart_and_unlock_ends_it(
     );
     assert!(!log_lines(&log, "reason=locked").is_empty(), "{log}");
     // Nothing in the log or the store holds a tried password.
-    assert!(!log.contains(PASSWORD));
+    let mut store = Vec::new();
+    for entry in std::fs::read_dir(server.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("accounts.sqlite") {
+            store.push((name, std::fs::read(&path).unwrap()));
+        }
+    }
+    assert!(
+        store.iter().any(|(name, _)| name == "accounts.sqlite"),
+        "no store in {}",
+        server.data_dir().display()
+    );
+    for password in tried {
+        assert!(!log.contains(password), "{password:?} in the log:\n{log}");
+        for (name, bytes) in &store {
+            assert!(
+                !bytes
+                    .windows(password.len())
+                    .any(|window| window == password.as_bytes()),
+                "{password:?} in {name}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -390,7 +411,7 @@ fn the_same_wrong_password_again_counts_once_and_other_reasons_are_logged() {
     );
     assert_eq!(denied["commands"][0].as_str().unwrap()[..9], *"504 5.5.4");
     assert_eq!(denied["commands"][1].as_str().unwrap()[..9], *"535 5.7.8");
-    server.cli(&["accounts", "disable", USER], None);
+    server.cli_ok(&["accounts", "disable", USER], None);
     assert_eq!(
         codes(&logins(&server, REAL_USER, USER, &[PASSWORD])),
         ["535 5.7.8"]
@@ -405,7 +426,7 @@ fn the_same_wrong_password_again_counts_once_and_other_reasons_are_logged() {
     }
     assert_eq!(log_lines(&log, "reason=wrong-password").len(), 8, "{log}");
     // `accounts show` lists the failures with their reasons; the repeats share a row.
-    let shown = cli_stdout(&server, &["accounts", "show", USER]);
+    let shown = server.cli_ok(&["accounts", "show", USER], None);
     assert!(
         shown.contains("from 127.0.0.0/24 (127.0.0.2): disabled"),
         "{shown}"

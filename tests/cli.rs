@@ -4,19 +4,9 @@ mod common;
 
 use std::path::Path;
 
-use common::{BINARY, Options, Server, TempDir, cli_in, write_certificate};
-
-fn status(output: &std::process::Output) -> i32 {
-    output.status.code().expect("exited normally")
-}
-
-fn stdout(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &std::process::Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use common::{
+    BINARY, Options, Server, TempDir, cli_in, cli_in_ok, status, stderr, stdout, write_certificate,
+};
 
 #[test]
 fn accounts_lifecycle_and_exit_statuses() {
@@ -103,7 +93,7 @@ fn accounts_lifecycle_and_exit_statuses() {
         )),
         67
     );
-    assert_eq!(stdout(&cli_in(&data, &["accounts", "list"], None)), "");
+    assert_eq!(cli_in_ok(&data, &["accounts", "list"], None), "");
 }
 
 #[test]
@@ -282,11 +272,7 @@ fn aliases_grants_and_can_send_explain_every_rule() {
             .contains("allowed: the account was granted @news.example.test")
     );
     assert!(decide("ceo@example.test").contains("refused (553 5.7.1)"));
-    let show = stdout(&cli_in(
-        &data,
-        &["accounts", "show", "alice@example.test"],
-        None,
-    ));
+    let show = cli_in_ok(&data, &["accounts", "show", "alice@example.test"], None);
     assert!(
         show.contains("aliases: sales@example.test")
             && show.contains("granted domains: @news.example.test"),
@@ -296,11 +282,7 @@ fn aliases_grants_and_can_send_explain_every_rule() {
     assert!(show.contains("recent failed logins: none"), "{show}");
     assert!(!show.contains("locked:"), "{show}");
     // Unlocking an account without locks is harmless; an unknown account is 67.
-    let unlocked = stdout(&cli_in(
-        &data,
-        &["accounts", "unlock", "alice@example.test"],
-        None,
-    ));
+    let unlocked = cli_in_ok(&data, &["accounts", "unlock", "alice@example.test"], None);
     assert!(unlocked.contains("cleared 0 lock(s)"), "{unlocked}");
     assert_eq!(
         status(&cli_in(
@@ -311,7 +293,7 @@ fn aliases_grants_and_can_send_explain_every_rule() {
         67
     );
     // An alias belongs to one account only.
-    cli_in(
+    cli_in_ok(
         &data,
         &["accounts", "add", "bob@example.test", "--password-stdin"],
         Some("pw-654321\n"),
@@ -343,7 +325,7 @@ fn aliases_grants_and_can_send_explain_every_rule() {
         )),
         67
     );
-    let domains = stdout(&cli_in(&data, &["domains", "list"], None));
+    let domains = cli_in_ok(&data, &["domains", "list"], None);
     assert!(domains.starts_with("example.test\tcreated "), "{domains}");
     assert_eq!(
         status(&cli_in(
@@ -354,8 +336,7 @@ fn aliases_grants_and_can_send_explain_every_rule() {
         0
     );
     assert!(
-        stdout(&cli_in(&data, &["domains", "list"], None))
-            .contains("other.test\thost box.other.test")
+        cli_in_ok(&data, &["domains", "list"], None).contains("other.test\thost box.other.test")
     );
 }
 
@@ -390,7 +371,7 @@ fn domains_add_checks_a_certificate_before_storing_its_paths() {
         stderr(&absent)
     );
     assert_eq!(status(&add(&["a.test", "--cert", text(&chain)])), 64);
-    assert_eq!(stdout(&cli_in(&data, &["domains", "list"], None)), "");
+    assert_eq!(cli_in_ok(&data, &["domains", "list"], None), "");
 
     // Stored as given when absolute, symbolic links kept: a renewal that repoints the link
     // (certbot's live/ directory) is followed.
@@ -417,7 +398,7 @@ fn domains_add_checks_a_certificate_before_storing_its_paths() {
         stdout(&added)
     );
     assert!(
-        stdout(&cli_in(&data, &["domains", "list"], None)).starts_with(&format!(
+        cli_in_ok(&data, &["domains", "list"], None).starts_with(&format!(
             "a.test\thost box.a.test\tcertificate {}\tcreated ",
             text(&link)
         ))
@@ -456,12 +437,12 @@ fn domains_add_checks_a_certificate_before_storing_its_paths() {
 fn app_passwords_are_shown_once_listed_without_secrets_and_revocable() {
     let dir = TempDir::new("app-passwords");
     let data = dir.0.join("data");
-    cli_in(
+    cli_in_ok(
         &data,
         &["accounts", "add", "alice@example.test", "--password-stdin"],
         Some("pw-123456\n"),
     );
-    let added = stdout(&cli_in(
+    let added = cli_in_ok(
         &data,
         &[
             "accounts",
@@ -471,7 +452,7 @@ fn app_passwords_are_shown_once_listed_without_secrets_and_revocable() {
             "phone",
         ],
         None,
-    ));
+    );
     let secret = added
         .split_whitespace()
         .find(|w| w.starts_with("pcap_"))

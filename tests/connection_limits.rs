@@ -29,12 +29,25 @@ fn trickling_bytes_does_not_extend_the_command_timeout() {
     let mut client = Raw::connect(server.submission);
     client.expect("220 ");
     let started = std::time::Instant::now();
-    for byte in b"NOOP" {
-        client.send(&[*byte]);
-        std::thread::sleep(Duration::from_millis(600));
-    }
+    // One byte every 250 ms for 6 s (three timeouts), never a complete line: a server that
+    // restarted its timer on every byte would not answer before the writer stops (~8 s).
+    let writer = client.writer();
+    let trickle = std::thread::spawn(move || {
+        let mut writer = writer;
+        for byte in b"NOOP".iter().cycle().take(24) {
+            if std::io::Write::write_all(&mut writer, &[*byte]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    });
     client.expect("421 4.4.2");
-    assert!(started.elapsed() < Duration::from_secs(4));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(1500) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    trickle.join().unwrap();
 }
 
 #[test]
@@ -93,11 +106,7 @@ fn sigterm_lets_data_in_progress_finish_then_closes_with_421() {
     sending.expect("354");
     sending.send(b"Subject: in flight\r\n\r\nfirst half\r\n");
     let child = server.child.take().unwrap();
-    let pid = child.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
+    common::sigterm(&child);
     idle.expect("421 4.3.2");
     assert!(idle.closed());
     sending.send(b"second half\r\n.\r\n");

@@ -25,7 +25,9 @@ fn submit_until_killed(
     let Ok(stream) = TcpStream::connect(address) else {
         return;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
     // The last line of the next reply, or None once the connection is gone.

@@ -5,32 +5,18 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::{Options, Server, TempDir, cli_in};
+use common::{Options, Server, TempDir, cli_in, cli_in_checked, status, stderr, stdout};
 
 const GOOD: &str = "Str0ng-Passw0rd";
-
-fn status(output: &Output) -> i32 {
-    output.status.code().expect("exited normally")
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 fn run(data: &Path, args: &[&str]) -> Output {
     cli_in(data, args, None)
 }
 
 fn ok(data: &Path, args: &[&str]) -> Output {
-    let output = run(data, args);
-    assert_eq!(status(&output), 0, "{args:?}: {}", stderr(&output));
-    output
+    cli_in_checked(data, args, None)
 }
 
 fn accounts(data: &Path) -> Vec<String> {
@@ -372,18 +358,21 @@ fn passwords_with_whitespace_or_invisible_characters_are_imported_with_a_warning
 
 /// Logs in every mailbox of a CSV with smtplib against `server` (tests/clients/login_all.py).
 fn login_all(server: &Server, file: &str) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/login_all.py");
-    let output = Command::new("python3")
-        .arg(script)
-        .args(["--port", &server.submission.port().to_string()])
-        .arg("--cafile")
-        .arg(server.certificate())
-        .args(["--csv", file])
-        .output()
-        .expect("python3 is installed");
-    assert!(output.status.success(), "login_all.py: {}", stderr(&output));
-    serde_json::from_slice(&output.stdout)
-        .unwrap_or_else(|_| panic!("not JSON: {}", stdout(&output)))
+    let port = server.submission.port().to_string();
+    let cafile = server.certificate();
+    let (ok, stdout, stderr) = common::python_script(
+        "login_all.py",
+        &[
+            "--port",
+            &port,
+            "--cafile",
+            cafile.to_str().unwrap(),
+            "--csv",
+            file,
+        ],
+    );
+    assert!(ok, "login_all.py: {stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("not JSON: {stdout}"))
 }
 
 #[test]

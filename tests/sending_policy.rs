@@ -51,16 +51,13 @@ fn with_accounts(name: &str, extra: &str) -> Server {
 /// `accounts quota USER ARGS...`, then the time a running server takes to read it (it reloads
 /// the accounts' own quotas every second).
 fn set_quota(server: &Server, user: &str, args: &[&str]) -> String {
-    let output = server.cli(&[&["accounts", "quota", user], args].concat(), None);
-    assert!(output.status.success(), "{output:?}");
+    let output = server.cli_ok(&[&["accounts", "quota", user], args].concat(), None);
     std::thread::sleep(Duration::from_millis(2500));
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    output
 }
 
 fn show(server: &Server, user: &str) -> String {
-    let output = server.cli(&["accounts", "show", user], None);
-    assert!(output.status.success(), "{output:?}");
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    server.cli_ok(&["accounts", "show", user], None)
 }
 
 #[test]
@@ -159,7 +156,7 @@ fn recipients_beyond_the_daily_quota_are_451_4_7_1_and_the_rest_is_sent() {
 #[test]
 fn a_foreign_from_header_is_550_5_7_1_when_checked() {
     let server = with_accounts("header-from", "[policy]\ncheck_header_from = true\n");
-    server.cli(
+    server.cli_ok(
         &["accounts", "alias", "add", ALICE, "sales@example.test"],
         None,
     );

@@ -13,12 +13,26 @@ import ssl
 import sys
 
 
-def reply(reader):
-    """The last line of one (possibly multi-line) reply, as [code, text]."""
+def reply(reader, step):
+    """The last line of one (possibly multi-line) reply, as [code, text]; exits with a message
+    naming `step` when the connection closes first or the line is not a reply."""
     while True:
-        line = reader.readline().decode(errors="replace").rstrip("\r\n")
+        raw = reader.readline()
+        if not raw:
+            sys.exit(f"sni_client.py: the connection closed while waiting for the reply to {step}")
+        line = raw.decode(errors="replace").rstrip("\r\n")
         if len(line) < 4 or line[3] != "-":
+            if not line[:3].isdigit():
+                sys.exit(f"sni_client.py: not an SMTP reply to {step}: {line!r}")
             return [int(line[:3]), line[4:]]
+
+
+def expect(reader, step, code):
+    """Reads the reply to `step`; exits with a message unless its code is `code`."""
+    got = reply(reader, step)
+    if got[0] != code:
+        sys.exit(f"sni_client.py: expected {code} to {step}, got {got[0]} {got[1]}")
+    return got
 
 
 def tls_context(cafile):
@@ -42,11 +56,12 @@ def main():
     sock = socket.create_connection(("127.0.0.1", args.port), timeout=20)
     if args.mode == "starttls":
         reader = sock.makefile("rb")
-        reply(reader)
+        expect(reader, "the connection (greeting)", 220)
         sock.sendall(b"EHLO client.example\r\n")
-        reply(reader)
+        expect(reader, "EHLO", 250)
         sock.sendall(b"STARTTLS\r\n")
-        reply(reader)
+        # The handshake only after the server agreed to it.
+        expect(reader, "STARTTLS", 220)
     try:
         tls = tls_context(args.cafile).wrap_socket(sock, server_hostname=args.server_name)
     except (ssl.SSLError, OSError) as error:
@@ -57,15 +72,15 @@ def main():
     result = {"names": names}
     reader = tls.makefile("rb")
     if args.mode == "ssl":
-        reply(reader)
+        reply(reader, "the connection (greeting)")
     tls.sendall(b"EHLO client.example\r\n")
-    reply(reader)
+    reply(reader, "EHLO over TLS")
     if args.user:
         token = base64.b64encode(f"\0{args.user}\0{args.password}".encode()).decode()
         tls.sendall(f"AUTH PLAIN {token}\r\n".encode())
-        result["auth"] = reply(reader)
+        result["auth"] = reply(reader, "AUTH PLAIN")
     tls.sendall(b"QUIT\r\n")
-    reply(reader)
+    reply(reader, "QUIT")
     tls.close()
     print(json.dumps(result))
     return 0

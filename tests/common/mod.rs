@@ -173,36 +173,30 @@ mode = "submissions"
         )
     }
 
+    /// [`Server::cli`] that must succeed (its standard error in the panic if not).
+    pub fn cli_checked(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        assert_success(args, self.cli(args, stdin))
+    }
+
+    /// [`Server::cli`] that must succeed; its standard output.
+    pub fn cli_ok(&self, args: &[&str], stdin: Option<&str>) -> String {
+        stdout(&self.cli_checked(args, stdin))
+    }
+
     pub fn add_account(&self, email: &str, password: &str) {
-        let output = self.cli(
+        self.cli_ok(
             &["accounts", "add", email, "--password-stdin"],
             Some(&format!("{password}\n")),
-        );
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
         );
     }
 
     pub fn queue(&self) -> Vec<serde_json::Value> {
-        let output = self.cli(&["queue", "list", "--json"], None);
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let output = self.cli_checked(&["queue", "list", "--json"], None);
         serde_json::from_slice(&output.stdout).expect("queue list --json prints JSON")
     }
 
     pub fn show(&self, id: &str) -> String {
-        let output = self.cli(&["queue", "show", id], None);
-        assert!(
-            output.status.success(),
-            "queue show {id}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8_lossy(&output.stdout).into_owned()
+        self.cli_ok(&["queue", "show", id], None)
     }
 
     pub fn kill(&mut self) {
@@ -215,9 +209,7 @@ mode = "submissions"
     /// SIGTERM, then the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("server running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        sigterm(&child);
         child.wait().unwrap()
     }
 
@@ -230,6 +222,19 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Sends SIGTERM to a child process; panics if it cannot be sent (a wait would then hang).
+pub fn sigterm(child: &Child) {
+    let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+    // SAFETY: kill(2) takes no pointers; the pid is our own child, not yet waited for.
+    let result = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(
+        result,
+        0,
+        "kill -TERM {pid}: {}",
+        std::io::Error::last_os_error()
+    );
 }
 
 pub fn cli_in(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
@@ -248,6 +253,40 @@ pub fn cli_in(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     }
     drop(input);
     child.wait_with_output().unwrap()
+}
+
+/// [`cli_in`] that must succeed (its standard error in the panic if not).
+pub fn cli_in_checked(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
+    assert_success(args, cli_in(data_dir, args, stdin))
+}
+
+/// [`cli_in`] that must succeed; its standard output.
+pub fn cli_in_ok(data_dir: &Path, args: &[&str], stdin: Option<&str>) -> String {
+    stdout(&cli_in_checked(data_dir, args, stdin))
+}
+
+/// Panics, with the command's exit status and standard error, unless it succeeded.
+pub fn assert_success(args: &[&str], output: Output) -> Output {
+    assert!(
+        output.status.success(),
+        "portcullis {args:?} failed ({}): {}",
+        output.status,
+        stderr(&output)
+    );
+    output
+}
+
+/// The exit code of a command that exited (not killed by a signal).
+pub fn status(output: &Output) -> i32 {
+    output.status.code().expect("exited normally")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A raw SMTP client over plain TCP, for exact control of the bytes.
