@@ -294,11 +294,16 @@ fn app_passwords_log_in_until_revoked_and_disabled_accounts_cannot() {
     assert_reply(&login(PASSWORD)["error"], 535, "5.7.8");
     server.cli_ok(&["accounts", "enable", USER], None);
     assert_reply(&login(PASSWORD)["auth"], 235, "2.7.0");
-    let shown = server.cli_ok(&["accounts", "show", USER], None);
-    // A time (RFC 3339, so it starts with the year), not "never".
+    // A time (RFC 3339, so it starts with the year), not "never". It is written with the
+    // batched record of logins, so it may take a moment.
+    let last_login_shown = || {
+        let shown = server.cli_ok(&["accounts", "show", USER], None);
+        shown.lines().any(|line| line.starts_with("last login: 20"))
+    };
     assert!(
-        shown.lines().any(|line| line.starts_with("last login: 20")),
-        "{shown}"
+        common::wait_until(std::time::Duration::from_secs(10), last_login_shown),
+        "{}",
+        server.cli_ok(&["accounts", "show", USER], None)
     );
 }
 
