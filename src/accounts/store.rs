@@ -667,6 +667,12 @@ impl AccountStore for SqliteStore {
 }
 
 impl QuotaStore for SqliteStore {
+    /// SQLite's `data_version`: it changes when another connection commits (our own writes of
+    /// the counters do not change it).
+    fn version(&self) -> Result<i64, StoreError> {
+        self.with(|c| c.query_row("PRAGMA data_version", [], |row| row.get(0)))
+    }
+
     fn quota_overrides(&self) -> Result<Vec<(String, QuotaOverrides)>, StoreError> {
         self.with(|c| {
             let mut statement = c.prepare(
@@ -1242,6 +1248,24 @@ mod tests {
         );
         assert_eq!(rule("x@example.test"), SenderRule::NotOwned);
         assert_eq!(rule("x@sub.news.example.test"), SenderRule::NotOwned);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_version_changes_with_other_connections_writes_only() {
+        let (server, dir) = store("version");
+        let cli = SqliteStore::open(&dir).unwrap();
+        let before = server.version().unwrap();
+        server
+            .save_quota_usage(&[("a@example.test".into(), Usage::default())])
+            .unwrap();
+        assert_eq!(server.version().unwrap(), before, "own writes");
+        cli.add_account("a@example.test", "$argon2id$a").unwrap();
+        assert_ne!(
+            server.version().unwrap(),
+            before,
+            "another connection's write"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

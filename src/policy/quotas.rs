@@ -31,6 +31,9 @@ pub trait QuotaStore: Send + Sync {
     fn quota_usage(&self) -> Result<Vec<(String, Usage)>, StoreError>;
     /// Replaces the stored counters of these accounts, in one transaction.
     fn save_quota_usage(&self, usage: &[(String, Usage)]) -> Result<(), StoreError>;
+    /// A number that changes whenever someone else (`portcullis accounts quota`) changed the
+    /// store, so that the limits are read again only then.
+    fn version(&self) -> Result<i64, StoreError>;
 }
 
 /// An account's own limits. `None`: the server's default applies; `Some(0)`: no limit.
@@ -159,6 +162,8 @@ impl QuotaBook {
         let usage = store
             .quota_usage()
             .map_err(|e| format!("cannot read the quota counters: {e}"))?;
+        // Taken before the limits are read: a change in between is read again at once.
+        let version = store.version().ok();
         let overrides = store
             .quota_overrides()
             .map_err(|e| format!("cannot read the accounts' quotas: {e}"))?;
@@ -172,7 +177,7 @@ impl QuotaBook {
             let book = Arc::clone(&book);
             std::thread::Builder::new()
                 .name("quota-keeper".into())
-                .spawn(move || keep(&book, store.as_ref(), &stopped))
+                .spawn(move || keep(&book, store.as_ref(), version, &stopped))
                 .map_err(|e| format!("cannot start the quota keeper thread: {e}"))?
         };
         Ok(QuotaBook {
@@ -248,7 +253,12 @@ fn lock(book: &Mutex<Book>) -> MutexGuard<'_, Book> {
 /// second at most, however busy the server, so the counters never compete with the spool for
 /// the disk), and the accounts' own limits from it. Ends, after a last write, when `stopped`
 /// is dropped.
-fn keep(book: &Mutex<Book>, store: &dyn QuotaStore, stopped: &mpsc::Receiver<()>) {
+fn keep(
+    book: &Mutex<Book>,
+    store: &dyn QuotaStore,
+    mut version: Option<i64>,
+    stopped: &mpsc::Receiver<()>,
+) {
     loop {
         let stopping = !matches!(
             stopped.recv_timeout(KEEP_EVERY),
@@ -258,7 +268,11 @@ fn keep(book: &Mutex<Book>, store: &dyn QuotaStore, stopped: &mpsc::Receiver<()>
         if stopping {
             return;
         }
-        reload_overrides(book, store);
+        let now = store.version().ok();
+        if now.is_none() || now != version {
+            reload_overrides(book, store);
+            version = now;
+        }
     }
 }
 
@@ -383,10 +397,15 @@ mod tests {
     struct MemoryStore {
         overrides: Mutex<HashMap<String, QuotaOverrides>>,
         saved: Mutex<HashMap<String, Usage>>,
+        /// Bumped by a test that changes `overrides` "from another process".
+        version: std::sync::atomic::AtomicI64,
+        reloads: std::sync::atomic::AtomicUsize,
     }
 
     impl QuotaStore for MemoryStore {
         fn quota_overrides(&self) -> Result<Vec<(String, QuotaOverrides)>, StoreError> {
+            self.reloads
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let overrides = self.overrides.lock().unwrap();
             Ok(overrides.iter().map(|(a, o)| (a.clone(), *o)).collect())
         }
@@ -397,6 +416,9 @@ mod tests {
         fn save_quota_usage(&self, usage: &[(String, Usage)]) -> Result<(), StoreError> {
             self.saved.lock().unwrap().extend(usage.iter().cloned());
             Ok(())
+        }
+        fn version(&self) -> Result<i64, StoreError> {
+            Ok(self.version.load(std::sync::atomic::Ordering::SeqCst))
         }
     }
 
@@ -450,9 +472,14 @@ mod tests {
     }
 
     #[test]
-    fn the_keeper_reloads_the_accounts_own_limits() {
+    fn the_keeper_reloads_the_accounts_own_limits_when_the_store_changed() {
+        use std::sync::atomic::Ordering;
         let store = Arc::new(MemoryStore::default());
         let book = QuotaBook::start(limits(0, 0), store.clone()).unwrap();
+        // Unchanged: the limits read at the start are not read again.
+        std::thread::sleep(KEEP_EVERY * 2 + Duration::from_millis(200));
+        assert_eq!(store.reloads.load(Ordering::SeqCst), 1);
+        store.version.fetch_add(1, Ordering::SeqCst);
         store.overrides.lock().unwrap().insert(
             "a@example.test".into(),
             QuotaOverrides {
