@@ -5,8 +5,8 @@
 //! accepted (250 after DATA) for an authenticated account count, under that account's name.
 //!
 //! The counters and the accounts' own limits live in memory, where every check reads them. A
-//! background thread writes the changed counters to the account store and re-reads the limits
-//! once a second, so a message never waits for the store. A restart reloads them; a crash
+//! background thread writes the changed counters to the account store once a second and
+//! re-reads the limits when the store changed, so a message never waits for the store. A restart reloads them; a crash
 //! (kill -9) can forget the last second of counting, never an accepted message.
 
 use std::collections::{HashMap, HashSet};
@@ -133,7 +133,7 @@ pub fn allowance(limits: &QuotaConfig, usage: &Usage, now: u64) -> Allowance {
     }
 }
 
-/// How often the keeper thread writes changed counters and re-reads the accounts' own limits.
+/// How often the keeper thread writes changed counters and looks for changed limits.
 const KEEP_EVERY: Duration = Duration::from_secs(1);
 
 /// What every check reads and the keeper thread keeps in step with the store.
@@ -148,7 +148,8 @@ struct Book {
 
 /// The quotas of a running server. Checks and charges touch memory only: a MAIL FROM costs a
 /// map look-up, not a query, and an accepted message an update. A keeper thread writes the
-/// changed counters and re-reads the accounts' own limits once a second.
+/// changed counters once a second and re-reads the accounts' own limits when they may have
+/// changed.
 pub struct QuotaBook {
     defaults: QuotaConfig,
     book: Arc<Mutex<Book>>,
