@@ -600,9 +600,11 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn a_damaged_length_in_the_middle_is_not_mistaken_for_a_torn_tail() {
-        let dir = temp_dir("damaged-length");
+    /// Three records, one byte of the first flipped (at `at`, given the first and second
+    /// records' offsets), then a recovery: it must skip exactly the first record as damage,
+    /// keep the other two, and leave the segment's bytes as they were.
+    fn damage_first_of_three(name: &str, at: impl FnOnce(usize, usize) -> usize) {
+        let dir = temp_dir(name);
         let (log, _) = SegmentLog::open(&dir).unwrap();
         let damaged = submit(&log, "first\r\n");
         let second = submit(&log, "second\r\n");
@@ -610,39 +612,8 @@ mod tests {
         drop(log);
         let path = segment_path(&dir, 1);
         let mut bytes = fs::read(&path).unwrap();
-        let (_, offset) = parse_queue_id(&damaged).unwrap();
-        // The highest byte of the first record's body length: it now claims far more bytes
-        // than the segment holds, which reads like a write cut short.
-        bytes[offset as usize + 15] ^= 0x01;
-        fs::write(&path, &bytes).unwrap();
-        let (log, recovery) = SegmentLog::open(&dir).unwrap();
-        assert_eq!(
-            (
-                recovery.messages,
-                recovery.damaged_regions,
-                recovery.torn_bytes_removed
-            ),
-            (2, 1, 0)
-        );
-        drop(log);
-        assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut");
-        let ids: Vec<String> = list(&dir).unwrap().into_iter().map(|m| m.id).collect();
-        assert_eq!(ids, [second, third]);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn damage_in_the_middle_hides_nothing_else_and_is_never_deleted() {
-        let dir = temp_dir("corrupt");
-        let (log, _) = SegmentLog::open(&dir).unwrap();
-        let damaged = submit(&log, "first\r\n");
-        let second = submit(&log, "second\r\n");
-        let third = submit(&log, "third\r\n");
-        drop(log);
-        let path = segment_path(&dir, 1);
-        let mut bytes = fs::read(&path).unwrap();
-        let (_, offset) = parse_queue_id(&second).unwrap();
-        bytes[offset as usize - 3] ^= 0xFF; // the last body byte of the first record
+        let offset = |id: &str| parse_queue_id(id).unwrap().1 as usize;
+        bytes[at(offset(&damaged), offset(&second))] ^= 0x01;
         fs::write(&path, &bytes).unwrap();
         assert!(read(&dir, &damaged).unwrap().is_none());
         let (log, recovery) = SegmentLog::open(&dir).unwrap();
@@ -663,6 +634,19 @@ mod tests {
         let ids: Vec<String> = list(&dir).unwrap().into_iter().map(|m| m.id).collect();
         assert_eq!(ids, [second, third]);
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn damage_in_the_middle_hides_nothing_else_and_is_never_deleted() {
+        // The last body byte of the first record: its checksum fails.
+        damage_first_of_three("corrupt", |_, second| second - 3);
+    }
+
+    #[test]
+    fn a_damaged_length_in_the_middle_is_not_mistaken_for_a_torn_tail() {
+        // The highest byte of the first record's body length: it claims far more bytes than
+        // the segment holds, which reads like a write cut short.
+        damage_first_of_three("damaged-length", |first, _| first + 15);
     }
 
     #[test]
