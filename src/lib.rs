@@ -3,12 +3,15 @@
 pub mod accounts;
 pub mod auth;
 pub mod bench;
+pub mod bounce;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod diagnostics;
 pub mod listener;
 pub mod policy;
+pub mod queue;
+pub mod routing;
 pub mod server;
 pub mod smtp;
 pub mod spool;

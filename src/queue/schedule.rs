@@ -1,0 +1,1 @@
+//! Retry scheduling as pure functions of state and time.
