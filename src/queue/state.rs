@@ -1,1 +1,606 @@
 //! The durable per-recipient delivery state log.
+//!
+//! The spool's segments stay immutable: what happened to each recipient of a message is
+//! appended here instead, one line per event (`data_dir/queue/state.log`):
+//!
+//! ```text
+//! CRC32-HEX SP JSON-EVENT LF
+//! ```
+//!
+//! A line is valid only when it ends in LF and its checksum matches, so a write torn by a crash
+//! is recognised and cut off at start-up; a damaged line in the middle is skipped (the events
+//! after it stay readable). The state of a recipient is the fold of its events over "queued",
+//! the state every recipient of a spooled message starts in. Events are made durable (one
+//! `fdatasync` per batch) before anything acts on them: a recipient is recorded `delivered`
+//! only after the remote 250, and `bounced` only after its bounce is spooled, so a crash can
+//! repeat a delivery but never lose one.
+//!
+//! The log only grows while the server runs; [`StateLog::compact`] rewrites it with the events
+//! of the messages still queued (written under a temporary name, synced, then renamed).
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const FILE_NAME: &str = "state.log";
+const COMPACT_NAME: &str = "state.log.compact";
+
+/// Where a recipient stands. Every recipient of a spooled message starts `Queued`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Queued,
+    Deferred,
+    Delivered,
+    Bounced,
+    Expired,
+}
+
+impl Status {
+    /// Delivered, bounced or expired: nothing more will be tried.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Delivered | Status::Bounced | Status::Expired)
+    }
+}
+
+/// What happened, to one recipient (`rcpt`: its index in the envelope) or, without `rcpt`,
+/// to the whole message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// A temporary failure; the next attempt is due at `next_attempt_at` (unix seconds).
+    Deferred {
+        next_attempt_at: u64,
+    },
+    /// The remote server accepted the recipient with 250 (or 251).
+    Delivered,
+    /// A permanent failure whose bounce is already spooled (or that needs none).
+    Bounced,
+    /// Still undeliverable at the end of the queue lifetime; its bounce is already spooled.
+    Expired,
+    /// An operator holds it: nothing is tried until it is released.
+    Held,
+    Released,
+    /// An operator asked for an attempt now, whatever the schedule says.
+    RetryNow,
+    /// The "delayed" notification (RFC 3464 Action: delayed) was spooled; it is sent once.
+    DelayWarned,
+    /// An operator deleted the message: no attempt, no bounce.
+    Deleted,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The message's queue id.
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rcpt: Option<u32>,
+    /// Unix seconds.
+    pub at: u64,
+    #[serde(flatten)]
+    pub event: Event,
+    /// The remote reply verbatim on one line, or our own reply when nothing was said remotely
+    /// (`451 4.4.3 DNS lookup of example.com timed out`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// `host[ip]:port` of the server that gave the reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relay: Option<String>,
+}
+
+/// One recipient's state: the fold of its events.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RecipientState {
+    pub status: Status,
+    pub held: bool,
+    /// Delivery attempts that ended (deferred, delivered or bounced).
+    pub attempts: u32,
+    pub last_reply: Option<String>,
+    pub last_relay: Option<String>,
+    /// `None`: due as soon as possible (queued, retried or released).
+    pub next_attempt_at: Option<u64>,
+    pub delay_warned: bool,
+}
+
+impl RecipientState {
+    /// Applies one event. Final states stay final: a late event (a duplicate delivery report
+    /// after a crash, a hold racing a delivery) changes nothing.
+    pub fn apply(&mut self, record: &Record) {
+        if self.status.is_final() {
+            return;
+        }
+        let attempt_ended = |state: &mut RecipientState| {
+            state.attempts += 1;
+            state.last_reply.clone_from(&record.reply);
+            state.last_relay.clone_from(&record.relay);
+        };
+        match record.event {
+            Event::Deferred { next_attempt_at } => {
+                attempt_ended(self);
+                self.status = Status::Deferred;
+                self.next_attempt_at = Some(next_attempt_at);
+            }
+            Event::Delivered | Event::Bounced | Event::Expired => {
+                // An expiry is the verdict on earlier attempts, not an attempt of its own.
+                if record.event == Event::Expired {
+                    if record.reply.is_some() {
+                        self.last_reply.clone_from(&record.reply);
+                    }
+                } else {
+                    attempt_ended(self);
+                }
+                self.status = match record.event {
+                    Event::Delivered => Status::Delivered,
+                    Event::Bounced => Status::Bounced,
+                    _ => Status::Expired,
+                };
+                self.next_attempt_at = None;
+            }
+            Event::Held => self.held = true,
+            Event::Released => self.held = false,
+            Event::RetryNow => self.next_attempt_at = None,
+            Event::DelayWarned => self.delay_warned = true,
+            // Handled at the message level.
+            Event::Deleted => {}
+        }
+    }
+}
+
+/// The state of one message's recipients, as far as the log knows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageState {
+    pub recipients: Vec<RecipientState>,
+    pub deleted: bool,
+}
+
+impl MessageState {
+    /// Every recipient final, or the message deleted: its space may be reclaimed.
+    pub fn is_finished(&self, recipient_count: usize) -> bool {
+        self.deleted
+            || (self.recipients.len() >= recipient_count
+                && self.recipients.iter().all(|r| r.status.is_final()))
+    }
+
+    fn apply(&mut self, record: &Record) {
+        match record.rcpt {
+            None if record.event == Event::Deleted => self.deleted = true,
+            // A message-level hold, release or retry applies to each recipient; the caller
+            // expands it to every index it knows (see `State::apply`).
+            None => {
+                for recipient in &mut self.recipients {
+                    recipient.apply(record);
+                }
+            }
+            Some(index) => {
+                let index = index as usize;
+                if self.recipients.len() <= index {
+                    self.recipients
+                        .resize_with(index + 1, RecipientState::default);
+                }
+                self.recipients[index].apply(record);
+            }
+        }
+    }
+}
+
+/// Every message's state, keyed by queue id. A message the log has never heard of is queued
+/// with all its recipients: [`State::message`] gives that default.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    messages: HashMap<String, MessageState>,
+}
+
+impl State {
+    /// The state of `id`, whose envelope has `recipient_count` recipients.
+    pub fn message(&self, id: &str, recipient_count: usize) -> MessageState {
+        let mut state = self.messages.get(id).cloned().unwrap_or_default();
+        state.recipients.resize_with(
+            recipient_count.max(state.recipients.len()),
+            Default::default,
+        );
+        state
+    }
+
+    /// Applies one record. Message-level events reach every recipient of `recipient_count`.
+    pub fn apply(&mut self, record: &Record, recipient_count: usize) {
+        let state = self.messages.entry(record.id.clone()).or_default();
+        if state.recipients.len() < recipient_count {
+            state
+                .recipients
+                .resize_with(recipient_count, Default::default);
+        }
+        state.apply(record);
+    }
+}
+
+/// What replaying the log found.
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub records: Vec<Record>,
+    /// Damaged lines skipped (kept in the file until the next compaction).
+    pub damaged_lines: usize,
+    /// Bytes of an interrupted write cut off the end.
+    pub torn_bytes: u64,
+}
+
+impl Replay {
+    /// Folds the records, given each message's recipient count (`None`: a message no longer in
+    /// the spool, whose records are ignored).
+    pub fn state(&self, recipients_of: impl Fn(&str) -> Option<usize>) -> State {
+        let mut state = State::default();
+        for record in &self.records {
+            if let Some(count) = recipients_of(&record.id) {
+                state.apply(record, count);
+            }
+        }
+        state
+    }
+}
+
+/// The open log: appends and syncs batches of records.
+pub struct StateLog {
+    dir: PathBuf,
+    file: File,
+}
+
+impl StateLog {
+    /// Opens (creating) the log in `dir`, cutting off a torn tail, and replays it.
+    pub fn open(dir: &Path) -> io::Result<(StateLog, Replay)> {
+        crate::spool::log::create_dir_durably(dir)?;
+        let path = dir.join(FILE_NAME);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(error) => return Err(error),
+        };
+        let (replay, valid_len) = parse(&bytes);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        if (valid_len as u64) < bytes.len() as u64 {
+            file.set_len(valid_len as u64)?;
+            file.sync_all()?;
+        }
+        sync_dir(dir)?;
+        Ok((
+            StateLog {
+                dir: dir.to_path_buf(),
+                file,
+            },
+            replay,
+        ))
+    }
+
+    /// Appends `records` with one write and makes them durable with one `fdatasync`.
+    pub fn append(&mut self, records: &[Record]) -> io::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(records.len() * 128);
+        for record in records {
+            encode(record, &mut bytes);
+        }
+        self.file.write_all(&bytes)?;
+        self.file.sync_data()
+    }
+
+    /// Replaces the log with `records` (the events of the messages still queued): written and
+    /// synced under a temporary name, then renamed over the log, so a crash leaves one of the
+    /// two whole.
+    pub fn compact(&mut self, records: &[Record]) -> io::Result<()> {
+        let temporary = self.dir.join(COMPACT_NAME);
+        let mut bytes = Vec::with_capacity(records.len() * 128);
+        for record in records {
+            encode(record, &mut bytes);
+        }
+        let mut file = File::create(&temporary)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, self.dir.join(FILE_NAME))?;
+        sync_dir(&self.dir)?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(self.dir.join(FILE_NAME))?;
+        Ok(())
+    }
+
+    /// Bytes in the log now, to decide when compacting is worth it.
+    pub fn len(&self) -> io::Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+}
+
+/// Reads the log without changing it (for the CLI, while a server may be appending: a line
+/// still being written is simply not there yet).
+pub fn load(dir: &Path) -> io::Result<Replay> {
+    match fs::read(dir.join(FILE_NAME)) {
+        Ok(bytes) => Ok(parse(&bytes).0),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Replay::default()),
+        Err(error) => Err(error),
+    }
+}
+
+fn encode(record: &Record, out: &mut Vec<u8>) {
+    let json = serde_json::to_vec(record).expect("a record always serialises");
+    out.extend_from_slice(format!("{:08x} ", crc32fast::hash(&json)).as_bytes());
+    out.extend_from_slice(&json);
+    out.push(b'\n');
+}
+
+/// The valid records and the length of the log up to the end of its last complete line.
+fn parse(bytes: &[u8]) -> (Replay, usize) {
+    let mut replay = Replay::default();
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let Some(end) = bytes[offset..].iter().position(|&b| b == b'\n') else {
+            // No line end: the write that a crash interrupted.
+            replay.torn_bytes = (bytes.len() - offset) as u64;
+            return (replay, offset);
+        };
+        match decode(&bytes[offset..offset + end]) {
+            Some(record) => replay.records.push(record),
+            None => replay.damaged_lines += 1,
+        }
+        offset += end + 1;
+    }
+    (replay, offset)
+}
+
+fn decode(line: &[u8]) -> Option<Record> {
+    let (crc, json) = (line.get(..8)?, line.get(9..)?);
+    let crc = u32::from_str_radix(std::str::from_utf8(crc).ok()?, 16).ok()?;
+    if line.get(8) != Some(&b' ') || crc32fast::hash(json) != crc {
+        return None;
+    }
+    serde_json::from_slice(json).ok()
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Keeps only the records of messages for which `keep` holds (those still queued): what a
+/// compacted log holds.
+pub fn live_records(replay: Replay, keep: impl Fn(&str) -> bool) -> Vec<Record> {
+    replay
+        .records
+        .into_iter()
+        .filter(|record| keep(&record.id))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-state-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn record(id: &str, rcpt: Option<u32>, at: u64, event: Event, reply: Option<&str>) -> Record {
+        Record {
+            id: id.into(),
+            rcpt,
+            at,
+            event,
+            reply: reply.map(String::from),
+            relay: reply.map(|_| "mx.example.com[192.0.2.1]:25".into()),
+        }
+    }
+
+    const ID: &str = "0000000100000000";
+
+    #[test]
+    fn recipients_fold_from_queued_through_deferred_to_final() {
+        let mut state = State::default();
+        let greylisted = record(
+            ID,
+            Some(0),
+            10,
+            Event::Deferred {
+                next_attempt_at: 310,
+            },
+            Some("450 4.2.0 greylisted"),
+        );
+        state.apply(&greylisted, 2);
+        state.apply(
+            &record(
+                ID,
+                Some(1),
+                10,
+                Event::Bounced,
+                Some("550 5.1.1 no such user"),
+            ),
+            2,
+        );
+        let message = state.message(ID, 2);
+        assert_eq!(message.recipients[0].status, Status::Deferred);
+        assert_eq!(message.recipients[0].next_attempt_at, Some(310));
+        assert_eq!(message.recipients[0].attempts, 1);
+        assert_eq!(message.recipients[1].status, Status::Bounced);
+        assert!(!message.is_finished(2));
+        state.apply(
+            &record(ID, Some(0), 320, Event::Delivered, Some("250 2.0.0 ok")),
+            2,
+        );
+        let message = state.message(ID, 2);
+        assert_eq!(
+            (
+                message.recipients[0].status,
+                message.recipients[0].attempts,
+                message.recipients[0].last_reply.as_deref()
+            ),
+            (Status::Delivered, 2, Some("250 2.0.0 ok"))
+        );
+        assert!(message.is_finished(2));
+    }
+
+    #[test]
+    fn a_message_the_log_never_mentioned_is_queued_whole() {
+        let message = State::default().message(ID, 3);
+        assert_eq!(message.recipients.len(), 3);
+        assert!(
+            message
+                .recipients
+                .iter()
+                .all(|r| r.status == Status::Queued && r.next_attempt_at.is_none())
+        );
+        assert!(!message.is_finished(3));
+    }
+
+    #[test]
+    fn final_states_ignore_late_events() {
+        let mut state = State::default();
+        state.apply(&record(ID, Some(0), 1, Event::Delivered, Some("250 ok")), 1);
+        state.apply(
+            &record(
+                ID,
+                Some(0),
+                2,
+                Event::Deferred { next_attempt_at: 9 },
+                Some("421 x"),
+            ),
+            1,
+        );
+        state.apply(&record(ID, None, 3, Event::Held, None), 1);
+        let recipient = &state.message(ID, 1).recipients[0];
+        assert_eq!(
+            (recipient.status, recipient.held, recipient.attempts),
+            (Status::Delivered, false, 1)
+        );
+    }
+
+    #[test]
+    fn message_level_hold_release_retry_and_delete() {
+        let mut state = State::default();
+        let deferred = Event::Deferred {
+            next_attempt_at: 500,
+        };
+        state.apply(&record(ID, Some(1), 1, deferred, Some("451 4.4.1 x")), 2);
+        state.apply(&record(ID, None, 2, Event::Held, None), 2);
+        assert!(state.message(ID, 2).recipients.iter().all(|r| r.held));
+        state.apply(&record(ID, None, 3, Event::Released, None), 2);
+        state.apply(&record(ID, None, 4, Event::RetryNow, None), 2);
+        let message = state.message(ID, 2);
+        assert!(message.recipients.iter().all(|r| !r.held));
+        assert_eq!(message.recipients[1].next_attempt_at, None);
+        assert_eq!(message.recipients[1].status, Status::Deferred);
+        state.apply(&record(ID, None, 5, Event::Deleted, None), 2);
+        assert!(state.message(ID, 2).is_finished(2));
+    }
+
+    #[test]
+    fn expiry_keeps_the_attempt_count_and_the_last_remote_reply() {
+        let mut state = State::default();
+        let deferred = Event::Deferred {
+            next_attempt_at: 100,
+        };
+        state.apply(&record(ID, Some(0), 1, deferred, Some("451 4.4.1 down")), 1);
+        state.apply(&record(ID, Some(0), 100, Event::Expired, None), 1);
+        let recipient = &state.message(ID, 1).recipients[0];
+        assert_eq!(
+            (
+                recipient.status,
+                recipient.attempts,
+                recipient.last_reply.as_deref()
+            ),
+            (Status::Expired, 1, Some("451 4.4.1 down"))
+        );
+    }
+
+    #[test]
+    fn appended_records_survive_reopening_and_a_torn_tail_is_cut() {
+        let dir = temp_dir("reopen");
+        let (mut log, replay) = StateLog::open(&dir).unwrap();
+        assert!(replay.records.is_empty());
+        let records = vec![
+            record(ID, Some(0), 5, Event::Delivered, Some("250 2.0.0 ok")),
+            record(ID, None, 6, Event::Held, None),
+        ];
+        log.append(&records).unwrap();
+        drop(log);
+        let path = dir.join(FILE_NAME);
+        let whole = fs::metadata(&path).unwrap().len();
+        // A crash in the middle of the next write.
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"0badc0de {\"id\":\"00")
+            .unwrap();
+        assert_eq!(load(&dir).unwrap().records, records);
+        let (mut log, replay) = StateLog::open(&dir).unwrap();
+        assert_eq!(replay.records, records);
+        assert_eq!(replay.torn_bytes, 18);
+        assert_eq!(fs::metadata(&path).unwrap().len(), whole);
+        let after = record(ID, None, 7, Event::Released, None);
+        log.append(std::slice::from_ref(&after)).unwrap();
+        assert_eq!(load(&dir).unwrap().records.last(), Some(&after));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_line_is_skipped_and_the_rest_kept() {
+        let dir = temp_dir("damaged");
+        let (mut log, _) = StateLog::open(&dir).unwrap();
+        let first = record(ID, Some(0), 1, Event::Bounced, Some("550 5.1.1 x"));
+        let second = record(ID, Some(1), 2, Event::Delivered, Some("250 ok"));
+        log.append(&[first, second.clone()]).unwrap();
+        drop(log);
+        let path = dir.join(FILE_NAME);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[20] ^= 0x01;
+        fs::write(&path, &bytes).unwrap();
+        let (_, replay) = StateLog::open(&dir).unwrap();
+        assert_eq!((replay.records, replay.damaged_lines), (vec![second], 1));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compaction_keeps_only_live_messages() {
+        let dir = temp_dir("compact");
+        let (mut log, _) = StateLog::open(&dir).unwrap();
+        let finished = record("0000000100000000", Some(0), 1, Event::Delivered, None);
+        let live = record(
+            "0000000100000100",
+            Some(0),
+            1,
+            Event::Deferred { next_attempt_at: 9 },
+            Some("451 4.4.1 x"),
+        );
+        log.append(&[finished, live.clone()]).unwrap();
+        let kept = live_records(load(&dir).unwrap(), |id| id == live.id);
+        log.compact(&kept).unwrap();
+        let after = record("0000000100000100", None, 2, Event::Held, None);
+        log.append(std::slice::from_ref(&after)).unwrap();
+        assert_eq!(load(&dir).unwrap().records, vec![live, after]);
+        assert!(!dir.join(COMPACT_NAME).exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn records_are_one_line_of_crc_and_json() {
+        let mut bytes = Vec::new();
+        encode(
+            &record(
+                ID,
+                Some(2),
+                7,
+                Event::Deferred { next_attempt_at: 8 },
+                Some("451 a\r\nb"),
+            ),
+            &mut bytes,
+        );
+        let text = String::from_utf8(bytes).unwrap();
+        assert_eq!(text.matches('\n').count(), 1, "{text}");
+        assert!(text.ends_with('\n'));
+        assert!(text[9..].starts_with(
+            r#"{"id":"0000000100000000","rcpt":2,"at":7,"event":"deferred","next_attempt_at":8,"#
+        ));
+    }
+}
