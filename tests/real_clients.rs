@@ -75,6 +75,16 @@ fn smtplib_submits_with_starttls_plain_starttls_login_and_implicit_tls() {
         assert_eq!(message["id"], id.as_str());
         assert_eq!(message["from"], USER);
         assert_eq!(message["to"], serde_json::json!(["bob@example.net"]));
+        assert_eq!(
+            message["recipients"],
+            serde_json::json!([{
+                "address": "bob@example.net",
+                "status": "queued",
+                "attempts": 0,
+                "last_reply": null,
+                "next_attempt_at": null,
+            }])
+        );
         assert_eq!(message["auth_user"], USER);
         assert_eq!(message["tls"]["version"], "TLSv1.3");
         assert!(message["size"].as_u64().unwrap() > 100);

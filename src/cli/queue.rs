@@ -6,13 +6,15 @@ use clap::Subcommand;
 
 use super::{EX_DATAERR, EX_IOERR, EX_NOINPUT, Failure};
 use crate::config::Config;
+use crate::queue::{self, Entry};
 use crate::spool::{QueuedMessage, log};
 
 #[derive(Subcommand)]
 pub enum Command {
     /// List the messages in the spool, oldest first
     List {
-        /// Print a JSON array (id, from, to, size, received_at, auth_user, client_ip, tls, ...)
+        /// Print a JSON array (id, from, to, size, received_at, auth_user, client_ip, tls, ...,
+        /// and recipients: address, status, attempts, last_reply, next_attempt_at)
         #[arg(long)]
         json: bool,
     },
@@ -28,7 +30,7 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
         |e: std::io::Error| Failure::new(EX_IOERR, format!("{}: {e}", spool_dir.display()));
     match command {
         Command::List { json } => {
-            let messages = log::list(&spool_dir).map_err(io_failure)?;
+            let messages = queue::entries(&config.data_dir).map_err(io_failure)?;
             if json {
                 let text = serde_json::to_string_pretty(&messages)
                     .map_err(|e| Failure::new(EX_IOERR, e.to_string()))?;
@@ -65,7 +67,7 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
     }
 }
 
-fn print_table(messages: &[QueuedMessage]) {
+fn print_table(messages: &[Entry]) {
     if messages.is_empty() {
         println!("The spool is empty.");
         return;
@@ -74,7 +76,8 @@ fn print_table(messages: &[QueuedMessage]) {
         "{:<16}  {:<20}  {:>9}  {:<30}  recipients",
         "id", "received", "size", "from"
     );
-    for message in messages {
+    for entry in messages {
+        let message = &entry.message;
         let envelope = &message.envelope;
         let from = if envelope.from.is_empty() {
             "<>"
@@ -87,10 +90,23 @@ fn print_table(messages: &[QueuedMessage]) {
             envelope.received_at,
             message.size,
             from,
-            envelope.to.join(", ")
+            recipients(entry)
         );
     }
     println!("{} message(s)", messages.len());
+}
+
+/// The recipients, each with its status unless it is still simply queued.
+fn recipients(entry: &Entry) -> String {
+    let described: Vec<String> = entry
+        .recipients
+        .iter()
+        .map(|r| match r.status {
+            "queued" => r.address.clone(),
+            status => format!("{} ({status})", r.address),
+        })
+        .collect();
+    described.join(", ")
 }
 
 fn print_envelope(message: &QueuedMessage) {

@@ -307,7 +307,7 @@ impl StateLog {
     }
 
     /// Bytes in the log now, to decide when compacting is worth it.
-    pub fn len(&self) -> io::Result<u64> {
+    pub fn size_bytes(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
     }
 }
