@@ -31,7 +31,9 @@ pub struct FakeResolver {
 
 // A panic in another test thread must not hide this fake's state from the rest of the test.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl FakeResolver {

@@ -50,7 +50,10 @@ pub enum RoutingError {
     NoSuchDomain { domain: String },
     /// The domain exists but none of its mail exchangers has an address, and no lookup failed
     /// temporarily (so waiting would not change the answer).
-    NoAddresses { domain: String, skipped: Vec<Skipped> },
+    NoAddresses {
+        domain: String,
+        skipped: Vec<Skipped>,
+    },
     /// A DNS failure that may pass: retry later.
     Temporary { domain: String, reason: String },
 }

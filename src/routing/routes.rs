@@ -84,12 +84,19 @@ fn check_domain(text: &str) -> Result<String, String> {
     }
     for label in name.split('.') {
         if label.is_empty() {
-            return Err(format!("\"{text}\" has an empty label (two dots in a row?)"));
+            return Err(format!(
+                "\"{text}\" has an empty label (two dots in a row?)"
+            ));
         }
         if label.len() > 63 {
-            return Err(format!("\"{text}\": the label \"{label}\" is longer than 63 characters"));
+            return Err(format!(
+                "\"{text}\": the label \"{label}\" is longer than 63 characters"
+            ));
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
             return Err(format!(
                 "\"{text}\": the label \"{label}\" may hold only letters, digits and hyphens"
             ));
@@ -123,14 +130,14 @@ impl Relay {
             let address: Ipv6Addr = address
                 .parse()
                 .map_err(|_| format!("\"{text}\": \"{address}\" is not an IPv6 address"))?;
-            let port = port
-                .strip_prefix(':')
-                .ok_or_else(|| format!("\"{text}\": a port must follow, as in \"[{address}]:587\""))?;
+            let port = port.strip_prefix(':').ok_or_else(|| {
+                format!("\"{text}\": a port must follow, as in \"[{address}]:587\"")
+            })?;
             (address.to_string(), port)
         } else {
-            let (host, port) = text
-                .rsplit_once(':')
-                .ok_or_else(|| format!("\"{text}\": write the relay as host:port, e.g. smtp.example.com:587"))?;
+            let (host, port) = text.rsplit_once(':').ok_or_else(|| {
+                format!("\"{text}\": write the relay as host:port, e.g. smtp.example.com:587")
+            })?;
             if host.contains(':') {
                 return Err(format!(
                     "\"{text}\": put an IPv6 address in brackets, as in \"[2001:db8::1]:587\""
@@ -144,7 +151,11 @@ impl Relay {
         };
         let port = match port.parse::<u16>() {
             Ok(port) if port != 0 => port,
-            _ => return Err(format!("\"{text}\": the port must be a number from 1 to 65535")),
+            _ => {
+                return Err(format!(
+                    "\"{text}\": the port must be a number from 1 to 65535"
+                ));
+            }
         };
         Ok(Relay { host, port })
     }
