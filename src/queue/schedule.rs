@@ -213,7 +213,9 @@ impl DestinationState {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         }
         let doublings = self.consecutive_failures.saturating_sub(1).min(16);
-        let pause = base.saturating_mul(1 << doublings).min(MAX_SUSPENSION_SECONDS);
+        let pause = base
+            .saturating_mul(1 << doublings)
+            .min(MAX_SUSPENSION_SECONDS);
         let until = now.saturating_add(pause);
         self.suspended_until = Some(self.suspended_until.map_or(until, |u| u.max(until)));
     }
@@ -401,5 +403,382 @@ impl<K> Timers<K> {
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 24 * 3600;
+
+    fn no_jitter() -> RetryPolicy {
+        RetryPolicy {
+            jitter_percent: 0,
+            ..RetryPolicy::default()
+        }
+    }
+
+    #[test]
+    fn default_policy() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.retry_seconds, [300, 900, 1800, 3600, 7200, 14400]);
+        assert_eq!(p.max_queue_lifetime, 432_000);
+        assert_eq!(p.delay_warning, None);
+        assert_eq!(p.jitter_percent, 10);
+    }
+
+    #[test]
+    fn delays_index_the_list_and_repeat_the_last() {
+        let p = no_jitter();
+        assert_eq!(p.base_delay(0), 300);
+        assert_eq!(p.base_delay(1), 300);
+        assert_eq!(p.base_delay(2), 900);
+        assert_eq!(p.base_delay(6), 14400);
+        assert_eq!(p.base_delay(7), 14400);
+        assert_eq!(p.base_delay(u32::MAX), 14400);
+        assert_eq!(next_attempt(&p, 1, 1000, 42), 1300);
+        assert_eq!(next_attempt(&p, 3, 1000, 42), 2800);
+        assert_eq!(next_attempt(&p, 100, 1000, 42), 15400);
+    }
+
+    #[test]
+    fn empty_list_falls_back_and_zero_delay_still_waits() {
+        let mut p = no_jitter();
+        p.retry_seconds.clear();
+        assert_eq!(next_attempt(&p, 4, 1000, 0), 1300);
+        p.retry_seconds = vec![0];
+        assert_eq!(next_attempt(&p, 4, 1000, 0), 1001);
+        p.retry_seconds = vec![300];
+        assert_eq!(next_attempt(&p, 1, u64::MAX - 5, 0), u64::MAX);
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds_and_spreads() {
+        let p = RetryPolicy::default(); // ±10 %
+        let (mut lowest, mut highest) = (u64::MAX, 0);
+        let mut distinct = std::collections::HashSet::new();
+        for seed in 0..10_000u64 {
+            let at = next_attempt(&p, 1, 0, seed);
+            assert!((270..=330).contains(&at), "seed {seed}: {at}");
+            lowest = lowest.min(at);
+            highest = highest.max(at);
+            distinct.insert(at);
+        }
+        // Both ends are reached and the 61 possible values are all used.
+        assert_eq!((lowest, highest, distinct.len()), (270, 330, 61));
+        for seed in 0..1000u64 {
+            let at = next_attempt(&p, 9, 0, seed);
+            assert!((12960..=15840).contains(&at), "seed {seed}: {at}");
+        }
+    }
+
+    #[test]
+    fn jitter_is_reproducible_and_differs_per_message_and_attempt() {
+        let p = RetryPolicy::default();
+        let a = next_attempt(&p, 6, 5000, 0xDEAD_BEEF);
+        assert_eq!(a, next_attempt(&p, 6, 5000, 0xDEAD_BEEF));
+        let others: Vec<u64> = (1..=20).map(|s| next_attempt(&p, 6, 5000, s)).collect();
+        assert!(others.iter().any(|&o| o != a));
+        // One message is not always early or always late: the offset moves between retries.
+        let offsets: std::collections::HashSet<i64> = (7..30)
+            .map(|n| next_attempt(&p, n, 0, 7) as i64 - 14400)
+            .collect();
+        assert!(offsets.len() > 1);
+    }
+
+    #[test]
+    fn jitter_percent_is_capped_at_100() {
+        let p = RetryPolicy {
+            jitter_percent: 255,
+            retry_seconds: vec![100],
+            ..RetryPolicy::default()
+        };
+        for seed in 0..2000 {
+            let at = next_attempt(&p, 1, 1000, seed);
+            assert!((1001..=1200).contains(&at), "{at}");
+        }
+    }
+
+    #[test]
+    fn retries_until_the_lifetime_then_expires() {
+        let p = no_jitter();
+        let received = 1_000_000;
+        let deadline = received + 5 * DAY;
+        assert_eq!(
+            after_temporary_failure(&p, received, 1, received, 0),
+            Verdict::RetryAt(received + 300)
+        );
+        // The next attempt would land 100 s past the deadline: it is moved onto it.
+        assert_eq!(
+            after_temporary_failure(&p, received, 20, deadline - 14300, 0),
+            Verdict::RetryAt(deadline)
+        );
+        // Landing exactly on the deadline is allowed as is.
+        assert_eq!(
+            after_temporary_failure(&p, received, 20, deadline - 14400, 0),
+            Verdict::RetryAt(deadline)
+        );
+        assert_eq!(
+            after_temporary_failure(&p, received, 20, deadline - 1, 0),
+            Verdict::RetryAt(deadline)
+        );
+        // The final attempt at the deadline failed: bounce.
+        assert_eq!(
+            after_temporary_failure(&p, received, 21, deadline, 0),
+            Verdict::Expire
+        );
+        assert_eq!(
+            after_temporary_failure(&p, received, 21, deadline + 1, 0),
+            Verdict::Expire
+        );
+    }
+
+    #[test]
+    fn zero_lifetime_expires_at_the_first_failure() {
+        let p = RetryPolicy {
+            max_queue_lifetime: 0,
+            ..RetryPolicy::default()
+        };
+        assert_eq!(after_temporary_failure(&p, 50, 1, 50, 9), Verdict::Expire);
+    }
+
+    #[test]
+    fn delay_warning_is_sent_once_while_the_message_lives() {
+        let mut p = no_jitter();
+        assert!(!delay_warning_due(&p, 0, false, 10 * DAY)); // off by default
+        p.delay_warning = Some(4 * 3600);
+        assert!(!delay_warning_due(&p, 1000, false, 1000 + 4 * 3600 - 1));
+        assert!(delay_warning_due(&p, 1000, false, 1000 + 4 * 3600));
+        assert!(!delay_warning_due(&p, 1000, true, 1000 + 4 * 3600));
+        assert!(delay_warning_due(&p, 1000, false, 1000 + 5 * DAY - 1));
+        assert!(!delay_warning_due(&p, 1000, false, 1000 + 5 * DAY));
+        p.delay_warning = Some(6 * DAY); // longer than the lifetime: the bounce says it all
+        assert!(!delay_warning_due(&p, 0, false, 6 * DAY));
+    }
+
+    #[test]
+    fn unreachable_suspension_doubles_to_the_cap_and_success_resets() {
+        let mut d = DestinationState::new();
+        assert!(d.ready(0));
+        assert_eq!(d.suspended_until(), None);
+        let mut now = 10_000;
+        for expected in [60, 120, 240, 480, 960, 1920, 3600, 3600] {
+            d.on_unreachable(now);
+            assert_eq!(d.suspended_until(), Some(now + expected));
+            assert!(!d.ready(now + expected - 1));
+            assert!(d.ready(now + expected));
+            now += expected;
+        }
+        assert_eq!(d.consecutive_failures(), 8);
+        d.on_success(now);
+        assert_eq!(
+            (
+                d.suspended_until(),
+                d.consecutive_failures(),
+                d.last_success()
+            ),
+            (None, 0, Some(now))
+        );
+        d.on_unreachable(now);
+        assert_eq!(d.suspended_until(), Some(now + 60));
+    }
+
+    #[test]
+    fn throttling_starts_higher_and_keeps_the_reply() {
+        let mut d = DestinationState::new();
+        d.on_throttled(0, "421 4.7.28 slow down");
+        assert_eq!(d.suspended_until(), Some(300));
+        assert_eq!(d.throttle_reply(), Some("421 4.7.28 slow down"));
+        d.on_throttled(300, "421 4.7.28 slow down");
+        assert_eq!(d.suspended_until(), Some(900));
+        d.on_throttled(900, "x");
+        d.on_throttled(2100, "x");
+        assert_eq!(d.suspended_until(), Some(2100 + 2400));
+        d.on_throttled(4500, "x");
+        assert_eq!(d.suspended_until(), Some(4500 + 3600));
+        d.on_success(9000);
+        assert_eq!(d.throttle_reply(), None);
+    }
+
+    #[test]
+    fn failures_while_suspended_do_not_grow_the_streak() {
+        let mut d = DestinationState::new();
+        // Ten connections in flight all time out within the same second.
+        for _ in 0..10 {
+            d.on_unreachable(100);
+        }
+        assert_eq!(d.consecutive_failures(), 1);
+        assert_eq!(d.suspended_until(), Some(160));
+        // A throttle during that pause lengthens it, still without growing the streak.
+        d.on_throttled(110, "421 too many connections");
+        assert_eq!(
+            (d.consecutive_failures(), d.suspended_until()),
+            (1, Some(410))
+        );
+        // A late unreachable cannot shorten it.
+        d.on_unreachable(120);
+        assert_eq!(d.suspended_until(), Some(410));
+    }
+
+    #[test]
+    fn concurrency_gate() {
+        let mut d = DestinationState::new();
+        assert!(d.try_start(0, 3));
+        assert!(d.try_start(0, 3));
+        assert!(d.try_start(0, 3));
+        assert!(!d.try_start(0, 3));
+        assert_eq!(d.in_flight(), 3);
+        d.finish();
+        assert!(d.try_start(0, 3));
+        for _ in 0..5 {
+            d.finish(); // one more than started: saturates
+        }
+        assert_eq!(d.in_flight(), 0);
+        assert!(d.try_start(0, 0)); // 0 counts as 1
+        assert!(!d.try_start(0, 0));
+    }
+
+    #[test]
+    fn suspended_destination_admits_nothing_then_one_probe() {
+        let mut d = DestinationState::new();
+        d.on_unreachable(0);
+        assert!(!d.try_start(59, 10));
+        assert!(d.try_start(60, 10)); // the probe
+        assert!(!d.try_start(60, 10)); // only one while probing
+        d.finish();
+        d.on_success(61);
+        for _ in 0..10 {
+            assert!(d.try_start(61, 10));
+        }
+        assert!(!d.try_start(61, 10));
+    }
+
+    #[test]
+    fn provider_throttling_replies() {
+        // Gmail
+        assert!(is_throttling_reply(
+            421,
+            Some("4.7.28"),
+            "Our system has detected an unusual rate of unsolicited mail originating from your IP address."
+        ));
+        // Yahoo
+        assert!(is_throttling_reply(
+            421,
+            Some("4.7.0"),
+            "[TSS04] Messages from 192.0.2.1 temporarily deferred due to unexpected volume or user complaints"
+        ));
+        // Microsoft
+        assert!(is_throttling_reply(
+            451,
+            Some("4.7.650"),
+            "The mail server [192.0.2.1] has been temporarily rate limited due to IP reputation."
+        ));
+        // Greylisting is per message, not a reason to pause the destination.
+        assert!(!is_throttling_reply(450, Some("4.2.0"), "greylisted"));
+        assert!(!is_throttling_reply(
+            450,
+            Some("4.7.1"),
+            "<a@example.com>: Recipient address rejected: Greylisted, see http://postgrey.schweikert.ch/"
+        ));
+    }
+
+    #[test]
+    fn throttling_rule_details() {
+        assert!(is_throttling_reply(421, None, "Service not available"));
+        assert!(is_throttling_reply(421, Some("4.3.2"), "shutting down"));
+        assert!(is_throttling_reply(
+            451,
+            Some("4.7.0"),
+            "Too many messages, slow down"
+        ));
+        assert!(is_throttling_reply(
+            450,
+            Some("4.7.1"),
+            "Sending rate limit exceeded"
+        ));
+        assert!(!is_throttling_reply(
+            451,
+            Some("4.7.0"),
+            "Temporary local problem"
+        ));
+        assert!(is_throttling_reply(450, Some("4.7.500"), "Server busy"));
+        assert!(!is_throttling_reply(
+            550,
+            Some("5.7.1"),
+            "rate limit exceeded"
+        ));
+        assert!(!is_throttling_reply(452, None, "Too many recipients"));
+        assert!(!is_throttling_reply(
+            452,
+            Some("4.5.3"),
+            "Too many recipients"
+        ));
+        assert!(is_throttling_reply(
+            450,
+            None,
+            "Too many connections from your host"
+        ));
+        assert!(!is_throttling_reply(
+            451,
+            None,
+            "Message generated a separate error"
+        ));
+        // A malformed enhanced code counts as none.
+        assert!(!is_throttling_reply(451, Some("4.7"), "local error"));
+        assert!(is_throttling_reply(451, Some("4.x.1"), "ratelimited"));
+        assert_eq!(parse_enhanced("4.7.28"), Some((4, 7, 28)));
+        assert_eq!(parse_enhanced("4.7.28.1"), None);
+    }
+
+    #[test]
+    fn timers_come_out_in_time_then_scheduling_order() {
+        let mut t = Timers::new();
+        assert_eq!(t.next_deadline(), None);
+        t.schedule(30, "c");
+        t.schedule(10, "a1");
+        t.schedule(20, "b");
+        t.schedule(10, "a2");
+        assert_eq!((t.len(), t.next_deadline()), (4, Some(10)));
+        assert!(t.pop_due(9).is_empty());
+        assert_eq!(t.pop_due(10), ["a1", "a2"]);
+        assert_eq!(t.next_deadline(), Some(20));
+        assert_eq!(t.pop_due(100), ["b", "c"]);
+        assert!(t.is_empty());
+        t.schedule(u64::MAX, "end");
+        assert_eq!(t.pop_due(u64::MAX), ["end"]);
+    }
+
+    #[test]
+    fn timers_cancel_by_handle() {
+        let mut t = Timers::new();
+        let a = t.schedule(10, 1);
+        let b = t.schedule(10, 2);
+        assert_eq!(a.at(), 10);
+        assert_eq!(t.cancel(a), Some(1));
+        assert_eq!(t.cancel(a), None);
+        assert_eq!(t.pop_due(10), [2]);
+        assert_eq!(t.cancel(b), None); // already came due
+    }
+
+    #[test]
+    fn hundred_thousand_deferred_for_one_destination() {
+        let p = RetryPolicy::default();
+        let mut t = Timers::new();
+        for id in 0..100_000u64 {
+            t.schedule(next_attempt(&p, 1, 1_000, id), id);
+        }
+        assert_eq!(t.next_deadline(), Some(1_270));
+        let early = t.pop_due(1_299);
+        let rest = t.pop_due(1_330);
+        assert_eq!(early.len() + rest.len(), 100_000);
+        assert!(early.len() > 40_000 && rest.len() > 40_000);
+        assert!(t.is_empty() && t.pop_due(u64::MAX).is_empty());
+        // Within one pop, times never go backwards.
+        let times: Vec<u64> = rest
+            .iter()
+            .map(|&id| next_attempt(&p, 1, 1_000, id))
+            .collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]));
     }
 }
