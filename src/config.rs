@@ -41,6 +41,58 @@ pub struct Config {
     pub auth: AuthConfig,
     pub policy: PolicyConfig,
     pub quotas: QuotaConfig,
+    pub delivery: DeliveryConfig,
+    /// `[[route]]`: static routes and smarthosts, in the order written.
+    pub routes: Vec<crate::routing::Route>,
+}
+
+/// Outbound delivery (`[delivery]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryConfig {
+    /// Resolvers to ask (`ip:port`); empty means the system's (`/etc/resolv.conf`).
+    pub dns_servers: Vec<SocketAddr>,
+    /// The port of MX hosts: 25, except in tests.
+    pub mx_port: u16,
+    /// The name sent in EHLO; `None` means [`Config::hostname`].
+    pub helo_name: Option<String>,
+    /// TLS policy of MX delivery, unless a route says otherwise.
+    pub tls: crate::routing::TlsPolicy,
+    /// `retry_seconds`, `max_queue_lifetime_seconds`, `delay_warning_seconds`.
+    pub retry: crate::queue::schedule::RetryPolicy,
+    /// Connections open at once to one destination.
+    pub concurrency_per_destination: u32,
+    /// Outbound connections open at once in all.
+    pub max_connections: u32,
+    /// Messages sent over one connection before it is closed.
+    pub messages_per_connection: u32,
+    /// RCPT commands in one transaction; more recipients for the same destination go in
+    /// further transactions.
+    pub recipients_per_transaction: usize,
+    /// TCP connect, per address.
+    pub connect_timeout: Duration,
+    /// Greeting and the reply to each command (RFC 5321 §4.5.3.2: 5 minutes).
+    pub command_timeout: Duration,
+    /// The reply after the final dot (RFC 5321 §4.5.3.2: 10 minutes).
+    pub data_timeout: Duration,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            dns_servers: Vec::new(),
+            mx_port: 25,
+            helo_name: None,
+            tls: crate::routing::TlsPolicy::May,
+            retry: crate::queue::schedule::RetryPolicy::default(),
+            concurrency_per_destination: 10,
+            max_connections: 100,
+            messages_per_connection: 100,
+            recipients_per_transaction: 50,
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+        }
+    }
 }
 
 /// Optional sending rules (`[policy]`), all off by default.
@@ -206,6 +258,8 @@ impl Config {
             auth: AuthConfig::default(),
             policy: PolicyConfig::default(),
             quotas: QuotaConfig::default(),
+            delivery: DeliveryConfig::default(),
+            routes: Vec::new(),
         }
     }
 
@@ -701,6 +755,8 @@ impl Source<'_> {
             auth,
             policy,
             quotas,
+            delivery: DeliveryConfig::default(),
+            routes: Vec::new(),
         })
     }
 

@@ -114,6 +114,9 @@ mod tests {
                 received_at: "2026-12-02T10:00:00Z".into(),
                 smtputf8: false,
                 eight_bit_mime: false,
+                ret: None,
+                envid: None,
+                dsn: Vec::new(),
             };
             let submission = crate::smtp::Submission {
                 envelope,

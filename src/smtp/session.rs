@@ -84,6 +84,27 @@ pub struct Envelope {
     pub received_at: String,
     pub smtputf8: bool,
     pub eight_bit_mime: bool,
+    /// RFC 3461 `RET=` (`FULL` or `HDRS`), when the client gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ret: Option<String>,
+    /// RFC 3461 `ENVID=`, xtext-decoded, when the client gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envid: Option<String>,
+    /// RFC 3461 recipient parameters: empty when no recipient had any, else one entry per
+    /// recipient of `to`, in the same order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dsn: Vec<RecipientDsn>,
+}
+
+/// A recipient's RFC 3461 parameters as the client gave them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientDsn {
+    /// `NOTIFY=` upper-cased, e.g. `SUCCESS,FAILURE` or `NEVER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<String>,
+    /// `ORCPT=` xtext-decoded, with its address type: `rfc822;alice@example.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orcpt: Option<String>,
 }
 
 /// A complete message handed to the spool.
@@ -850,6 +871,9 @@ impl Session {
             received_at: timefmt::rfc3339((self.config.clock)()),
             smtputf8: transaction.mail.smtputf8,
             eight_bit_mime: transaction.mail.body == Body::EightBitMime,
+            ret: None,
+            envid: None,
+            dsn: Vec::new(),
         }
     }
 

@@ -516,6 +516,9 @@ mod tests {
                 received_at: "2026-11-22T11:22:43Z".into(),
                 smtputf8: false,
                 eight_bit_mime: false,
+                ret: None,
+                envid: None,
+                dsn: Vec::new(),
             },
             message: body.as_bytes().to_vec(),
         }
