@@ -92,10 +92,54 @@ pub fn rfc3339(time: SystemTime) -> String {
     )
 }
 
+/// The Unix seconds of a [`rfc3339`] timestamp (`2026-11-22T11:22:43Z`, the form the spool
+/// stores); `None` for anything else.
+pub fn parse_rfc3339(text: &str) -> Option<u64> {
+    let bytes = text.as_bytes();
+    let shape_ok = bytes.len() == 20
+        && bytes[4] == b'-'
+        && bytes[7] == b'-'
+        && bytes[10] == b'T'
+        && bytes[13] == b':'
+        && bytes[16] == b':'
+        && bytes[19] == b'Z';
+    if !shape_ok {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())?
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month)
+        || !(1..=31).contains(&day)
+        || hour > 23
+        || minute > 59
+        || second > 60
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn rfc3339_parses_back() {
+        for seconds in [0, 1_764_000_000, 1_796_205_600, 4_102_444_799] {
+            assert_eq!(parse_rfc3339(&rfc3339_unix(seconds)), Some(seconds));
+        }
+        assert_eq!(parse_rfc3339("2026-13-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339("2026-12-01 00:00:00Z"), None);
+        assert_eq!(parse_rfc3339(""), None);
+    }
 
     #[test]
     fn formats_known_instants() {
