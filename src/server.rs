@@ -207,6 +207,18 @@ fn session_limits(config: &Config) -> Limits {
     }
 }
 
+/// Whether a server holds the data directory's lock (for the CLI: commands for the queue are
+/// applied by a running server, or at the next start).
+pub fn is_running(data_dir: &Path) -> bool {
+    let Ok(file) = OpenOptions::new()
+        .write(true)
+        .open(data_dir.join("portcullis.lock"))
+    else {
+        return false;
+    };
+    file.try_lock().is_err()
+}
+
 /// Two servers on one data directory would interleave spool writes: refuse the second.
 fn lock_data_dir(data_dir: &Path) -> Result<File, StartError> {
     let path = data_dir.join("portcullis.lock");

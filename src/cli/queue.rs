@@ -4,10 +4,11 @@ use std::io::Write;
 
 use clap::Subcommand;
 
-use super::{EX_DATAERR, EX_IOERR, EX_NOINPUT, Failure};
+use super::{EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_TEMPFAIL, EX_USAGE, Failure};
 use crate::config::Config;
-use crate::queue::{self, Entry};
+use crate::queue::{self, Entry, driver, state};
 use crate::spool::{QueuedMessage, log};
+use crate::timefmt::rfc3339_unix;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -18,8 +19,26 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print one message: its envelope, a blank line, then the message as stored
+    /// Print one message: its envelope and delivery history, a blank line, then the message
+    /// as stored
     Show { id: String },
+    /// Try a message's waiting recipients now, whatever their schedule (and lift the back-off
+    /// of their destinations)
+    Retry {
+        /// The queue id; omit it with --all
+        id: Option<String>,
+        /// Every message in the queue
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+    },
+    /// Stop trying a message until it is released
+    Hold { id: String },
+    /// Undo `hold`: the message is tried at once
+    Release { id: String },
+    /// Remove a message from the queue without notifying its sender
+    Delete { id: String },
+    /// Give up on a message's waiting recipients and send its sender a bounce
+    Bounce { id: String },
     /// Read the whole spool and report damaged or partial records (changes nothing)
     Check,
 }
@@ -40,6 +59,16 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             }
             Ok(())
         }
+        Command::Retry { id, all } => {
+            if id.is_none() && !all {
+                return Err(Failure::new(EX_USAGE, "give a queue id, or --all"));
+            }
+            steer(config, "retry", id.as_deref())
+        }
+        Command::Hold { id } => steer(config, "hold", Some(&id)),
+        Command::Release { id } => steer(config, "release", Some(&id)),
+        Command::Delete { id } => steer(config, "delete", Some(&id)),
+        Command::Bounce { id } => steer(config, "bounce", Some(&id)),
         Command::Check => {
             let health = log::check(&spool_dir).map_err(io_failure)?;
             println!(
@@ -59,6 +88,8 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
                 .map_err(io_failure)?
                 .ok_or_else(|| Failure::new(EX_NOINPUT, format!("no message {id} in the spool")))?;
             print_envelope(&message);
+            print_history(&config.data_dir, &message)?;
+            println!();
             let mut stdout = std::io::stdout().lock();
             stdout
                 .write_all(&body)
@@ -133,5 +164,73 @@ fn print_envelope(message: &QueuedMessage) {
         None => println!("tls: none"),
     }
     println!("size: {}", message.size);
-    println!();
+}
+
+/// Every state change of the message, oldest first: the attempt history.
+fn print_history(data_dir: &std::path::Path, message: &QueuedMessage) -> Result<(), Failure> {
+    let replay = state::load(&queue::dir(data_dir))
+        .map_err(|e| Failure::new(EX_IOERR, format!("{}: {e}", queue::dir(data_dir).display())))?;
+    for record in replay.records.iter().filter(|r| r.id == message.id) {
+        let recipient = record
+            .rcpt
+            .and_then(|i| message.envelope.to.get(i as usize))
+            .map_or("(message)".to_string(), |a| format!("<{a}>"));
+        let event = serde_json::to_value(&record.event)
+            .ok()
+            .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(String::from))
+            .unwrap_or_default();
+        let mut line = format!("history: {} {recipient} {event}", rfc3339_unix(record.at));
+        if let Some(relay) = &record.relay {
+            line.push_str(&format!(" relay={relay}"));
+        }
+        if let Some(reply) = &record.reply {
+            line.push_str(&format!(" reply=\"{reply}\""));
+        }
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// Hands an operator's command to the running server and waits until it is applied; without a
+/// server it waits in the queue directory and is applied at the next start.
+fn steer(config: &Config, verb: &str, id: Option<&str>) -> Result<(), Failure> {
+    let id = match id {
+        Some(id) => {
+            let id = id.to_ascii_uppercase();
+            let known = log::read(&config.data_dir.join("spool"), &id)
+                .map_err(|e| Failure::new(EX_IOERR, e.to_string()))?;
+            if known.is_none() {
+                return Err(Failure::new(
+                    EX_NOINPUT,
+                    format!("no message {id} in the spool (see `portcullis queue list`)"),
+                ));
+            }
+            id
+        }
+        None => "*".to_string(),
+    };
+    let file = driver::write_command(&config.data_dir, verb, &id)
+        .map_err(|e| Failure::new(EX_IOERR, format!("cannot write the command: {e}")))?;
+    if !crate::server::is_running(&config.data_dir) {
+        println!(
+            "{verb} {id}: no server is running on {}; it is applied when the server starts",
+            config.data_dir.display()
+        );
+        return Ok(());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while file.exists() {
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::new(
+                EX_TEMPFAIL,
+                format!(
+                    "{verb} {id}: the server has not applied it within 5 s; it stays in {}",
+                    file.display()
+                ),
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("{verb} {id}: applied");
+    Ok(())
 }

@@ -1,6 +1,7 @@
 //! The queue manager's sans-IO parts: durable per-recipient state and retry scheduling, and
 //! the operators' view of the queue.
 
+pub mod driver;
 pub mod manager;
 pub mod schedule;
 pub mod state;

@@ -28,6 +28,13 @@ use crate::smtp::Submission;
 const SEGMENT_TARGET_SIZE: u64 = 64 * 1024 * 1024;
 /// One batch stops gathering past this many bytes, so one slow sync never holds too much memory.
 const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// A segment older than this is closed at the next batch, so that on a quiet server the
+/// segments of delivered mail are sealed, and reclaimed, within minutes.
+const SEGMENT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Told of every batch of messages once it is durable, before their senders hear 250: the
+/// queue manager's way of learning about new mail. Called on the writer thread.
+pub type Notifier = Box<dyn Fn(Vec<QueuedMessage>) + Send>;
 
 struct Request {
     submission: Submission,
@@ -47,17 +54,29 @@ pub struct Recovery {
     pub torn_bytes_removed: u64,
     /// Damaged regions skipped (and left in place for inspection).
     pub damaged_regions: usize,
+    /// The segment new messages go to; every recovered segment is below it.
+    pub active_segment: u32,
 }
 
 impl SegmentLog {
     /// Recovers the spool in `dir` (creating it if needed) and starts the writer thread.
     pub fn open(dir: &Path) -> io::Result<(SegmentLog, Recovery)> {
+        SegmentLog::open_notifying(dir, None)
+    }
+
+    /// Like [`open`](Self::open), telling `notifier` of every message stored.
+    pub fn open_notifying(
+        dir: &Path,
+        notifier: Option<Notifier>,
+    ) -> io::Result<(SegmentLog, Recovery)> {
         create_dir_durably(dir)?;
-        let (recovery, last_segment) = recover(dir)?;
+        let (mut recovery, last_segment) = recover(dir)?;
+        recovery.active_segment = last_segment + 1;
         let mut writer = Writer {
             dir: dir.to_path_buf(),
             next_number: last_segment + 1,
             segment: None,
+            notifier,
         };
         // Fail now, not at the first message, if the directory is not writable.
         writer.ready_segment()?;
@@ -108,6 +127,7 @@ struct Segment {
     number: u32,
     file: File,
     len: u64,
+    created: std::time::Instant,
 }
 
 impl Segment {
@@ -122,6 +142,7 @@ impl Segment {
             number,
             file,
             len: 0,
+            created: std::time::Instant::now(),
         })
     }
 
@@ -156,6 +177,7 @@ struct Writer {
     dir: PathBuf,
     next_number: u32,
     segment: Option<Segment>,
+    notifier: Option<Notifier>,
 }
 
 impl Writer {
@@ -167,11 +189,9 @@ impl Writer {
     }
 
     fn ready_segment(&mut self) -> io::Result<&mut Segment> {
-        if self
-            .segment
-            .as_ref()
-            .is_none_or(|s| s.len >= SEGMENT_TARGET_SIZE)
-        {
+        if self.segment.as_ref().is_none_or(|s| {
+            s.len >= SEGMENT_TARGET_SIZE || (s.len > 0 && s.created.elapsed() >= SEGMENT_MAX_AGE)
+        }) {
             let segment = Segment::create(&self.dir, self.next_number)?;
             self.next_number += 1;
             self.segment = Some(segment);
@@ -201,6 +221,9 @@ impl Writer {
         match segment.append(&mut parts) {
             Ok(_) => {
                 drop(parts);
+                if let Some(notify) = &self.notifier {
+                    notify(stored(&batch, &ids));
+                }
                 for (request, id) in batch.into_iter().zip(ids) {
                     let _ = request.done.send(Ok(id));
                 }
@@ -223,6 +246,18 @@ impl Writer {
             }
         }
     }
+}
+
+fn stored(batch: &[Request], ids: &[String]) -> Vec<QueuedMessage> {
+    batch
+        .iter()
+        .zip(ids)
+        .map(|(request, id)| QueuedMessage {
+            id: id.clone(),
+            envelope: request.submission.envelope.clone(),
+            size: request.submission.message.len() as u64,
+        })
+        .collect()
 }
 
 fn gather(first: Request, requests: &mpsc::Receiver<Request>) -> Vec<Request> {
@@ -437,6 +472,16 @@ fn find_magic(bytes: &[u8], from: usize) -> Option<usize> {
         .windows(record::MAGIC.len())
         .position(|w| w == record::MAGIC)
         .map(|p| from + p)
+}
+
+/// Deletes a segment whose messages are all finished (the queue manager decides that; the
+/// writer never appends to a segment below its current one). The removal is made durable.
+pub fn remove_segment(dir: &Path, number: u32) -> io::Result<()> {
+    match fs::remove_file(segment_path(dir, number)) {
+        Ok(()) => sync_dir(dir),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(error) => Err(error),
+    }
 }
 
 /// What a read-only pass over the spool found: the same numbers recovery works from.
