@@ -5,6 +5,7 @@
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod dsn;
 pub mod header_from;
 pub mod reply;
 pub mod sasl;
@@ -12,6 +13,6 @@ pub mod session;
 
 pub use reply::{Reply, Status};
 pub use session::{
-    Action, Allowance, AuthOutcome, Envelope, HeaderFromDecision, Limits, RecipientDsn,
-    Remaining, SenderDecision, Session, SessionConfig, SpoolOutcome, Submission, TlsInfo,
+    Action, Allowance, AuthOutcome, Envelope, HeaderFromDecision, Limits, RecipientDsn, Remaining,
+    SenderDecision, Session, SessionConfig, SpoolOutcome, Submission, TlsInfo,
 };
