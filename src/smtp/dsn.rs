@@ -13,9 +13,14 @@ pub const MAX_ORCPT: usize = 500;
 
 /// `RET=FULL` or `RET=HDRS` (§4.3), in any letter case; stored upper-cased.
 pub fn ret(value: Option<&str>) -> Result<String, Reply> {
-    let value = value.map(str::to_ascii_uppercase);
-    match value.as_deref() {
-        Some("FULL" | "HDRS") => Ok(value.unwrap_or_default()),
+    match value {
+        Some(value)
+            if ["FULL", "HDRS"]
+                .iter()
+                .any(|v| value.eq_ignore_ascii_case(v)) =>
+        {
+            Ok(value.to_ascii_uppercase())
+        }
         _ => Err(reply::BAD_RET),
     }
 }

@@ -45,10 +45,10 @@ impl Default for Limits {
 }
 
 /// What MAIL parameters may add to the 512-octet command line: SIZE 26 (RFC 1870 §3), AUTH=
-/// 500 (RFC 4954 §3), SMTPUTF8 10 (RFC 6531 §3.4), RET and ENVID 110 (RFC 3461 §4).
+/// 500 (RFC 4954 §3), SMTPUTF8 10 (RFC 6531 §3.4), RET and ENVID 110 (RFC 3461).
 const MAIL_PARAMETER_ALLOWANCE: usize = 26 + 500 + 10 + 110;
 
-/// What NOTIFY and ORCPT may add to a RCPT command line (RFC 3461 §4).
+/// What NOTIFY and ORCPT may add to a RCPT command line (RFC 3461).
 const RCPT_PARAMETER_ALLOWANCE: usize = 500;
 
 // The longest line read is a MAIL line; nothing else may be longer.

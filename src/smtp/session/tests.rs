@@ -954,7 +954,7 @@ fn rcpt_may_use_the_dsn_parameter_allowance_and_no_more() {
         let head = "RCPT TO:<x@y.z> X=";
         format!("{head}{}\r\n", "y".repeat(length - head.len() - 2))
     };
-    // 512 + 500 octets (RFC 3461 §4) ...
+    // 512 + 500 octets (RFC 3461) ...
     assert_eq!(outcome(&mut session, &rcpt(1012)), ["555 5.5.4"]);
     // ... one more is too long.
     assert_eq!(outcome(&mut session, &rcpt(1013)), ["500 5.5.6"]);
