@@ -331,3 +331,103 @@ fn aliases_and_granted_domains_may_be_used_as_sender() {
     assert_reply(&send_as("letters@news.example.test")["data"], 250, "2.0.0");
     assert_reply(&send_as("ceo@example.test")["mail"], 553, "5.7.1");
 }
+
+/// RFC 3461 parameters sent by smtplib are stored with the message: RET, ENVID xtext-decoded,
+/// and NOTIFY and ORCPT as one entry per recipient; a message without them stores none.
+#[test]
+fn smtplib_dsn_parameters_are_stored_with_the_message() {
+    let server = Server::start("dsn-parameters", Options::default());
+    server.add_account(USER, PASSWORD);
+    let port = server.submission.port().to_string();
+    let login = [
+        "--port",
+        port.as_str(),
+        "--mode",
+        "starttls",
+        "--user",
+        USER,
+        "--password",
+        PASSWORD,
+        "--from",
+        USER,
+        "--to",
+        "bob@example.net",
+    ];
+    let dsn = [
+        "--ehlo-features",
+        "--mail-option",
+        "RET=HDRS",
+        "--mail-option",
+        "ENVID=abc+2Bdef",
+        "--rcpt-option",
+        "NOTIFY=SUCCESS,FAILURE",
+        "--rcpt-option",
+        "ORCPT=rfc822;orig+40example.test",
+    ];
+    let result = smtplib(&server, &[&login[..], &dsn[..]].concat());
+    assert!(
+        result["features"]
+            .as_array()
+            .is_some_and(|features| features.contains(&serde_json::json!("dsn"))),
+        "{result}"
+    );
+    assert_reply(&result["mail"], 250, "2.1.0");
+    assert_reply(&result["rcpt"], 250, "2.1.5");
+    assert_reply(&result["data"], 250, "2.0.0 OK: queued as ");
+    let plain = smtplib(&server, &login);
+    assert_reply(&plain["data"], 250, "2.0.0 OK: queued as ");
+
+    let queue = server.queue();
+    assert_eq!(queue.len(), 2);
+    let (with, without) = (&queue[0], &queue[1]);
+    assert_eq!(with["ret"], "HDRS");
+    assert_eq!(with["envid"], "abc+def");
+    assert_eq!(
+        with["dsn"],
+        serde_json::json!([{"notify": "SUCCESS,FAILURE", "orcpt": "rfc822;orig@example.test"}])
+    );
+    for field in ["ret", "envid", "dsn"] {
+        assert!(without.get(field).is_none(), "{field} in {without}");
+    }
+}
+
+#[test]
+fn malformed_dsn_parameters_seen_by_smtplib_say_what_to_send() {
+    let server = Server::start("dsn-refusals", Options::default());
+    server.add_account(USER, PASSWORD);
+    let port = server.submission.port().to_string();
+    let send = |option: &str, value: &str| {
+        smtplib(
+            &server,
+            &[
+                "--port",
+                &port,
+                "--mode",
+                "starttls",
+                "--user",
+                USER,
+                "--password",
+                PASSWORD,
+                "--from",
+                USER,
+                "--to",
+                "bob@example.net",
+                option,
+                value,
+            ],
+        )
+    };
+    let ret = send("--mail-option", "RET=EVERYTHING");
+    assert_reply(
+        &ret["mail"],
+        501,
+        "5.5.4 Syntax error: RET takes FULL or HDRS; send RET=FULL",
+    );
+    let never = send("--rcpt-option", "NOTIFY=NEVER,SUCCESS");
+    assert_reply(
+        &never["rcpt"],
+        501,
+        "5.5.4 Syntax error: NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or DELAY",
+    );
+    assert!(server.queue().is_empty());
+}

@@ -101,8 +101,29 @@ fn mail_parameters() -> impl Strategy<Value = String> {
         Just(" SMTPUTF8"),
         Just(" AUTH=<>"),
         Just(" RET=FULL"),
+        Just(" ret=hdrs"),
+        Just(" RET=ALL"),
+        Just(" ENVID=abc+2Bdef"),
+        Just(" ENVID=a+2"),
+        Just(" ENVID=a+20b"),
     ];
     vec(parameter, 0..3).prop_map(|parameters| parameters.concat())
+}
+
+/// RFC 3461 parameters of RCPT, well-formed or not; mostly none.
+fn rcpt_parameters() -> impl Strategy<Value = String> {
+    let parameter = prop_oneof![
+        Just(" NOTIFY=NEVER"),
+        Just(" notify=success,failure"),
+        Just(" NOTIFY=DELAY,DELAY"),
+        Just(" NOTIFY=NEVER,FAILURE"),
+        Just(" NOTIFY=SOMETIMES"),
+        Just(" ORCPT=rfc822;orig+40example.test"),
+        Just(" ORCPT=rfc822;a+2"),
+        Just(" ORCPT=nosemicolon"),
+        Just(" X-UNKNOWN=1"),
+    ];
+    prop_oneof![3 => Just(String::new()), 2 => vec(parameter, 1..3).prop_map(|p| p.concat())]
 }
 
 /// One command line with its CRLF.
@@ -120,8 +141,8 @@ fn command_line() -> impl Strategy<Value = Vec<u8>> {
         1 => name.prop_map(|name| format!("HELO {name}")),
         6 => (address(), mail_parameters())
             .prop_map(|(address, parameters)| format!("MAIL FROM:<{address}>{parameters}")),
-        6 => (address(), prop_oneof![4 => Just(""), 1 => Just(" NOTIFY=NEVER")])
-            .prop_map(|(address, parameter)| format!("RCPT TO:<{address}>{parameter}")),
+        6 => (address(), rcpt_parameters())
+            .prop_map(|(address, parameters)| format!("RCPT TO:<{address}>{parameters}")),
         1 => Just("RCPT TO: <bob@example.org>".to_string()),
         1 => Just("MAIL FROM:bob@example.org".to_string()),
         4 => Just("DATA".to_string()),
@@ -200,13 +221,14 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
 fn transaction() -> impl Strategy<Value = Vec<u8>> {
     (
         prop_oneof![Just(ACCOUNT.to_string()), address()],
-        vec(address(), 1..4),
+        mail_parameters(),
+        vec((address(), rcpt_parameters()), 1..4),
         body(),
     )
-        .prop_map(|(sender, recipients, body)| {
-            let mut text = format!("MAIL FROM:<{sender}>\r\n");
-            for recipient in recipients {
-                text.push_str(&format!("RCPT TO:<{recipient}>\r\n"));
+        .prop_map(|(sender, parameters, recipients, body)| {
+            let mut text = format!("MAIL FROM:<{sender}>{parameters}\r\n");
+            for (recipient, parameters) in recipients {
+                text.push_str(&format!("RCPT TO:<{recipient}>{parameters}\r\n"));
             }
             text.push_str("DATA\r\n");
             [text.into_bytes(), body].concat()
@@ -234,8 +256,8 @@ fn piece() -> impl Strategy<Value = Vec<u8>> {
         2 => body(),
         1 => vec(any::<u8>(), 0..40),
         1 => "[ -~]{0,20}\r\n".prop_map(String::into_bytes),
-        // Over-long command lines (the limit is 512 + 536 octets for MAIL parameters).
-        1 => (500usize..1300).prop_map(|n| [vec![b'X'; n], b"\r\n".to_vec()].concat()),
+        // Over-long command lines (the limit is 512 + 646 octets for MAIL parameters).
+        1 => (500usize..1400).prop_map(|n| [vec![b'X'; n], b"\r\n".to_vec()].concat()),
     ]
 }
 

@@ -12,8 +12,8 @@ use portcullis_fuzz::check_reply;
 const HOSTNAME: &str = "mx.example.test";
 
 /// The longest line the session hands to `Command::parse` with the default limits: 512 octets
-/// plus the MAIL parameter allowance (536), without the CRLF.
-const LONGEST_LINE: usize = 512 + 536 - 2;
+/// plus the MAIL parameter allowance (646), without the CRLF.
+const LONGEST_LINE: usize = 512 + 646 - 2;
 
 fuzz_target!(|data: &[u8]| {
     let line = &data[..data.len().min(LONGEST_LINE)];
@@ -94,7 +94,7 @@ fn check_mail(argument: &str) {
 
 fn check_rcpt(argument: &str) {
     match command::parse_rcpt_to(argument, HOSTNAME) {
-        Ok(recipient) => check_mailbox(&recipient),
+        Ok(recipient) => check_mailbox(&recipient.mailbox),
         Err(reply) => check_refusal(&reply),
     }
 }

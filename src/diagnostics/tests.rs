@@ -205,6 +205,22 @@ fn portcullis_replies_get_their_specific_meaning() {
             "554 5.7.1 Account <",
             "Right password, wrong server: connect to the host that serves your domain",
         ),
+        (
+            "501 5.5.4 Syntax error: RET",
+            "Malformed delivery status notification (DSN) parameter",
+        ),
+        (
+            "501 5.5.4 Syntax error: ENVID is longer",
+            "Malformed delivery status notification (DSN) parameter",
+        ),
+        (
+            "501 5.5.4 Syntax error: NOTIFY=NEVER",
+            "Malformed delivery status notification (DSN) parameter",
+        ),
+        (
+            "501 5.5.4 Syntax error: the ORCPT address is longer",
+            "Malformed delivery status notification (DSN) parameter",
+        ),
     ];
     for (prefix, title) in cases {
         let line = portcullis_reply(prefix);

@@ -3,7 +3,9 @@
 //! command is allowed at this point (so a client without TLS learns about TLS first, not syntax).
 
 use super::address::{self, Mailbox};
+use super::dsn;
 use super::reply::{self, Reply};
+use super::session::RecipientDsn;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -48,7 +50,9 @@ impl Command {
             "HELO" => client_name(argument, "HELO <your-hostname>").map(Command::Helo),
             "MAIL" => from_prefix(argument, "FROM:", "MAIL FROM:<address> [parameters]")
                 .map(Command::Mail),
-            "RCPT" => from_prefix(argument, "TO:", "RCPT TO:<address>").map(Command::Rcpt),
+            "RCPT" => {
+                from_prefix(argument, "TO:", "RCPT TO:<address> [parameters]").map(Command::Rcpt)
+            }
             "DATA" => no_argument(Command::Data, "DATA").map_err(|_| reply::DATA_ARGUMENTS),
             "RSET" => no_argument(Command::Rset, "RSET"),
             "NOOP" => Ok(Command::Noop),
@@ -130,6 +134,80 @@ pub struct MailFrom {
     pub declared_size: Option<u64>,
     pub body: Body,
     pub smtputf8: bool,
+    /// RFC 3461 `RET=`, upper-cased: `FULL` or `HDRS`.
+    pub ret: Option<String>,
+    /// RFC 3461 `ENVID=`, xtext-decoded.
+    pub envid: Option<String>,
+}
+
+impl MailFrom {
+    /// The first parameter given that needs an extension of EHLO (RFC 5321 §4.1.1.1); `AUTH=`
+    /// is not one, since this server ignores it.
+    pub fn extension_parameter(&self) -> Option<&'static str> {
+        [
+            (self.declared_size.is_some(), "SIZE"),
+            (self.body == Body::EightBitMime, "BODY"),
+            (self.smtputf8, "SMTPUTF8"),
+            (self.ret.is_some(), "RET"),
+            (self.envid.is_some(), "ENVID"),
+        ]
+        .into_iter()
+        .find_map(|(given, keyword)| given.then_some(keyword))
+    }
+}
+
+/// The parsed argument of `RCPT TO:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcptTo {
+    pub mailbox: Mailbox,
+    /// `NOTIFY=` and `ORCPT=` (RFC 3461 §4.1, §4.2); both `None` when not given.
+    pub dsn: RecipientDsn,
+}
+
+impl RcptTo {
+    /// The first parameter given that needs an extension of EHLO.
+    pub fn extension_parameter(&self) -> Option<&'static str> {
+        match (&self.dsn.notify, &self.dsn.orcpt) {
+            (Some(_), _) => Some("NOTIFY"),
+            (None, Some(_)) => Some("ORCPT"),
+            (None, None) => None,
+        }
+    }
+}
+
+/// One `keyword[=value]` parameter after the path, its keyword upper-cased.
+struct Parameter<'a> {
+    keyword: String,
+    value: Option<&'a str>,
+    /// As the client wrote it, for the reply to an unknown one.
+    text: &'a str,
+}
+
+/// Hands each parameter after a path (RFC 5321 §4.1.2) to `handle`, in order, stopping at the
+/// first refusal; a keyword given twice is refused with `repeated` as the usage.
+fn each_parameter(
+    params: &str,
+    repeated: &'static str,
+    mut handle: impl FnMut(&Parameter<'_>) -> Result<(), Reply>,
+) -> Result<(), Reply> {
+    let mut seen: Vec<String> = Vec::new();
+    for text in params.split(' ').filter(|p| !p.is_empty()) {
+        let (keyword, value) = match text.split_once('=') {
+            Some((keyword, value)) => (keyword, Some(value)),
+            None => (text, None),
+        };
+        let param = Parameter {
+            keyword: keyword.to_ascii_uppercase(),
+            value,
+            text,
+        };
+        if seen.contains(&param.keyword) {
+            return Err(reply::syntax_error(repeated));
+        }
+        handle(&param)?;
+        seen.push(param.keyword);
+    }
+    Ok(())
 }
 
 pub fn parse_mail_from(argument: &str) -> Result<MailFrom, Reply> {
@@ -143,33 +221,28 @@ pub fn parse_mail_from(argument: &str) -> Result<MailFrom, Reply> {
         sender,
         ..MailFrom::default()
     };
-    let mut seen = Vec::new();
-    for param in params.split(' ').filter(|p| !p.is_empty()) {
-        let (keyword, value) = match param.split_once('=') {
-            Some((keyword, value)) => (keyword, Some(value)),
-            None => (param, None),
-        };
-        let keyword = keyword.to_ascii_uppercase();
-        if seen.contains(&keyword) {
-            return Err(reply::syntax_error("each MAIL parameter at most once"));
-        }
-        match (keyword.as_str(), value) {
-            ("SIZE", value) => mail.declared_size = Some(parse_size(value)?),
-            ("BODY", Some(value)) if value.eq_ignore_ascii_case("7BIT") => {
-                mail.body = Body::SevenBit
-            }
-            ("BODY", Some(value)) if value.eq_ignore_ascii_case("8BITMIME") => {
-                mail.body = Body::EightBitMime
-            }
-            ("BODY", _) => return Err(reply::syntax_error("BODY=7BIT or BODY=8BITMIME")),
-            ("SMTPUTF8", None) => mail.smtputf8 = true,
-            // RFC 4954 §5: AUTH= on MAIL is allowed; this server records the login instead.
-            ("AUTH", Some(_)) => {}
-            _ => return Err(reply::unknown_parameter(param)),
-        }
-        seen.push(keyword);
-    }
+    each_parameter(params, "each MAIL parameter at most once", |param| {
+        mail_parameter(&mut mail, param)
+    })?;
     Ok(mail)
+}
+
+fn mail_parameter(mail: &mut MailFrom, param: &Parameter<'_>) -> Result<(), Reply> {
+    match (param.keyword.as_str(), param.value) {
+        ("SIZE", value) => mail.declared_size = Some(parse_size(value)?),
+        ("BODY", Some(value)) if value.eq_ignore_ascii_case("7BIT") => mail.body = Body::SevenBit,
+        ("BODY", Some(value)) if value.eq_ignore_ascii_case("8BITMIME") => {
+            mail.body = Body::EightBitMime
+        }
+        ("BODY", _) => return Err(reply::syntax_error("BODY=7BIT or BODY=8BITMIME")),
+        ("SMTPUTF8", None) => mail.smtputf8 = true,
+        // RFC 4954 §5: AUTH= on MAIL is allowed; this server records the login instead.
+        ("AUTH", Some(_)) => {}
+        ("RET", value) => mail.ret = Some(dsn::ret(value)?),
+        ("ENVID", value) => mail.envid = Some(dsn::envid(value)?),
+        _ => return Err(reply::unknown_parameter(param.text)),
+    }
+    Ok(())
 }
 
 /// `SIZE=<digits>` (RFC 1870 §3): no sign, no other characters.
@@ -181,11 +254,25 @@ fn parse_size(value: Option<&str>) -> Result<u64, Reply> {
     digits.parse().map_err(|_| usage())
 }
 
-pub fn parse_rcpt_to(argument: &str, hostname: &str) -> Result<Mailbox, Reply> {
+pub fn parse_rcpt_to(argument: &str, hostname: &str) -> Result<RcptTo, Reply> {
     let (path, params) = address::split_path(argument).map_err(|e| reply::bad_recipient(e.0))?;
-    if let Some(param) = params.split(' ').find(|p| !p.is_empty()) {
-        return Err(reply::unknown_parameter(param));
-    }
+    let mailbox = recipient_mailbox(path, hostname)?;
+    let mut requested = RecipientDsn::default();
+    each_parameter(params, "each RCPT parameter at most once", |param| {
+        match param.keyword.as_str() {
+            "NOTIFY" => requested.notify = Some(dsn::notify(param.value)?),
+            "ORCPT" => requested.orcpt = Some(dsn::orcpt(param.value)?),
+            _ => return Err(reply::unknown_parameter(param.text)),
+        }
+        Ok(())
+    })?;
+    Ok(RcptTo {
+        mailbox,
+        dsn: requested,
+    })
+}
+
+fn recipient_mailbox(path: &str, hostname: &str) -> Result<Mailbox, Reply> {
     // RFC 5321 §4.5.1: <Postmaster> without a domain must be accepted; it means this host's.
     if path.eq_ignore_ascii_case("postmaster") {
         let qualified = format!("postmaster@{hostname}");
@@ -326,19 +413,150 @@ mod tests {
             (501, Some(Status(5, 5, 4)))
         );
         assert_eq!(
-            code(&parse_mail_from("<a@b.c> RET=FULL").unwrap_err()),
+            code(&parse_mail_from("<a@b.c> FROB=1").unwrap_err()),
             (555, Some(Status(5, 5, 4)))
+        );
+    }
+
+    /// The reply line a refused MAIL or RCPT argument gets.
+    fn refusal<T: std::fmt::Debug>(result: Result<T, Reply>) -> String {
+        result.unwrap_err().to_wire()
+    }
+
+    #[test]
+    fn mail_dsn_parameters_are_stored_upper_cased_and_decoded() {
+        let mail = parse_mail_from("<a@b.c> ret=hdrs EnvId=abc+2Bdef").unwrap();
+        assert_eq!(mail.ret.as_deref(), Some("HDRS"));
+        assert_eq!(mail.envid.as_deref(), Some("abc+def"));
+        let mail = parse_mail_from("<> RET=FULL").unwrap();
+        assert_eq!((mail.ret.as_deref(), mail.envid), (Some("FULL"), None));
+        let plain = parse_mail_from("<a@b.c> SIZE=10").unwrap();
+        assert_eq!((plain.ret, plain.envid), (None, None));
+    }
+
+    #[test]
+    fn bad_mail_dsn_parameters_are_501_5_5_4_saying_what_to_send() {
+        let bad_ret = "501 5.5.4 Syntax error: RET takes FULL or HDRS; send RET=FULL to get the whole message back in a bounce, RET=HDRS for its header only (RFC 3461 §4.3)\r\n";
+        for argument in ["<a@b.c> RET=HEADERS", "<a@b.c> RET", "<a@b.c> RET="] {
+            assert_eq!(refusal(parse_mail_from(argument)), bad_ret, "{argument}");
+        }
+        let bad_envid = "501 5.5.4 Syntax error: ENVID must be xtext of printable ASCII, with + written +2B and = written +3D (upper-case hex), e.g. ENVID=QQ314159 (RFC 3461 §4.4)\r\n";
+        for argument in [
+            "<a@b.c> ENVID=",
+            "<a@b.c> ENVID",
+            "<a@b.c> ENVID=a+2b",
+            "<a@b.c> ENVID=a+2",
+            "<a@b.c> ENVID=a+",
+            "<a@b.c> ENVID=a=b",
+            "<a@b.c> ENVID=a+20b",
+            "<a@b.c> ENVID=a+0D+0Ab",
+        ] {
+            assert_eq!(refusal(parse_mail_from(argument)), bad_envid, "{argument}");
+        }
+        let long = format!("<a@b.c> ENVID={}", "x".repeat(101));
+        assert_eq!(
+            refusal(parse_mail_from(&long)),
+            "501 5.5.4 Syntax error: ENVID is longer than 100 characters once decoded; send a shorter envelope identifier (RFC 3461 §4.4)\r\n"
+        );
+        let repeated = "501 5.5.4 Syntax error; usage: each MAIL parameter at most once\r\n";
+        for argument in ["<a@b.c> RET=FULL RET=HDRS", "<a@b.c> ENVID=x envid=x"] {
+            assert_eq!(refusal(parse_mail_from(argument)), repeated, "{argument}");
+        }
+    }
+
+    #[test]
+    fn rcpt_dsn_parameters_are_stored_upper_cased_and_decoded() {
+        let rcpt = parse_rcpt_to(
+            "<x@y.z> notify=success,Failure ORCPT=rfc822;orig+40example.test",
+            "h",
+        )
+        .unwrap();
+        assert_eq!(rcpt.mailbox.as_str(), "x@y.z");
+        assert_eq!(rcpt.dsn.notify.as_deref(), Some("SUCCESS,FAILURE"));
+        assert_eq!(rcpt.dsn.orcpt.as_deref(), Some("rfc822;orig@example.test"));
+        let never = parse_rcpt_to("<x@y.z> NOTIFY=never", "h").unwrap();
+        assert_eq!(never.dsn.notify.as_deref(), Some("NEVER"));
+        assert_eq!(never.dsn.orcpt, None);
+        let plain = parse_rcpt_to("<x@y.z>", "h").unwrap();
+        assert_eq!(plain.dsn, RecipientDsn::default());
+    }
+
+    #[test]
+    fn bad_rcpt_dsn_parameters_are_501_5_5_4_saying_what_to_send() {
+        let cases = [
+            (
+                "NOTIFY=ALWAYS",
+                "Syntax error: NOTIFY takes NEVER or a comma-separated list of SUCCESS, FAILURE and DELAY, e.g. NOTIFY=SUCCESS,FAILURE (RFC 3461 §4.1)",
+            ),
+            (
+                "NOTIFY",
+                "Syntax error: NOTIFY takes NEVER or a comma-separated list of SUCCESS, FAILURE and DELAY, e.g. NOTIFY=SUCCESS,FAILURE (RFC 3461 §4.1)",
+            ),
+            (
+                "NOTIFY=SUCCESS,",
+                "Syntax error: NOTIFY takes NEVER or a comma-separated list of SUCCESS, FAILURE and DELAY, e.g. NOTIFY=SUCCESS,FAILURE (RFC 3461 §4.1)",
+            ),
+            (
+                "NOTIFY=NEVER,FAILURE",
+                "Syntax error: NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or DELAY; send NEVER alone or a list without it (RFC 3461 §4.1)",
+            ),
+            (
+                "NOTIFY=FAILURE,failure",
+                "Syntax error: NOTIFY names a keyword twice; name each of SUCCESS, FAILURE and DELAY at most once (RFC 3461 §4.1)",
+            ),
+            (
+                "ORCPT=alice@example.com",
+                "Syntax error: ORCPT must be an address type, a semicolon and the address, e.g. ORCPT=rfc822;alice@example.com (RFC 3461 §4.2)",
+            ),
+            (
+                "ORCPT=rfc822;",
+                "Syntax error: ORCPT must be an address type, a semicolon and the address, e.g. ORCPT=rfc822;alice@example.com (RFC 3461 §4.2)",
+            ),
+            (
+                "ORCPT=rfc822;a+4x@b.c",
+                "Syntax error: the ORCPT address must be xtext of printable ASCII, with + written +2B, = written +3D and a space +20 (upper-case hex) (RFC 3461 §4.2)",
+            ),
+            (
+                "NOTIFY=NEVER NOTIFY=NEVER",
+                "Syntax error; usage: each RCPT parameter at most once",
+            ),
+            (
+                "ORCPT=rfc822;a@b.c orcpt=rfc822;a@b.c",
+                "Syntax error; usage: each RCPT parameter at most once",
+            ),
+        ];
+        for (parameter, text) in cases {
+            assert_eq!(
+                refusal(parse_rcpt_to(&format!("<x@y.z> {parameter}"), "h")),
+                format!("501 5.5.4 {text}\r\n"),
+                "{parameter}"
+            );
+        }
+        let long = format!("<x@y.z> ORCPT=rfc822;{}@b.c", "a".repeat(497));
+        assert_eq!(
+            refusal(parse_rcpt_to(&long, "h")),
+            "501 5.5.4 Syntax error: the ORCPT address is longer than 500 characters once decoded; send the original recipient's address only (RFC 3461 §4.2)\r\n"
+        );
+        assert_eq!(
+            refusal(parse_rcpt_to("<x@y.z> RET=FULL", "h")),
+            "555 5.5.4 Parameter RET=FULL not recognized or not implemented\r\n"
         );
     }
 
     #[test]
     fn rcpt_arguments() {
         assert_eq!(
-            parse_rcpt_to("<x@y.z>", "h.example").unwrap().as_str(),
+            parse_rcpt_to("<x@y.z>", "h.example")
+                .unwrap()
+                .mailbox
+                .as_str(),
             "x@y.z"
         );
         assert_eq!(
-            parse_rcpt_to("<Postmaster>", "h.example").unwrap().as_str(),
+            parse_rcpt_to("<Postmaster>", "h.example")
+                .unwrap()
+                .mailbox
+                .as_str(),
             "postmaster@h.example"
         );
         assert_eq!(
@@ -346,7 +564,7 @@ mod tests {
             (501, Some(Status(5, 1, 3)))
         );
         assert_eq!(
-            code(&parse_rcpt_to("<x@y.z> NOTIFY=NEVER", "h").unwrap_err()),
+            code(&parse_rcpt_to("<x@y.z> FROB", "h").unwrap_err()),
             (555, Some(Status(5, 5, 4)))
         );
     }

@@ -5,6 +5,7 @@
 pub mod address;
 pub mod command;
 pub mod data;
+pub mod dsn;
 pub mod header_from;
 pub mod reply;
 pub mod sasl;

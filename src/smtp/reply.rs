@@ -450,6 +450,57 @@ pub fn unknown_parameter(parameter: &str) -> Reply {
     )
 }
 
+// ---- Delivery status notification parameters (RFC 3461) ---------------------------------------
+//
+// Malformed values of RET, ENVID (MAIL) and NOTIFY, ORCPT (RCPT): 501 5.5.4, like the other bad
+// parameter values; no client text is echoed.
+
+pub const BAD_RET: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: RET takes FULL or HDRS; send RET=FULL to get the whole message back in a bounce, RET=HDRS for its header only (RFC 3461 §4.3)",
+);
+pub const BAD_ENVID: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: ENVID must be xtext of printable ASCII, with + written +2B and = written +3D (upper-case hex), e.g. ENVID=QQ314159 (RFC 3461 §4.4)",
+);
+pub const ENVID_TOO_LONG: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: ENVID is longer than 100 characters once decoded; send a shorter envelope identifier (RFC 3461 §4.4)",
+);
+pub const BAD_NOTIFY: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: NOTIFY takes NEVER or a comma-separated list of SUCCESS, FAILURE and DELAY, e.g. NOTIFY=SUCCESS,FAILURE (RFC 3461 §4.1)",
+);
+pub const NOTIFY_NEVER_COMBINED: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or DELAY; send NEVER alone or a list without it (RFC 3461 §4.1)",
+);
+pub const NOTIFY_REPEATED: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: NOTIFY names a keyword twice; name each of SUCCESS, FAILURE and DELAY at most once (RFC 3461 §4.1)",
+);
+pub const BAD_ORCPT: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: ORCPT must be an address type, a semicolon and the address, e.g. ORCPT=rfc822;alice@example.com (RFC 3461 §4.2)",
+);
+pub const BAD_ORCPT_XTEXT: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: the ORCPT address must be xtext of printable ASCII, with + written +2B, = written +3D and a space +20 (upper-case hex) (RFC 3461 §4.2)",
+);
+pub const ORCPT_TOO_LONG: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 4),
+    "Syntax error: the ORCPT address is longer than 500 characters once decoded; send the original recipient's address only (RFC 3461 §4.2)",
+);
+
 pub const NON_ASCII_WITHOUT_SMTPUTF8: Reply = Reply::fixed(
     553,
     Status(5, 6, 7),
@@ -532,8 +583,10 @@ fn help_topic(topic: &str) -> Option<&'static str> {
         "HELO" => "HELO <your-hostname> - start a session without extensions",
         "STARTTLS" => "STARTTLS - upgrade this connection to TLS; send EHLO again afterwards",
         "AUTH" => "AUTH PLAIN [initial-response] | AUTH LOGIN [username] - log in (after STARTTLS)",
-        "MAIL" => "MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8]",
-        "RCPT" => "RCPT TO:<address>",
+        "MAIL" => {
+            "MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8] [RET=FULL|HDRS] [ENVID=xtext]"
+        }
+        "RCPT" => "RCPT TO:<address> [NOTIFY=NEVER|SUCCESS,FAILURE,DELAY] [ORCPT=rfc822;xtext]",
         "DATA" => "DATA - then the message, ended by a line with a single dot",
         "RSET" => "RSET - abort the current transaction",
         "NOOP" => "NOOP - do nothing",
@@ -618,6 +671,15 @@ pub fn catalogue() -> Vec<Reply> {
         bad_sender("missing @"),
         bad_recipient("missing @"),
         unknown_parameter("FOO=BAR"),
+        BAD_RET,
+        BAD_ENVID,
+        ENVID_TOO_LONG,
+        BAD_NOTIFY,
+        NOTIFY_NEVER_COMBINED,
+        NOTIFY_REPEATED,
+        BAD_ORCPT,
+        BAD_ORCPT_XTEXT,
+        ORCPT_TOO_LONG,
         NON_ASCII_WITHOUT_SMTPUTF8,
         too_many_recipients(100),
         message_too_big(26_214_400),
@@ -693,7 +755,7 @@ mod tests {
     fn help_for_a_command_and_for_an_unknown_topic() {
         assert_eq!(
             help(Some("rcpt")).to_wire(),
-            "214 2.0.0 RCPT TO:<address>\r\n"
+            "214 2.0.0 RCPT TO:<address> [NOTIFY=NEVER|SUCCESS,FAILURE,DELAY] [ORCPT=rfc822;xtext]\r\n"
         );
         let unknown = help(Some("FOO"));
         assert_eq!(

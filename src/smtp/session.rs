@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::address::Mailbox;
-use super::command::{self, Body, Command, MailFrom};
+use super::command::{self, Body, Command, MailFrom, RcptTo};
 use super::data::{DataReceiver, Defect, Progress};
 use super::header_from::{self, HeaderFrom};
 use super::reply::{self, Reply};
@@ -45,8 +45,14 @@ impl Default for Limits {
 }
 
 /// What MAIL parameters may add to the 512-octet command line: SIZE 26 (RFC 1870 §3), AUTH=
-/// 500 (RFC 4954 §3), SMTPUTF8 10 (RFC 6531 §3.4).
-const MAIL_PARAMETER_ALLOWANCE: usize = 26 + 500 + 10;
+/// 500 (RFC 4954 §3), SMTPUTF8 10 (RFC 6531 §3.4), RET and ENVID 110 (RFC 3461).
+const MAIL_PARAMETER_ALLOWANCE: usize = 26 + 500 + 10 + 110;
+
+/// What NOTIFY and ORCPT may add to a RCPT command line (RFC 3461).
+const RCPT_PARAMETER_ALLOWANCE: usize = 500;
+
+// The longest line read is a MAIL line; nothing else may be longer.
+const _: () = assert!(RCPT_PARAMETER_ALLOWANCE <= MAIL_PARAMETER_ALLOWANCE);
 
 /// Commands that move no mail (Postfix's "junk commands"). Past this many in one session
 /// without a MAIL, each further one counts as an error, so a client cannot idle forever on NOOP.
@@ -224,6 +230,8 @@ enum Mode {
 struct Transaction {
     mail: MailFrom,
     recipients: Vec<Mailbox>,
+    /// The RFC 3461 parameters of each recipient, in the order of `recipients`.
+    recipient_dsn: Vec<RecipientDsn>,
     /// Recipients the account may still send to today.
     recipient_quota: Option<Remaining>,
 }
@@ -423,11 +431,12 @@ impl Session {
         let line_start = self.consumed;
         self.consumed += end + 2;
         let line = line_start..line_start + end;
-        // Only MAIL gets the parameter allowance; the limit the client is told is the command
-        // line limit itself.
+        // Only MAIL and RCPT get a parameter allowance; the limit the client is told is the
+        // command line limit itself.
         let over_command_limit = !in_auth
-            && end + 2 > self.config.limits.max_command_line
-            && !is_mail(&self.input[line.clone()]);
+            && end + 2
+                > self.config.limits.max_command_line
+                    + parameter_allowance(&self.input[line.clone()]);
         if std::mem::take(&mut self.discarding_line) || end + 2 > limit || over_command_limit {
             self.line_too_long(in_auth);
             return true;
@@ -526,6 +535,7 @@ impl Session {
             "8BITMIME".to_string(),
             "SMTPUTF8".to_string(),
             "ENHANCEDSTATUSCODES".to_string(),
+            "DSN".to_string(),
             "HELP".to_string(),
         ];
         if self.tls.is_none() && self.config.starttls_available {
@@ -652,7 +662,7 @@ impl Session {
             Ok(mail) => mail,
             Err(reply) => return self.send(reply),
         };
-        if let Some(parameter) = self.extension_used_after_helo(&mail) {
+        if let Some(parameter) = mail.extension_parameter().filter(|_| !self.esmtp) {
             return self.send(reply::parameter_needs_ehlo(parameter));
         }
         if !mail.smtputf8 && mail.sender.as_ref().is_some_and(|s| !s.is_ascii()) {
@@ -704,59 +714,54 @@ impl Session {
         self.transaction = Some(Transaction {
             mail,
             recipients: Vec::new(),
+            recipient_dsn: Vec::new(),
             recipient_quota,
         });
         self.junk_commands = 0;
         self.send(reply);
     }
 
-    /// Service extensions exist only after EHLO (RFC 5321 §4.1.1.1).
-    fn extension_used_after_helo(&self, mail: &MailFrom) -> Option<&'static str> {
-        if self.esmtp {
-            return None;
-        }
-        if mail.declared_size.is_some() {
-            Some("SIZE")
-        } else if mail.body == Body::EightBitMime {
-            Some("BODY")
-        } else if mail.smtputf8 {
-            Some("SMTPUTF8")
-        } else {
-            None
-        }
-    }
-
     fn rcpt(&mut self, argument: &str) {
         if let Some(refusal) = self.access_refusal() {
             return self.send(refusal);
         }
-        let max_recipients = self.config.limits.max_recipients;
-        let hostname = &self.config.hostname;
-        let Some(transaction) = &mut self.transaction else {
+        if self.transaction.is_none() {
             return self.send(reply::RCPT_BEFORE_MAIL);
-        };
-        let reply = match command::parse_rcpt_to(argument, hostname) {
+        }
+        let reply = match command::parse_rcpt_to(argument, &self.config.hostname) {
+            Ok(rcpt) => self.add_recipient(rcpt),
             Err(reply) => reply,
-            Ok(mailbox) if !mailbox.is_ascii() && !transaction.mail.smtputf8 => {
-                reply::NON_ASCII_WITHOUT_SMTPUTF8
-            }
-            Ok(_) if transaction.recipients.len() >= max_recipients => {
-                reply::too_many_recipients(max_recipients)
-            }
-            Ok(mailbox) => match exhausted_recipient_quota(transaction) {
-                Some(quota) => reply::recipient_quota_reached(
-                    self.auth_user.as_deref().unwrap_or(""),
-                    quota.limit,
-                    &timefmt::rfc3339(quota.resets),
-                ),
-                None => {
-                    let reply = reply::recipient_ok(mailbox.as_str());
-                    transaction.recipients.push(mailbox);
-                    reply
-                }
-            },
         };
         self.send(reply);
+    }
+
+    /// The reply to a well-formed RCPT, which adds the recipient unless a rule refuses it.
+    fn add_recipient(&mut self, rcpt: RcptTo) -> Reply {
+        let max_recipients = self.config.limits.max_recipients;
+        let Some(transaction) = &mut self.transaction else {
+            return reply::RCPT_BEFORE_MAIL;
+        };
+        // Service extensions exist only after EHLO (RFC 5321 §4.1.1.1).
+        if let Some(parameter) = rcpt.extension_parameter().filter(|_| !self.esmtp) {
+            return reply::parameter_needs_ehlo(parameter);
+        }
+        if !rcpt.mailbox.is_ascii() && !transaction.mail.smtputf8 {
+            return reply::NON_ASCII_WITHOUT_SMTPUTF8;
+        }
+        if transaction.recipients.len() >= max_recipients {
+            return reply::too_many_recipients(max_recipients);
+        }
+        if let Some(quota) = exhausted_recipient_quota(transaction) {
+            return reply::recipient_quota_reached(
+                self.auth_user.as_deref().unwrap_or(""),
+                quota.limit,
+                &timefmt::rfc3339(quota.resets),
+            );
+        }
+        let reply = reply::recipient_ok(rcpt.mailbox.as_str());
+        transaction.recipients.push(rcpt.mailbox);
+        transaction.recipient_dsn.push(rcpt.dsn);
+        reply
     }
 
     fn data(&mut self) {
@@ -871,9 +876,9 @@ impl Session {
             received_at: timefmt::rfc3339((self.config.clock)()),
             smtputf8: transaction.mail.smtputf8,
             eight_bit_mime: transaction.mail.body == Body::EightBitMime,
-            ret: None,
-            envid: None,
-            dsn: Vec::new(),
+            ret: transaction.mail.ret.clone(),
+            envid: transaction.mail.envid.clone(),
+            dsn: requested_dsn(&transaction.recipient_dsn),
         }
     }
 
@@ -918,10 +923,27 @@ impl Session {
     }
 }
 
-/// Whether a command line is a MAIL command (the only one whose parameters may lengthen it).
-fn is_mail(line: &[u8]) -> bool {
-    line.get(..5)
-        .is_some_and(|verb| verb.eq_ignore_ascii_case(b"MAIL "))
+/// What a command line's parameters may add to the command line limit: only MAIL and RCPT
+/// have any.
+fn parameter_allowance(line: &[u8]) -> usize {
+    match line.get(..5) {
+        Some(verb) if verb.eq_ignore_ascii_case(b"MAIL ") => MAIL_PARAMETER_ALLOWANCE,
+        Some(verb) if verb.eq_ignore_ascii_case(b"RCPT ") => RCPT_PARAMETER_ALLOWANCE,
+        _ => 0,
+    }
+}
+
+/// The envelope's per-recipient DSN parameters: none when no recipient had any, else one entry
+/// for each recipient (RFC 3461 parameters are per recipient, and most have none).
+fn requested_dsn(recipient_dsn: &[RecipientDsn]) -> Vec<RecipientDsn> {
+    if recipient_dsn
+        .iter()
+        .all(|dsn| *dsn == RecipientDsn::default())
+    {
+        Vec::new()
+    } else {
+        recipient_dsn.to_vec()
+    }
 }
 
 /// The recipients-per-day quota, if one more recipient would exceed it.

@@ -29,6 +29,8 @@ def send(args):
             client.starttls(context=context)
             client.ehlo("client.example")
     result = {"tls": client.sock.version() if hasattr(client.sock, "version") else None}
+    if args.ehlo_features:
+        result["features"] = sorted(client.esmtp_features)
     try:
         if args.user:
             client.user, client.password = args.user, args.password
@@ -39,13 +41,13 @@ def send(args):
         author = args.header_from or args.sender
         to = ", ".join(args.to)
         body = f"From: {author}\r\nTo: {to}\r\nSubject: {args.subject}\r\n\r\nHello from smtplib.\r\n.leading dot\r\n"
-        code, text = client.mail(args.sender)
+        code, text = client.mail(args.sender, options=args.mail_option)
         result["mail"] = [code, text.decode()]
         if code != 250:
             raise smtplib.SMTPResponseException(code, text)
         result["rcpts"] = []
         for recipient in args.to:
-            code, text = client.rcpt(recipient)
+            code, text = client.rcpt(recipient, options=args.rcpt_option)
             result["rcpts"].append([code, text.decode()])
         result["rcpt"] = result["rcpts"][0]
         code, text = client.data(body.encode())
@@ -106,6 +108,9 @@ def main():
             p.add_argument("--to", required=True, action="append", help="repeat for more recipients")
             p.add_argument("--header-from", help="the From: header (default: the --from address)")
             p.add_argument("--subject", default="test")
+            p.add_argument("--mail-option", action="append", default=[], help="a MAIL FROM parameter; repeat for more")
+            p.add_argument("--rcpt-option", action="append", default=[], help="a parameter for every RCPT TO; repeat for more")
+            p.add_argument("--ehlo-features", action="store_true", help="report the EHLO keywords the client saw")
     args = parser.parse_args()
     {"send": send, "injection": injection}[args.command](args)
 

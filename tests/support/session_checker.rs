@@ -21,16 +21,21 @@
 //!   recipients that got `250 2.1.5` in that transaction, and never without TLS and AUTH unless
 //!   the client is trusted; a spooled message starts with our Received:, fits the size limit and
 //!   has no bare CR, bare LF or NUL;
+//! - a spooled envelope's DSN parameters (RFC 3461) are well-formed: RET is FULL or HDRS, ENVID
+//!   is 1 to 100 graphic ASCII characters, and the per-recipient entries are none at all or one
+//!   per recipient (then at least one with a parameter), each NOTIFY readable by the delivery
+//!   side and each ORCPT `addr-type;address` in printable ASCII;
 //! - `shut_down` and `timed_out` close the session with one `421 4.3.2` / `421 4.4.2`.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
+use portcullis::bounce::Notify;
 use portcullis::smtp::reply;
 use portcullis::smtp::{
-    Action, Allowance, AuthOutcome, Limits, Remaining, Reply, SenderDecision, Session,
-    SessionConfig, SpoolOutcome, Status, Submission, TlsInfo,
+    Action, Allowance, AuthOutcome, Envelope, Limits, RecipientDsn, Remaining, Reply,
+    SenderDecision, Session, SessionConfig, SpoolOutcome, Status, Submission, TlsInfo,
 };
 
 const HOSTNAME: &str = "mx.example.test";
@@ -515,6 +520,7 @@ impl<'a> Checker<'a> {
                 "spooled without TLS and AUTH"
             );
         }
+        check_dsn(envelope);
         let message = &submission.message;
         assert!(
             message.starts_with(b"Received: from "),
@@ -660,6 +666,48 @@ fn check_reply_line(reply: &Reply, index: usize, line: &[u8], last: bool, allowe
             !line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f),
             "control character in reply line {index}: {reply:?}"
         );
+    }
+}
+
+/// The RFC 3461 parameters of a spooled envelope are ones the session may have accepted.
+fn check_dsn(envelope: &Envelope) {
+    let graphic = |text: &str, lowest: u8| text.bytes().all(|b| (lowest..=b'~').contains(&b));
+    assert!(
+        matches!(envelope.ret.as_deref(), None | Some("FULL" | "HDRS")),
+        "RET {:?}",
+        envelope.ret
+    );
+    if let Some(envid) = &envelope.envid {
+        assert!(
+            (1..=100).contains(&envid.len()) && graphic(envid, b'!'),
+            "ENVID {envid:?}"
+        );
+    }
+    let dsn = &envelope.dsn;
+    assert!(
+        dsn.is_empty() || dsn.len() == envelope.to.len(),
+        "{} DSN entries for {} recipients",
+        dsn.len(),
+        envelope.to.len()
+    );
+    assert!(
+        dsn.is_empty() || dsn.iter().any(|entry| *entry != RecipientDsn::default()),
+        "DSN entries without any parameter"
+    );
+    for entry in dsn {
+        if let Some(notify) = &entry.notify {
+            assert!(
+                notify == &notify.to_ascii_uppercase() && Notify::parse(notify).is_ok(),
+                "NOTIFY {notify:?}"
+            );
+        }
+        if let Some(orcpt) = &entry.orcpt {
+            let address = orcpt.split_once(';').map(|(_, address)| address);
+            assert!(
+                address.is_some_and(|a| !a.is_empty() && a.len() <= 500 && graphic(a, b' ')),
+                "ORCPT {orcpt:?}"
+            );
+        }
     }
 }
 

@@ -175,6 +175,7 @@ fn ehlo_offers_starttls_before_tls_and_auth_only_after() {
         "8BITMIME",
         "SMTPUTF8",
         "ENHANCEDSTATUSCODES",
+        "DSN",
         "HELP",
         "STARTTLS",
     ] {
@@ -192,7 +193,42 @@ fn ehlo_offers_starttls_before_tls_and_auth_only_after() {
     session.tls_established(tls_info());
     let after = replies_text(&mut session, "EHLO c.example\r\n")[0].to_wire();
     assert!(after.contains("250 AUTH PLAIN LOGIN\r\n"), "{after}");
+    assert!(after.contains("250-DSN\r\n"), "{after}");
     assert!(!after.contains("STARTTLS"));
+}
+
+#[test]
+fn ehlo_lists_exactly_these_keywords_on_every_kind_of_listener() {
+    let keywords = |session: &mut Session| {
+        let wire = replies_text(session, "EHLO c\r\n")[0].to_wire();
+        // Each line after the greeting is "250-KEYWORD" or, the last, "250 KEYWORD".
+        wire.split_terminator("\r\n")
+            .skip(1)
+            .map(|line| line[4..].to_string())
+            .collect::<Vec<_>>()
+    };
+    let common = [
+        "PIPELINING",
+        "SIZE 1000",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "DSN",
+        "HELP",
+    ];
+    let with = |last: &'static str| [&common[..], &[last]].concat();
+    assert_eq!(keywords(&mut plaintext()), with("STARTTLS"));
+    let mut implicit = Session::new(
+        config(false),
+        CLIENT.parse().unwrap(),
+        false,
+        Some(tls_info()),
+    );
+    outcome(&mut implicit, "");
+    assert_eq!(keywords(&mut implicit), with("AUTH PLAIN LOGIN"));
+    let mut no_tls = Session::new(config(false), CLIENT.parse().unwrap(), true, None);
+    outcome(&mut no_tls, "");
+    assert_eq!(keywords(&mut no_tls), common);
 }
 
 #[test]
@@ -840,8 +876,15 @@ fn bad_sender_is_501_5_1_7_and_bad_recipient_501_5_1_3() {
 fn unknown_mail_parameter_is_555_5_5_4() {
     let mut session = authenticated();
     assert_eq!(
-        outcome(&mut session, "MAIL FROM:<a@b.c> ENVID=1\r\n"),
+        outcome(&mut session, "MAIL FROM:<a@b.c> MT-PRIORITY=3\r\n"),
         ["555 5.5.4"]
+    );
+    assert_eq!(
+        outcome(
+            &mut session,
+            "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f> RET=FULL\r\n"
+        ),
+        ["250 2.1.0", "555 5.5.4"]
     );
 }
 
@@ -897,10 +940,31 @@ fn mail_may_use_the_whole_parameter_allowance_and_no_more() {
         let head = "MAIL FROM:<alice@example.test> X=";
         format!("{head}{}\r\n", "y".repeat(length - head.len() - 2))
     };
-    // 512 + 536 octets: read as a command (the unknown parameter is what is refused) ...
-    assert_eq!(outcome(&mut session, &mail(1048)), ["555 5.5.4"]);
+    // 512 + 646 octets: read as a command (the unknown parameter is what is refused) ...
+    assert_eq!(outcome(&mut session, &mail(1158)), ["555 5.5.4"]);
     // ... one more is too long.
-    assert_eq!(outcome(&mut session, &mail(1049)), ["500 5.5.6"]);
+    assert_eq!(outcome(&mut session, &mail(1159)), ["500 5.5.6"]);
+}
+
+#[test]
+fn rcpt_may_use_the_dsn_parameter_allowance_and_no_more() {
+    let mut session = authenticated();
+    outcome(&mut session, "MAIL FROM:<a@b.c>\r\n");
+    let rcpt = |length: usize| {
+        let head = "RCPT TO:<x@y.z> X=";
+        format!("{head}{}\r\n", "y".repeat(length - head.len() - 2))
+    };
+    // 512 + 500 octets (RFC 3461) ...
+    assert_eq!(outcome(&mut session, &rcpt(1012)), ["555 5.5.4"]);
+    // ... one more is too long.
+    assert_eq!(outcome(&mut session, &rcpt(1013)), ["500 5.5.6"]);
+    // ORCPT with the longest address it may carry, and NOTIFY, fit.
+    let orcpt = format!(
+        "RCPT TO:<x@y.z> NOTIFY=SUCCESS,FAILURE,DELAY ORCPT=rfc822;{}@b.example\r\n",
+        "a".repeat(490)
+    );
+    assert!(orcpt.len() > 512, "{}", orcpt.len());
+    assert_eq!(outcome(&mut session, &orcpt), ["250 2.1.5"]);
 }
 
 #[test]
@@ -1118,6 +1182,186 @@ fn pipelined_replies_come_in_order() {
     );
     session.spool_finished(SpoolOutcome::Queued("Q1".into()));
     assert_eq!(drain(&mut session), ["250 2.0.0", "250 2.1.0"]);
+}
+
+// ---- delivery status notification parameters (RFC 3461) ------------------------------------------
+
+fn notify(value: &str) -> RecipientDsn {
+    RecipientDsn {
+        notify: Some(value.into()),
+        orcpt: None,
+    }
+}
+
+#[test]
+fn dsn_parameters_fill_the_envelope_with_one_entry_per_recipient_in_order() {
+    let mut session = authenticated();
+    let input = "MAIL FROM:<alice@example.test> RET=hdrs ENVID=abc+2Bdef\r\n\
+                 RCPT TO:<a@x.test> NOTIFY=success,failure ORCPT=rfc822;orig+40example.test\r\n\
+                 RCPT TO:<b@x.test>\r\n\
+                 RCPT TO:<c@x.test> notify=never\r\n";
+    assert_eq!(
+        outcome(&mut session, input),
+        ["250 2.1.0", "250 2.1.5", "250 2.1.5", "250 2.1.5"]
+    );
+    let envelope = take_submission(&mut session, "DATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n").envelope;
+    assert_eq!(envelope.ret.as_deref(), Some("HDRS"));
+    assert_eq!(envelope.envid.as_deref(), Some("abc+def"));
+    assert_eq!(envelope.to, ["a@x.test", "b@x.test", "c@x.test"]);
+    assert_eq!(
+        envelope.dsn,
+        [
+            RecipientDsn {
+                notify: Some("SUCCESS,FAILURE".into()),
+                orcpt: Some("rfc822;orig@example.test".into()),
+            },
+            RecipientDsn::default(),
+            notify("NEVER"),
+        ]
+    );
+}
+
+#[test]
+fn without_dsn_parameters_the_envelope_has_none_and_stores_none() {
+    let mut session = authenticated();
+    let envelope = take_submission(
+        &mut session,
+        "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nRCPT TO:<g@h.i>\r\nDATA\r\nx\r\n.\r\n",
+    )
+    .envelope;
+    assert_eq!((&envelope.ret, &envelope.envid), (&None, &None));
+    assert!(envelope.dsn.is_empty());
+    let stored = serde_json::to_value(&envelope).unwrap();
+    for field in ["ret", "envid", "dsn"] {
+        assert!(stored.get(field).is_none(), "{field} in {stored}");
+    }
+}
+
+#[test]
+fn ret_alone_or_envid_alone_leaves_the_recipient_entries_empty() {
+    let mut session = authenticated();
+    let envelope = take_submission(
+        &mut session,
+        "MAIL FROM:<a@b.c> ENVID=QQ314159\r\nRCPT TO:<d@e.f>\r\nDATA\r\nx\r\n.\r\n",
+    )
+    .envelope;
+    assert_eq!(envelope.envid.as_deref(), Some("QQ314159"));
+    assert_eq!(envelope.ret, None);
+    assert!(envelope.dsn.is_empty());
+}
+
+#[test]
+fn refused_recipients_leave_no_dsn_entry_behind() {
+    // At most 3 recipients: the fourth is refused with 452, the malformed one with 501.
+    let mut session = authenticated();
+    let input = "MAIL FROM:<a@b.c>\r\n\
+                 RCPT TO:<1@b.c> NOTIFY=DELAY\r\n\
+                 RCPT TO:<x@b.c> NOTIFY=ALWAYS\r\n\
+                 RCPT TO:<2@b.c>\r\n\
+                 RCPT TO:<3@b.c>\r\n\
+                 RCPT TO:<4@b.c> NOTIFY=SUCCESS\r\n";
+    assert_eq!(
+        outcome(&mut session, input),
+        [
+            "250 2.1.0",
+            "250 2.1.5",
+            "501 5.5.4",
+            "250 2.1.5",
+            "250 2.1.5",
+            "452 4.5.3"
+        ]
+    );
+    let envelope = take_submission(&mut session, "DATA\r\nx\r\n.\r\n").envelope;
+    assert_eq!(envelope.to, ["1@b.c", "2@b.c", "3@b.c"]);
+    assert_eq!(
+        envelope.dsn,
+        [
+            notify("DELAY"),
+            RecipientDsn::default(),
+            RecipientDsn::default()
+        ]
+    );
+}
+
+#[test]
+fn rset_forgets_the_dsn_parameters() {
+    let mut session = authenticated();
+    outcome(
+        &mut session,
+        "MAIL FROM:<a@b.c> RET=FULL\r\nRCPT TO:<d@e.f> NOTIFY=NEVER\r\nRSET\r\n",
+    );
+    let envelope = take_submission(
+        &mut session,
+        "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\nx\r\n.\r\n",
+    )
+    .envelope;
+    assert_eq!(envelope.ret, None);
+    assert!(envelope.dsn.is_empty());
+}
+
+#[test]
+fn malformed_dsn_parameters_are_501_5_5_4_and_the_transaction_goes_on() {
+    let mut session = authenticated();
+    let replies = replies_text(
+        &mut session,
+        "MAIL FROM:<a@b.c> RET=ALL\r\n\
+         MAIL FROM:<a@b.c> ENVID=a+2b\r\n\
+         MAIL FROM:<a@b.c> RET=FULL ret=FULL\r\n\
+         MAIL FROM:<a@b.c> RET=FULL\r\n\
+         RCPT TO:<d@e.f> NOTIFY=NEVER,SUCCESS\r\n\
+         RCPT TO:<d@e.f> NOTIFY=DELAY,DELAY\r\n\
+         RCPT TO:<d@e.f> ORCPT=d@e.f\r\n\
+         RCPT TO:<d@e.f> ORCPT=rfc822;d+40e.f ORCPT=rfc822;d+40e.f\r\n\
+         RCPT TO:<d@e.f> NOTIFY=FAILURE\r\n",
+    );
+    let lines: Vec<String> = replies.iter().map(Reply::to_wire).collect();
+    assert_eq!(
+        lines,
+        [
+            "501 5.5.4 Syntax error: RET takes FULL or HDRS; send RET=FULL to get the whole message back in a bounce, RET=HDRS for its header only (RFC 3461 §4.3)\r\n",
+            "501 5.5.4 Syntax error: ENVID must be xtext of printable ASCII, with + written +2B and = written +3D (upper-case hex), e.g. ENVID=QQ314159 (RFC 3461 §4.4)\r\n",
+            "501 5.5.4 Syntax error; usage: each MAIL parameter at most once\r\n",
+            "250 2.1.0 Sender <a@b.c> OK\r\n",
+            "501 5.5.4 Syntax error: NOTIFY=NEVER cannot be combined with SUCCESS, FAILURE or DELAY; send NEVER alone or a list without it (RFC 3461 §4.1)\r\n",
+            "501 5.5.4 Syntax error: NOTIFY names a keyword twice; name each of SUCCESS, FAILURE and DELAY at most once (RFC 3461 §4.1)\r\n",
+            "501 5.5.4 Syntax error: ORCPT must be an address type, a semicolon and the address, e.g. ORCPT=rfc822;alice@example.com (RFC 3461 §4.2)\r\n",
+            "501 5.5.4 Syntax error; usage: each RCPT parameter at most once\r\n",
+            "250 2.1.5 Recipient <d@e.f> OK\r\n",
+        ]
+    );
+    let envelope = take_submission(&mut session, "DATA\r\nx\r\n.\r\n").envelope;
+    assert_eq!(envelope.ret.as_deref(), Some("FULL"));
+    assert_eq!(envelope.dsn, [notify("FAILURE")]);
+}
+
+#[test]
+fn dsn_parameters_after_helo_are_555_5_5_4() {
+    let mut session = trusted();
+    let replies = replies_text(
+        &mut session,
+        "HELO c\r\n\
+         MAIL FROM:<a@b.c> RET=FULL\r\n\
+         MAIL FROM:<a@b.c> ENVID=x\r\n\
+         MAIL FROM:<a@b.c>\r\n\
+         RCPT TO:<d@e.f> NOTIFY=NEVER\r\n\
+         RCPT TO:<d@e.f> ORCPT=rfc822;d+40e.f\r\n\
+         RCPT TO:<d@e.f> NOTIFY=NEVER,NEVER\r\n\
+         RCPT TO:<d@e.f>\r\n",
+    );
+    let lines: Vec<String> = replies.iter().map(Reply::to_wire).collect();
+    assert_eq!(
+        lines[1..],
+        [
+            "555 5.5.4 Parameter RET needs the session to start with EHLO, not HELO\r\n",
+            "555 5.5.4 Parameter ENVID needs the session to start with EHLO, not HELO\r\n",
+            "250 2.1.0 Sender <a@b.c> OK\r\n",
+            "555 5.5.4 Parameter NOTIFY needs the session to start with EHLO, not HELO\r\n",
+            "555 5.5.4 Parameter ORCPT needs the session to start with EHLO, not HELO\r\n",
+            // A malformed value is a syntax error first, as for SIZE after HELO.
+            "501 5.5.4 Syntax error: NOTIFY names a keyword twice; name each of SUCCESS, FAILURE and DELAY at most once (RFC 3461 §4.1)\r\n",
+            "250 2.1.5 Recipient <d@e.f> OK\r\n",
+        ]
+    );
 }
 
 // ---- session end ----------------------------------------------------------------------------------
