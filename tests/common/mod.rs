@@ -1,6 +1,8 @@
 //! Test harness: runs the real `portcullis` binary on loopback with a throw-away data directory.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod mx;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -34,6 +36,9 @@ impl Drop for TempDir {
 /// Settings of a test server; the listeners bind port 0 and report what they got.
 pub struct Options {
     pub trusted_networks: &'static str,
+    /// TOML appended to the generated file after its `[[listener]]` tables (for example
+    /// `[delivery]` and `[[route]]` tables); start it with a table header, since top-level
+    /// keys written here would land in the last listener.
     pub extra: String,
     /// Send the server's log to `server.log` in its directory at this level (read it with
     /// [`Server::log`]) instead of the test's standard error at `warn`.
