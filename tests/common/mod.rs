@@ -1,6 +1,8 @@
 //! Test harness: runs the real `portcullis` binary on loopback with a throw-away data directory.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod dns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
