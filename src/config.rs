@@ -13,7 +13,7 @@
 //! Listener indexes in key paths count from 0, like TOML array indexes.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -269,7 +269,8 @@ impl Config {
         Config::parse(&text, path)
     }
 
-    /// Parses TOML text; `origin` is the file name used in error messages.
+    /// Parses TOML text; `origin` is the file name used in error messages, and its directory is
+    /// where relative `auth_password_file` paths are read from.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
         let source = Source { text, origin };
         let raw: RawConfig = toml::from_str(text).map_err(|err| source.toml_error(&err))?;
@@ -533,6 +534,43 @@ struct RawConfig {
     policy: RawPolicy,
     #[serde(default)]
     quotas: RawQuotas,
+    #[serde(default)]
+    delivery: RawDelivery,
+    /// Spanned so that a problem with a route as a whole (`RouteTable::new`) can point at it.
+    #[serde(default)]
+    route: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDelivery {
+    #[serde(default)]
+    dns_servers: Vec<Spanned<String>>,
+    mx_port: Option<Spanned<i64>>,
+    helo_name: Option<Spanned<String>>,
+    tls: Option<Spanned<String>>,
+    /// Spanned as a whole too, so an empty list can be pointed at.
+    retry_seconds: Option<Spanned<Vec<Spanned<i64>>>>,
+    max_queue_lifetime_seconds: Option<Spanned<i64>>,
+    delay_warning_seconds: Option<Spanned<i64>>,
+    concurrency_per_destination: Option<Spanned<i64>>,
+    max_connections: Option<Spanned<i64>>,
+    messages_per_connection: Option<Spanned<i64>>,
+    recipients_per_transaction: Option<Spanned<i64>>,
+    connect_timeout_seconds: Option<Spanned<i64>>,
+    command_timeout_seconds: Option<Spanned<i64>>,
+    data_timeout_seconds: Option<Spanned<i64>>,
+}
+
+/// One `[[route]]`. `domains` is required: a route without it would match nothing.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    domains: Spanned<Vec<Spanned<String>>>,
+    relay: Option<Spanned<String>>,
+    tls: Option<Spanned<String>>,
+    auth_user: Option<Spanned<String>>,
+    auth_password_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -688,6 +726,25 @@ const IPV6_PREFIX: Setting = setting(
     "shorter prefixes would lump unrelated customers together",
 );
 
+/// Outbound timeouts: an hour is far beyond what RFC 5321 §4.5.3.2 asks for (10 minutes at most).
+const HOUR: i64 = 3600;
+const MX_PORT: Setting = setting("delivery.mx_port", 1, 65_535, "");
+/// The bounds of each element; errors name the element (`delivery.retry_seconds[2]`).
+const RETRY_SECONDS: Setting = setting("delivery.retry_seconds", 1, MONTH, "");
+const QUEUE_LIFETIME: Setting = setting("delivery.max_queue_lifetime_seconds", 1, MONTH, "");
+const DELAY_WARNING: Setting = setting("delivery.delay_warning_seconds", 0, MONTH, "");
+const CONCURRENCY: Setting = setting("delivery.concurrency_per_destination", 1, 1000, "");
+const OUTBOUND_CONNECTIONS: Setting = setting("delivery.max_connections", 1, 10_000, "");
+const MESSAGES_PER_CONNECTION: Setting =
+    setting("delivery.messages_per_connection", 1, 100_000, "");
+const RECIPIENTS_PER_TRANSACTION: Setting =
+    setting("delivery.recipients_per_transaction", 1, 1000, "");
+const CONNECT_TIMEOUT: Setting = setting("delivery.connect_timeout_seconds", 1, HOUR, "");
+const COMMAND_TIMEOUT: Setting = setting("delivery.command_timeout_seconds", 1, HOUR, "");
+const DATA_TIMEOUT: Setting = setting("delivery.data_timeout_seconds", 1, HOUR, "");
+/// The port of a DNS server written as a bare address.
+const DNS_PORT: u16 = 53;
+
 /// The text being parsed, for turning spans into `FILE:LINE:COLUMN` errors.
 struct Source<'a> {
     text: &'a str,
@@ -745,6 +802,8 @@ impl Source<'_> {
             messages_per_hour: self.int(&raw.quotas.messages_per_hour, &MESSAGES_PER_HOUR, 0)?,
             recipients_per_day: self.int(&raw.quotas.recipients_per_day, &RECIPIENTS_PER_DAY, 0)?,
         };
+        let delivery = self.delivery(&raw.delivery)?;
+        let routes = self.routes(&raw.route)?;
         Ok(Config {
             hostname,
             data_dir,
@@ -755,8 +814,8 @@ impl Source<'_> {
             auth,
             policy,
             quotas,
-            delivery: DeliveryConfig::default(),
-            routes: Vec::new(),
+            delivery,
+            routes,
         })
     }
 
@@ -995,6 +1054,317 @@ impl Source<'_> {
         })
     }
 
+    fn delivery(&self, raw: &RawDelivery) -> Result<DeliveryConfig, ConfigError> {
+        let default = DeliveryConfig::default();
+        let seconds = |value, setting, default: Duration| {
+            self.int(value, setting, default.as_secs())
+                .map(Duration::from_secs)
+        };
+        let dns_servers = raw
+            .dns_servers
+            .iter()
+            .enumerate()
+            .map(|(n, server)| self.dns_server(server, &format!("delivery.dns_servers[{n}]")))
+            .collect::<Result<_, _>>()?;
+        let helo_name = match &raw.helo_name {
+            Some(name) => Some(self.hostname(name, "delivery.helo_name")?),
+            None => None,
+        };
+        let tls = match &raw.tls {
+            Some(policy) => self.tls_policy(policy, "delivery.tls")?,
+            None => default.tls,
+        };
+        let delivery = DeliveryConfig {
+            dns_servers,
+            mx_port: self.int(&raw.mx_port, &MX_PORT, default.mx_port)?,
+            helo_name,
+            tls,
+            retry: self.retry(raw)?,
+            concurrency_per_destination: self.int(
+                &raw.concurrency_per_destination,
+                &CONCURRENCY,
+                default.concurrency_per_destination,
+            )?,
+            max_connections: self.int(
+                &raw.max_connections,
+                &OUTBOUND_CONNECTIONS,
+                default.max_connections,
+            )?,
+            messages_per_connection: self.int(
+                &raw.messages_per_connection,
+                &MESSAGES_PER_CONNECTION,
+                default.messages_per_connection,
+            )?,
+            recipients_per_transaction: self.int(
+                &raw.recipients_per_transaction,
+                &RECIPIENTS_PER_TRANSACTION,
+                default.recipients_per_transaction,
+            )?,
+            connect_timeout: seconds(
+                &raw.connect_timeout_seconds,
+                &CONNECT_TIMEOUT,
+                default.connect_timeout,
+            )?,
+            command_timeout: seconds(
+                &raw.command_timeout_seconds,
+                &COMMAND_TIMEOUT,
+                default.command_timeout,
+            )?,
+            data_timeout: seconds(
+                &raw.data_timeout_seconds,
+                &DATA_TIMEOUT,
+                default.data_timeout,
+            )?,
+        };
+        self.check_concurrency(raw, &delivery)?;
+        Ok(delivery)
+    }
+
+    /// `IP:PORT`, `[IPv6]:PORT`, or a bare address (`192.0.2.53`, `2001:db8::53`, `[::1]`)
+    /// meaning port 53, the way resolv.conf names servers.
+    fn dns_server(&self, text: &Spanned<String>, key: &str) -> Result<SocketAddr, ConfigError> {
+        let written = text.get_ref().trim();
+        let bracketed = written
+            .strip_prefix('[')
+            .and_then(|rest| rest.strip_suffix(']'));
+        let address = match bracketed {
+            // Brackets hold an IPv6 address by definition; "[192.0.2.1]" is a typo.
+            Some(v6) => v6
+                .parse::<Ipv6Addr>()
+                .ok()
+                .map(|ip| SocketAddr::new(IpAddr::V6(ip), DNS_PORT)),
+            None => match written.parse::<IpAddr>() {
+                Ok(ip) => Some(SocketAddr::new(ip, DNS_PORT)),
+                Err(_) => written.parse::<SocketAddr>().ok(),
+            },
+        };
+        match address {
+            Some(address) if address.port() != 0 => Ok(address),
+            Some(_) => Err(self.error(
+                text.span(),
+                key,
+                format!("\"{written}\": port 0 cannot be asked; leave the port out for 53"),
+            )),
+            None => Err(self.error(
+                text.span(),
+                key,
+                format!(
+                    "\"{written}\" is not a DNS server address; expected IP, IP:PORT or [IPv6]:PORT such as 192.0.2.53 or [2001:db8::53]:5353"
+                ),
+            )),
+        }
+    }
+
+    fn tls_policy(
+        &self,
+        text: &Spanned<String>,
+        key: &str,
+    ) -> Result<crate::routing::TlsPolicy, ConfigError> {
+        text.get_ref()
+            .parse()
+            .map_err(|reason: String| self.error(text.span(), key, reason))
+    }
+
+    fn retry(&self, raw: &RawDelivery) -> Result<crate::queue::schedule::RetryPolicy, ConfigError> {
+        let default = crate::queue::schedule::RetryPolicy::default();
+        let retry_seconds = match &raw.retry_seconds {
+            None => default.retry_seconds,
+            Some(list) if list.get_ref().is_empty() => {
+                return Err(self.error(
+                    list.span(),
+                    RETRY_SECONDS.key,
+                    "must list at least one delay; the last one repeats for every later retry",
+                ));
+            }
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .enumerate()
+                .map(|(n, value)| {
+                    let key = format!("{}[{n}]", RETRY_SECONDS.key);
+                    self.bounded(value, &key, &RETRY_SECONDS)
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let lifetime: u64 = self.int(
+            &raw.max_queue_lifetime_seconds,
+            &QUEUE_LIFETIME,
+            default.max_queue_lifetime,
+        )?;
+        let warning: u64 = self.int(&raw.delay_warning_seconds, &DELAY_WARNING, 0)?;
+        // At or after the lifetime the sender gets the bounce instead, so such a warning would
+        // never be sent: the operator meant something else.
+        if let Some(value) = &raw.delay_warning_seconds
+            && warning >= lifetime
+        {
+            let written = if raw.max_queue_lifetime_seconds.is_some() {
+                ""
+            } else {
+                ", the default"
+            };
+            let reason = format!(
+                "{warning} is not below delivery.max_queue_lifetime_seconds ({lifetime}{written}); the message would bounce before the warning is due"
+            );
+            return Err(self.error(value.span(), DELAY_WARNING.key, reason));
+        }
+        Ok(crate::queue::schedule::RetryPolicy {
+            retry_seconds,
+            max_queue_lifetime: lifetime,
+            delay_warning: (warning > 0).then_some(warning),
+            ..default
+        })
+    }
+
+    /// Like [`Source::check_per_ip`]: more connections per destination than in all would be
+    /// silently meaningless, so one of the two is probably mistyped.
+    fn check_concurrency(
+        &self,
+        raw: &RawDelivery,
+        delivery: &DeliveryConfig,
+    ) -> Result<(), ConfigError> {
+        let (each, total) = (
+            delivery.concurrency_per_destination,
+            delivery.max_connections,
+        );
+        if each <= total {
+            return Ok(());
+        }
+        if let Some(value) = &raw.concurrency_per_destination {
+            let reason = format!("{each} exceeds delivery.max_connections ({total})");
+            return Err(self.error(value.span(), CONCURRENCY.key, reason));
+        }
+        // The defaults are consistent, so max_connections was written if the other was not.
+        let span = raw
+            .max_connections
+            .as_ref()
+            .map_or(0..0, |value| value.span());
+        let reason =
+            format!("{total} is below delivery.concurrency_per_destination ({each}, the default)");
+        Err(self.error(span, OUTBOUND_CONNECTIONS.key, reason))
+    }
+
+    fn routes(&self, raw: &[Spanned<RawRoute>]) -> Result<Vec<crate::routing::Route>, ConfigError> {
+        let routes: Vec<crate::routing::Route> = raw
+            .iter()
+            .enumerate()
+            .map(|(index, route)| self.route(index, route.get_ref()))
+            .collect::<Result<_, _>>()?;
+        let Err(message) = crate::routing::RouteTable::new(routes.clone()) else {
+            return Ok(routes);
+        };
+        // RouteTable numbers routes from 1 ("route 2: ..."), key paths from 0 ("route[1]").
+        let located = message
+            .strip_prefix("route ")
+            .and_then(|rest| rest.split_once(": "))
+            .and_then(|(number, reason)| {
+                let index = number.parse::<usize>().ok()?.checked_sub(1)?;
+                raw.get(index).map(|route| (index, route, reason))
+            });
+        Err(match located {
+            Some((index, route, reason)) => {
+                self.error(route.span(), &format!("route[{index}]"), reason)
+            }
+            // Not about one route: point at the first, where the list starts.
+            None => self.error(raw.first().map_or(0..0, |r| r.span()), "route", message),
+        })
+    }
+
+    fn route(&self, index: usize, raw: &RawRoute) -> Result<crate::routing::Route, ConfigError> {
+        let key = |name: &str| format!("route[{index}].{name}");
+        let domains = raw
+            .domains
+            .get_ref()
+            .iter()
+            .enumerate()
+            .map(|(n, pattern)| {
+                crate::routing::DomainPattern::parse(pattern.get_ref()).map_err(|reason| {
+                    self.error(pattern.span(), &key(&format!("domains[{n}]")), reason)
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let relay = raw
+            .relay
+            .as_ref()
+            .map(|relay| {
+                crate::routing::Relay::parse(relay.get_ref())
+                    .map_err(|reason| self.error(relay.span(), &key("relay"), reason))
+            })
+            .transpose()?;
+        let tls = raw
+            .tls
+            .as_ref()
+            .map(|policy| self.tls_policy(policy, &key("tls")))
+            .transpose()?;
+        Ok(crate::routing::Route {
+            domains,
+            relay,
+            tls,
+            auth: self.relay_auth(index, raw)?,
+        })
+    }
+
+    /// `auth_user` and `auth_password_file` go together: one without the other is a
+    /// half-finished edit, and sending a user name without a password (or the reverse) would
+    /// only fail at the relay, long after the configuration was accepted.
+    fn relay_auth(
+        &self,
+        index: usize,
+        raw: &RawRoute,
+    ) -> Result<Option<crate::routing::RelayAuth>, ConfigError> {
+        let key = |name: &str| format!("route[{index}].{name}");
+        match (&raw.auth_user, &raw.auth_password_file) {
+            (None, None) => Ok(None),
+            (Some(user), None) => Err(self.error(
+                user.span(),
+                &key("auth_user"),
+                "needs auth_password_file as well (the file holding the relay password)",
+            )),
+            (None, Some(file)) => Err(self.error(
+                file.span(),
+                &key("auth_password_file"),
+                "needs auth_user as well (the user name to log in to the relay as)",
+            )),
+            (Some(user), Some(file)) => {
+                if user.get_ref().is_empty() {
+                    return Err(self.error(user.span(), &key("auth_user"), "must not be empty"));
+                }
+                let password = self.password(file, &key("auth_password_file"))?;
+                Ok(Some(crate::routing::RelayAuth {
+                    user: user.get_ref().clone(),
+                    password,
+                }))
+            }
+        }
+    }
+
+    /// The first line of the password file, read now so that a missing or unreadable file is
+    /// a configuration error at start-up rather than a failed login at the first delivery.
+    /// The password stays out of the configuration file itself, which is often world-readable
+    /// or kept in version control.
+    fn password(&self, file: &Spanned<PathBuf>, key: &str) -> Result<String, ConfigError> {
+        let written = self.path(file, key)?;
+        // Relative to the configuration file, so that the pair can be moved together.
+        let path = self
+            .origin
+            .parent()
+            .map_or_else(|| written.clone(), |dir| dir.join(&written));
+        let text = std::fs::read_to_string(&path).map_err(|err| {
+            let reason = format!("cannot read {}: {err}", path.display());
+            self.error(file.span(), key, reason)
+        })?;
+        match text.lines().next() {
+            Some(password) if !password.is_empty() => Ok(password.to_owned()),
+            _ => Err(self.error(
+                file.span(),
+                key,
+                format!(
+                    "{} is empty; its first line must be the password",
+                    path.display()
+                ),
+            )),
+        }
+    }
+
     /// An integer setting, or `default` when it is absent.
     fn int<T: TryFrom<i64>>(
         &self,
@@ -1002,9 +1372,20 @@ impl Source<'_> {
         setting: &Setting,
         default: T,
     ) -> Result<T, ConfigError> {
-        let Some(value) = value else {
-            return Ok(default);
-        };
+        match value {
+            Some(value) => self.bounded(value, setting.key, setting),
+            None => Ok(default),
+        }
+    }
+
+    /// An integer within `setting`'s bounds, reported under `key` (which names an array
+    /// element where `setting.key` names the array).
+    fn bounded<T: TryFrom<i64>>(
+        &self,
+        value: &Spanned<i64>,
+        key: &str,
+        setting: &Setting,
+    ) -> Result<T, ConfigError> {
         let n = *value.get_ref();
         let reason = if n < setting.min {
             format!("{n} is below the minimum {}", setting.min)
@@ -1021,7 +1402,7 @@ impl Source<'_> {
             "" => reason,
             note => format!("{reason} ({note})"),
         };
-        Err(self.error(value.span(), setting.key, reason))
+        Err(self.error(value.span(), key, reason))
     }
 }
 
@@ -1263,6 +1644,59 @@ require_host_match = false
 messages_per_hour = 0
 # Recipients accepted per day, over all messages.
 recipients_per_day = 0
+
+# Outbound delivery: how queued mail leaves for the recipients' mail exchangers (MX).
+[delivery]
+# Resolvers to ask: "IP" (port 53), "IP:PORT" or "[IPv6]:PORT". Empty means the system's
+# (/etc/resolv.conf).
+dns_servers = []
+# Port of the MX hosts; 25 except in tests. 1 to 65535.
+mx_port = 25
+# Name sent in EHLO. Default: the global hostname.
+#helo_name = "mail.example.test"
+# TLS of MX delivery, unless a route says otherwise: "none" (never STARTTLS), "may" (STARTTLS
+# when offered, any certificate), "encrypt" (TLS required, any certificate) or "verify" (TLS
+# required, and the certificate must match the host name).
+tls = "may"
+# Seconds before the 1st, 2nd, ... retry of a temporarily failing recipient; the last one
+# repeats. At least one, each 1 to 2592000.
+retry_seconds = [300, 900, 1800, 3600, 7200, 14400]
+# A recipient still failing temporarily this long after the message arrived is bounced.
+# 1 to 2592000 (30 days); the default is 5 days.
+max_queue_lifetime_seconds = 432000
+# Tell the sender once that the message is delayed, this long after it arrived; 0 never does.
+# Less than max_queue_lifetime_seconds.
+delay_warning_seconds = 0
+# Connections open at once to one destination (a recipient domain, or a relay). 1 to 1000,
+# at most max_connections.
+concurrency_per_destination = 10
+# Outbound connections open at once in all. 1 to 10000.
+max_connections = 100
+# Messages sent over one connection before it is closed. 1 to 100000.
+messages_per_connection = 100
+# Recipients per transaction; more for the same destination go in further ones. 1 to 1000.
+recipients_per_transaction = 50
+# TCP connect, per address, in seconds. 1 to 3600.
+connect_timeout_seconds = 30
+# The greeting and the reply to each command; RFC 5321 asks for 5 minutes. 1 to 3600.
+command_timeout_seconds = 300
+# The reply after the message's final dot; RFC 5321 asks for 10 minutes. 1 to 3600.
+data_timeout_seconds = 600
+
+# Each [[route]] sends mail for some recipient domains its own way; without one, every domain
+# goes to its MX hosts. The most specific route wins: an exact domain, then the longest
+# ".suffix", then "*". A route without relay only sets the TLS policy of MX delivery.
+# This one sends all mail through a smarthost, logging in over TLS with a verified certificate.
+#[[route]]
+# "example.com" (just it), ".example.com" (its subdomains, not itself) or "*" (every domain).
+#domains = ["*"]
+# HOST:PORT; the port is required.
+#relay = "smtp.provider.test:587"
+#tls = "verify"
+# Both or neither, and only with a relay. The password is the first line of the file; a
+# relative path is relative to this file's directory.
+#auth_user = "portcullis@example.test"
+#auth_password_file = "relay-password"
 "##;
 
 #[cfg(test)]
@@ -1285,8 +1719,23 @@ mod tests {
 
     /// Asserts the `FILE:LINE:COLUMN: KEY: ` prefix and that the reason mentions `reason`.
     fn assert_refused(text: &str, line: usize, column: usize, key: &str, reason: &str) {
-        let message = refused(text);
-        let prefix = format!("{FILE}:{line}:{column}: {key}: ");
+        assert_refused_at(Path::new(FILE), text, line, column, key, reason);
+    }
+
+    /// [`assert_refused`] for a file at `origin`.
+    fn assert_refused_at(
+        origin: &Path,
+        text: &str,
+        line: usize,
+        column: usize,
+        key: &str,
+        reason: &str,
+    ) -> String {
+        let message = match Config::parse(text, origin) {
+            Ok(config) => panic!("accepted: {config:?}"),
+            Err(err) => err.to_string(),
+        };
+        let prefix = format!("{}:{line}:{column}: {key}: ", origin.display());
         assert!(
             message.starts_with(&prefix),
             "{message:?} does not start with {prefix:?}"
@@ -1295,6 +1744,37 @@ mod tests {
             message.contains(reason),
             "{message:?} does not mention {reason:?}"
         );
+        message
+    }
+
+    /// A fresh directory for a configuration file and the files it names; removed on drop.
+    struct TestDir(PathBuf);
+
+    impl TestDir {
+        fn new(name: &str) -> TestDir {
+            let path = std::env::temp_dir()
+                .join(format!("portcullis-config-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&path);
+            std::fs::create_dir_all(&path).unwrap();
+            TestDir(path)
+        }
+
+        /// Where the configuration file would be.
+        fn origin(&self) -> PathBuf {
+            self.0.join("portcullis.toml")
+        }
+
+        fn write(&self, name: &str, contents: &str) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, contents).unwrap();
+            path
+        }
+    }
+
+    impl Drop for TestDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     fn cidr(text: &str) -> Cidr {
@@ -1379,7 +1859,23 @@ mod tests {
 
     #[test]
     fn example_optional_settings_parse() {
-        let config = parse(&example_uncommented()).unwrap();
+        let dir = TestDir::new("example");
+        dir.write("relay-password", "example secret\n");
+        let config = Config::parse(&example_uncommented(), &dir.origin()).unwrap();
+        assert_eq!(
+            config.delivery.helo_name.as_deref(),
+            Some("mail.example.test")
+        );
+        let route = crate::routing::Route {
+            domains: vec![crate::routing::DomainPattern::Any],
+            relay: Some(crate::routing::Relay::parse("smtp.provider.test:587").unwrap()),
+            tls: Some(crate::routing::TlsPolicy::Verify),
+            auth: Some(crate::routing::RelayAuth {
+                user: "portcullis@example.test".to_owned(),
+                password: "example secret".to_owned(),
+            }),
+        };
+        assert_eq!(config.routes, vec![route]);
         assert_eq!(
             config.listeners[0].hostname.as_deref(),
             Some("submit.example.test")
@@ -1438,6 +1934,26 @@ mod tests {
             "[quotas]",
             "messages_per_hour",
             "recipients_per_day",
+            "[delivery]",
+            "dns_servers",
+            "mx_port",
+            "helo_name",
+            "tls",
+            "retry_seconds",
+            "max_queue_lifetime_seconds",
+            "delay_warning_seconds",
+            "concurrency_per_destination",
+            "max_connections",
+            "messages_per_connection",
+            "recipients_per_transaction",
+            "connect_timeout_seconds",
+            "command_timeout_seconds",
+            "data_timeout_seconds",
+            "[[route]]",
+            "domains",
+            "relay",
+            "auth_user",
+            "auth_password_file",
         ];
         for key in keys {
             assert!(
@@ -1930,6 +2446,520 @@ shutdown_grace_seconds = 0
     #[test]
     fn error_columns_count_characters() {
         assert_refused("# é\nhostname = \"é\"\n", 2, 12, "hostname", "'é'");
+    }
+
+    #[test]
+    fn delivery_table_is_read_as_written() {
+        let text = r#"
+[delivery]
+dns_servers = ["127.0.0.1:5353", "192.0.2.53"]
+mx_port = 2525
+helo_name = "out.example.org"
+tls = "verify"
+retry_seconds = [60, 120]
+max_queue_lifetime_seconds = 86400
+delay_warning_seconds = 3600
+concurrency_per_destination = 2
+max_connections = 20
+messages_per_connection = 7
+recipients_per_transaction = 5
+connect_timeout_seconds = 3
+command_timeout_seconds = 4
+data_timeout_seconds = 5
+"#;
+        let expected = DeliveryConfig {
+            dns_servers: vec![
+                "127.0.0.1:5353".parse().unwrap(),
+                "192.0.2.53:53".parse().unwrap(),
+            ],
+            mx_port: 2525,
+            helo_name: Some("out.example.org".to_owned()),
+            tls: crate::routing::TlsPolicy::Verify,
+            retry: crate::queue::schedule::RetryPolicy {
+                retry_seconds: vec![60, 120],
+                max_queue_lifetime: 86400,
+                delay_warning: Some(3600),
+                jitter_percent: crate::queue::schedule::RetryPolicy::default().jitter_percent,
+            },
+            concurrency_per_destination: 2,
+            max_connections: 20,
+            messages_per_connection: 7,
+            recipients_per_transaction: 5,
+            connect_timeout: Duration::from_secs(3),
+            command_timeout: Duration::from_secs(4),
+            data_timeout: Duration::from_secs(5),
+        };
+        assert_eq!(parse(text).unwrap().delivery, expected);
+    }
+
+    #[test]
+    fn delivery_keys_alone_keep_the_other_defaults() {
+        let delivery = |text: &str| parse(&format!("[delivery]\n{text}\n")).unwrap().delivery;
+        let default = DeliveryConfig::default();
+        assert_eq!(delivery(""), default);
+        assert_eq!(delivery("mx_port = 1").mx_port, 1);
+        assert_eq!(delivery("mx_port = 65535").mx_port, 65535);
+        assert_eq!(
+            delivery("tls = \"none\"").tls,
+            crate::routing::TlsPolicy::None
+        );
+        assert_eq!(
+            delivery("tls = \"Encrypt\"").tls,
+            crate::routing::TlsPolicy::Encrypt
+        );
+        assert_eq!(
+            delivery("tls = \"may\"").tls,
+            crate::routing::TlsPolicy::May
+        );
+        assert_eq!(
+            delivery("helo_name = \"localhost\"").helo_name.as_deref(),
+            Some("localhost")
+        );
+        assert_eq!(
+            delivery("retry_seconds = [2592000]").retry.retry_seconds,
+            [2_592_000]
+        );
+        let lifetime = delivery("max_queue_lifetime_seconds = 2592000").retry;
+        assert_eq!(lifetime.max_queue_lifetime, 2_592_000);
+        assert_eq!(lifetime.retry_seconds, default.retry.retry_seconds);
+        assert_eq!(
+            delivery("delay_warning_seconds = 0").retry.delay_warning,
+            None
+        );
+        let warning = delivery("delay_warning_seconds = 431999").retry;
+        assert_eq!(warning.delay_warning, Some(431_999));
+        assert_eq!(warning.max_queue_lifetime, default.retry.max_queue_lifetime);
+        let c = delivery("concurrency_per_destination = 1000\nmax_connections = 10000");
+        assert_eq!(
+            (c.concurrency_per_destination, c.max_connections),
+            (1000, 10_000)
+        );
+        assert_eq!(
+            delivery("messages_per_connection = 100000").messages_per_connection,
+            100_000
+        );
+        assert_eq!(
+            delivery("recipients_per_transaction = 1000").recipients_per_transaction,
+            1000
+        );
+        let t = delivery(
+            "connect_timeout_seconds = 3600\ncommand_timeout_seconds = 1\n\
+                          data_timeout_seconds = 3600",
+        );
+        assert_eq!(
+            (t.connect_timeout, t.command_timeout, t.data_timeout),
+            (
+                Duration::from_secs(3600),
+                Duration::from_secs(1),
+                Duration::from_secs(3600)
+            )
+        );
+        // Dotted keys and inline tables are the same table.
+        assert_eq!(
+            parse("delivery.mx_port = 26\n").unwrap().delivery.mx_port,
+            26
+        );
+    }
+
+    #[test]
+    fn dns_server_forms() {
+        let servers = |list: &str| {
+            parse(&format!("[delivery]\ndns_servers = {list}\n"))
+                .unwrap()
+                .delivery
+                .dns_servers
+        };
+        let addresses = |list: &[&str]| -> Vec<SocketAddr> {
+            list.iter().map(|a| a.parse().unwrap()).collect()
+        };
+        assert_eq!(servers("[]"), []);
+        assert_eq!(
+            servers(r#"["127.0.0.1:5353", "192.0.2.53", " 192.0.2.54 "]"#),
+            addresses(&["127.0.0.1:5353", "192.0.2.53:53", "192.0.2.54:53"])
+        );
+        assert_eq!(
+            servers(r#"["[2001:db8::53]:5353", "2001:db8::53", "[::1]"]"#),
+            addresses(&["[2001:db8::53]:5353", "[2001:db8::53]:53", "[::1]:53"])
+        );
+        let refuse = |value: &str, reason: &str| {
+            let text = format!("[delivery]\ndns_servers = [\"::1\", {value}]\n");
+            assert_refused(&text, 2, 23, "delivery.dns_servers[1]", reason);
+        };
+        refuse(
+            "\"localhost:53\"",
+            "\"localhost:53\" is not a DNS server address",
+        );
+        refuse("\"[192.0.2.1]\"", "not a DNS server address");
+        refuse("\"192.0.2.1:99999\"", "not a DNS server address");
+        refuse("\"\"", "not a DNS server address");
+        refuse("\"192.0.2.1:0\"", "port 0");
+        assert_refused(
+            "[delivery]\ndns_servers = \"192.0.2.53\"\n",
+            2,
+            15,
+            "delivery.dns_servers",
+            "invalid type",
+        );
+    }
+
+    #[test]
+    fn delivery_values_out_of_range() {
+        let refuse = |setting: &str, value: &str, reason: &str| {
+            let text = format!("[delivery]\n{setting} = {value}\n");
+            let column = setting.chars().count() + 4;
+            assert_refused(&text, 2, column, &format!("delivery.{setting}"), reason);
+        };
+        refuse("mx_port", "0", "0 is below the minimum 1");
+        refuse("mx_port", "65536", "65536 is above the maximum 65535");
+        refuse("max_queue_lifetime_seconds", "0", "below the minimum 1");
+        refuse(
+            "max_queue_lifetime_seconds",
+            "2592001",
+            "above the maximum 2592000",
+        );
+        refuse("delay_warning_seconds", "-1", "below the minimum 0");
+        refuse("concurrency_per_destination", "0", "below the minimum 1");
+        refuse(
+            "concurrency_per_destination",
+            "1001",
+            "above the maximum 1000",
+        );
+        refuse("max_connections", "0", "below the minimum 1");
+        refuse("max_connections", "10001", "above the maximum 10000");
+        refuse("messages_per_connection", "0", "below the minimum 1");
+        refuse(
+            "messages_per_connection",
+            "100001",
+            "above the maximum 100000",
+        );
+        refuse("recipients_per_transaction", "0", "below the minimum 1");
+        refuse(
+            "recipients_per_transaction",
+            "1001",
+            "above the maximum 1000",
+        );
+        for timeout in [
+            "connect_timeout_seconds",
+            "command_timeout_seconds",
+            "data_timeout_seconds",
+        ] {
+            refuse(timeout, "0", "below the minimum 1");
+            refuse(timeout, "3601", "above the maximum 3600");
+        }
+        refuse("tls", "\"dane\"", "\"dane\" is not a TLS policy");
+        refuse("helo_name", "\"out_1.example\"", "'_'");
+        refuse("helo_name", "\"\"", "must not be empty");
+        refuse("mx_port", "\"25\"", "invalid type");
+    }
+
+    #[test]
+    fn retry_seconds_must_be_a_list_of_delays() {
+        assert_refused(
+            "[delivery]\nretry_seconds = []\n",
+            2,
+            17,
+            "delivery.retry_seconds",
+            "at least one delay",
+        );
+        assert_refused(
+            "[delivery]\nretry_seconds = [300, 0]\n",
+            2,
+            23,
+            "delivery.retry_seconds[1]",
+            "0 is below the minimum 1",
+        );
+        assert_refused(
+            "[delivery]\nretry_seconds = [\n  2592001,\n]\n",
+            3,
+            3,
+            "delivery.retry_seconds[0]",
+            "above the maximum 2592000",
+        );
+        assert_refused(
+            "[delivery]\nretry_seconds = 300\n",
+            2,
+            17,
+            "delivery.retry_seconds",
+            "invalid type",
+        );
+    }
+
+    #[test]
+    fn delay_warning_must_come_before_the_lifetime() {
+        let text = "[delivery]\nmax_queue_lifetime_seconds = 3600\ndelay_warning_seconds = 3600\n";
+        assert_refused(
+            text,
+            3,
+            25,
+            "delivery.delay_warning_seconds",
+            "3600 is not below delivery.max_queue_lifetime_seconds (3600)",
+        );
+        assert_refused(
+            "[delivery]\ndelay_warning_seconds = 432000\n",
+            2,
+            25,
+            "delivery.delay_warning_seconds",
+            "(432000, the default)",
+        );
+        // Off is always fine, however short the lifetime.
+        let off = "[delivery]\nmax_queue_lifetime_seconds = 1\ndelay_warning_seconds = 0\n";
+        assert_eq!(parse(off).unwrap().delivery.retry.delay_warning, None);
+    }
+
+    #[test]
+    fn concurrency_above_max_connections() {
+        let text = "[delivery]\nmax_connections = 4\nconcurrency_per_destination = 5\n";
+        assert_refused(
+            text,
+            3,
+            31,
+            "delivery.concurrency_per_destination",
+            "5 exceeds delivery.max_connections (4)",
+        );
+        assert_refused(
+            "[delivery]\nmax_connections = 9\n",
+            2,
+            19,
+            "delivery.max_connections",
+            "9 is below delivery.concurrency_per_destination (10, the default)",
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_delivery_and_route() {
+        assert_refused(
+            "[delivery]\nmx_port = 25\nretries = [1]\n",
+            3,
+            1,
+            "delivery.retries",
+            "unknown key `retries`",
+        );
+        let text = "[[route]]\ndomains = [\"*\"]\n\n[[route]]\ndomains = [\"a.test\"]\nsmarthost = \"x:25\"\n";
+        assert_refused(text, 6, 1, "route[1].smarthost", "unknown key `smarthost`");
+        assert_refused(
+            "[[route]]\nrelay = \"x.test:25\"\n",
+            1,
+            1,
+            "route[0]",
+            "missing key `domains`",
+        );
+    }
+
+    #[test]
+    fn routes_are_read_in_order() {
+        use crate::routing::{DomainPattern, Relay, Route, TlsPolicy};
+        let text = r#"
+[[route]]
+domains = ["example.com", ".example.org", "*"]
+relay = "smtp.provider.test:587"
+tls = "encrypt"
+
+[[route]]
+domains = ["Strict.Example"]
+tls = "verify"
+
+[[route]]
+domains = ["ip.example"]
+relay = "[2001:db8::25]:25"
+"#;
+        let routes = parse(text).unwrap().routes;
+        let expected = vec![
+            Route {
+                domains: vec![
+                    DomainPattern::Exact("example.com".to_owned()),
+                    DomainPattern::Suffix("example.org".to_owned()),
+                    DomainPattern::Any,
+                ],
+                relay: Some(Relay {
+                    host: "smtp.provider.test".to_owned(),
+                    port: 587,
+                }),
+                tls: Some(TlsPolicy::Encrypt),
+                auth: None,
+            },
+            Route {
+                domains: vec![DomainPattern::Exact("strict.example".to_owned())],
+                relay: None,
+                tls: Some(TlsPolicy::Verify),
+                auth: None,
+            },
+            Route {
+                domains: vec![DomainPattern::Exact("ip.example".to_owned())],
+                relay: Some(Relay {
+                    host: "2001:db8::25".to_owned(),
+                    port: 25,
+                }),
+                tls: None,
+                auth: None,
+            },
+        ];
+        assert_eq!(routes, expected);
+        assert_eq!(parse("route = []\n").unwrap().routes, []);
+    }
+
+    #[test]
+    fn route_values_are_checked() {
+        let route = |body: &str| format!("[[route]]\ndomains = [\"a.test\"]\n{body}\n");
+        assert_refused(
+            "[[route]]\ndomains = [\"a.test\", \"*.b.test\"]\n",
+            2,
+            22,
+            "route[0].domains[1]",
+            "write \".b.test\"",
+        );
+        assert_refused(
+            &route("relay = \"smtp.provider.test\""),
+            3,
+            9,
+            "route[0].relay",
+            "host:port",
+        );
+        assert_refused(
+            &route("tls = \"always\""),
+            3,
+            7,
+            "route[0].tls",
+            "not a TLS policy",
+        );
+        // RouteTable::new's own check, pointed at the route it names.
+        assert_refused(
+            "[[route]]\ndomains = [\"a.test\"]\n\n[[route]]\ndomains = []\n",
+            4,
+            1,
+            "route[1]",
+            "no domains",
+        );
+    }
+
+    #[test]
+    fn relay_password_file_is_relative_to_the_configuration() {
+        let dir = TestDir::new("password");
+        std::fs::create_dir(dir.0.join("secrets")).unwrap();
+        dir.write("secrets/relay", "s3cret pass\r\nignored second line\n");
+        let absolute = dir.write("absolute", "no newline at all");
+        let text = format!(
+            "[[route]]\ndomains = [\"*\"]\nrelay = \"smtp.provider.test:587\"\n\
+             auth_user = \"me@example.test\"\nauth_password_file = \"secrets/relay\"\n\n\
+             [[route]]\ndomains = [\"other.test\"]\nrelay = \"192.0.2.1:25\"\n\
+             auth_user = \"other\"\nauth_password_file = \"{}\"\n",
+            absolute.display()
+        );
+        let routes = Config::parse(&text, &dir.origin()).unwrap().routes;
+        let auth = |user: &str, password: &str| {
+            Some(crate::routing::RelayAuth {
+                user: user.to_owned(),
+                password: password.to_owned(),
+            })
+        };
+        assert_eq!(routes[0].auth, auth("me@example.test", "s3cret pass"));
+        assert_eq!(routes[1].auth, auth("other", "no newline at all"));
+        // Config::load resolves it the same way.
+        std::fs::write(dir.origin(), &text).unwrap();
+        assert_eq!(Config::load(&dir.origin()).unwrap().routes, routes);
+    }
+
+    #[test]
+    fn relay_password_file_problems() {
+        let dir = TestDir::new("password-problems");
+        let origin = dir.origin();
+        let route = |file: &str| {
+            format!(
+                "[[route]]\ndomains = [\"*\"]\nrelay = \"smtp.provider.test:587\"\n\
+                 auth_user = \"me\"\nauth_password_file = \"{file}\"\n"
+            )
+        };
+        let missing = dir.0.join("missing");
+        let message = assert_refused_at(
+            &origin,
+            &route("missing"),
+            5,
+            22,
+            "route[0].auth_password_file",
+            &format!("cannot read {}: ", missing.display()),
+        );
+        assert!(message.contains("No such file or directory"), "{message}");
+        dir.write("empty", "");
+        assert_refused_at(
+            &origin,
+            &route("empty"),
+            5,
+            22,
+            "route[0].auth_password_file",
+            "empty; its first line must be the password",
+        );
+        dir.write("blank-first-line", "\nsecond\n");
+        assert_refused_at(
+            &origin,
+            &route("blank-first-line"),
+            5,
+            22,
+            "route[0].auth_password_file",
+            "empty",
+        );
+        assert_refused_at(
+            &origin,
+            &route(""),
+            5,
+            22,
+            "route[0].auth_password_file",
+            "must not be empty",
+        );
+        // A directory cannot be read as a file either.
+        std::fs::create_dir(dir.0.join("dir")).unwrap();
+        assert_refused_at(
+            &origin,
+            &route("dir"),
+            5,
+            22,
+            "route[0].auth_password_file",
+            "cannot read",
+        );
+    }
+
+    #[test]
+    fn relay_credentials_go_together() {
+        let relay = "[[route]]\ndomains = [\"*\"]\nrelay = \"smtp.provider.test:587\"\n";
+        assert_refused(
+            &format!("{relay}auth_user = \"me\"\n"),
+            4,
+            13,
+            "route[0].auth_user",
+            "needs auth_password_file",
+        );
+        assert_refused(
+            &format!("{relay}auth_password_file = \"/p\"\n"),
+            4,
+            22,
+            "route[0].auth_password_file",
+            "needs auth_user",
+        );
+        let dir = TestDir::new("credentials");
+        dir.write("password", "pw\n");
+        assert_refused_at(
+            &dir.origin(),
+            &format!("{relay}auth_user = \"\"\nauth_password_file = \"password\"\n"),
+            4,
+            13,
+            "route[0].auth_user",
+            "must not be empty",
+        );
+    }
+
+    #[test]
+    fn credentials_without_relay() {
+        let dir = TestDir::new("no-relay");
+        dir.write("password", "pw\n");
+        let text = "[[route]]\ndomains = [\"a.test\"]\n\n\
+                    [[route]]\ndomains = [\"b.test\"]\ntls = \"verify\"\n\
+                    auth_user = \"me\"\nauth_password_file = \"password\"\n";
+        assert_refused_at(
+            &dir.origin(),
+            text,
+            4,
+            1,
+            "route[1]",
+            "credentials are only sent to a relay, and this route has none",
+        );
     }
 
     #[test]

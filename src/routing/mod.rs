@@ -5,6 +5,7 @@
 //! retry) runs against [`FakeResolver`] without a network. The queue asks [`Router::plan`] for a
 //! [`Plan`] per recipient domain and only then opens connections.
 
+mod dns;
 mod fake;
 mod plan;
 mod routes;
@@ -16,6 +17,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
+pub use dns::DnsResolver;
 pub use fake::{FakeResolver, Lookup};
 pub use plan::{Hop, Plan, Router, RoutingError, SkipReason, Skipped, seeded_shuffle};
 pub use routes::{DomainPattern, Relay, RelayAuth, Route, RouteTable, TlsPolicy};

@@ -1,6 +1,7 @@
 //! Test harness: runs the real `portcullis` binary on loopback with a throw-away data directory.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod dns;
 pub mod mx;
 
 use std::io::{BufRead, BufReader, Read, Write};
