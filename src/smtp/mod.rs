@@ -12,6 +12,6 @@ pub mod session;
 
 pub use reply::{Reply, Status};
 pub use session::{
-    Action, Allowance, AuthOutcome, Envelope, HeaderFromDecision, Limits, RecipientDsn,
-    Remaining, SenderDecision, Session, SessionConfig, SpoolOutcome, Submission, TlsInfo,
+    Action, Allowance, AuthOutcome, Envelope, HeaderFromDecision, Limits, RecipientDsn, Remaining,
+    SenderDecision, Session, SessionConfig, SpoolOutcome, Submission, TlsInfo,
 };
