@@ -281,7 +281,11 @@ pub async fn open(
     };
     match opening.attempt(starttls).await {
         Err(Refusal::Handshake(error)) => {
-            tracing::info!(peer = %opening.peer, %error, "TLS handshake failed; falling back to plaintext");
+            tracing::info!(
+                peer = %opening.peer,
+                %error,
+                "TLS handshake failed; falling back to plaintext"
+            );
             fallback.remember(address);
             opening.attempt(false).await.map_err(|r| opening.refusal(r))
         }
@@ -317,16 +321,41 @@ impl Opening<'_> {
     async fn attempt(&self, starttls: bool) -> Result<Session, Refusal> {
         let mut connection = self.connect().await?;
         connection.set_timeout(Some(self.settings.command_timeout));
-        self.greeting(&mut connection).await?;
-        let mut capabilities = self.hello(&mut connection).await?;
-        if starttls && let Some(upgraded) = self.start_tls(&mut connection, &capabilities).await? {
+        match self.negotiate(&mut connection, starttls).await {
+            Ok(capabilities) => Ok(self.session(connection, capabilities)),
+            Err(Refusal::Failed(failure))
+                if matches!(
+                    failure.kind,
+                    OpenFailureKind::TlsRequired | OpenFailureKind::AuthFailed
+                ) =>
+            {
+                // We are the ones giving up, on a server that did nothing wrong by SMTP.
+                courtesy_quit(&mut connection).await;
+                Err(failure.into())
+            }
+            Err(refusal) => Err(refusal),
+        }
+    }
+
+    /// Greeting, EHLO, STARTTLS and AUTH: the capabilities to send with.
+    async fn negotiate(
+        &self,
+        connection: &mut Connection,
+        starttls: bool,
+    ) -> Result<Capabilities, Refusal> {
+        self.greeting(connection).await?;
+        let mut capabilities = self.hello(connection).await?;
+        if starttls && let Some(upgraded) = self.start_tls(connection, &capabilities).await? {
             capabilities = upgraded;
         }
         if let Some(auth) = self.auth {
-            self.authenticate(&mut connection, &capabilities, auth)
-                .await?;
+            self.authenticate(connection, &capabilities, auth).await?;
         }
-        Ok(Session {
+        Ok(capabilities)
+    }
+
+    fn session(&self, connection: Connection, capabilities: Capabilities) -> Session {
+        Session {
             tls: connection.tls.clone(),
             connection,
             command_timeout: self.settings.command_timeout,
@@ -335,7 +364,7 @@ impl Opening<'_> {
             host: self.peer.host.to_string(),
             address: self.peer.address,
             capabilities,
-        })
+        }
     }
 
     fn refusal(&self, refusal: Refusal) -> OpenFailure {
@@ -554,9 +583,14 @@ impl Opening<'_> {
 /// refused with 554 should still QUIT). Not after 421: the server is closing already.
 async fn refused(connection: &mut Connection, reply: Reply) -> OpenFailure {
     if reply.code != 421 {
-        let _ = tokio::time::timeout(COURTESY_QUIT, connection.command("QUIT")).await;
+        courtesy_quit(connection).await;
     }
     failure(OpenFailureKind::Greeting, reply)
+}
+
+/// QUIT on a connection being given up, its answer awaited briefly and ignored.
+async fn courtesy_quit(connection: &mut Connection) {
+    let _ = tokio::time::timeout(COURTESY_QUIT, connection.command("QUIT")).await;
 }
 
 /// One message as delivery hands it to a session.
@@ -802,13 +836,15 @@ impl Session {
         }
         if needs_smtputf8(message) && !capabilities.smtputf8 {
             let text = format!(
-                "{host} does not support SMTPUTF8, which the message needs for its non-ASCII addresses or header fields"
+                "{host} does not support SMTPUTF8, which the message needs for its \
+                 non-ASCII addresses or header fields"
             );
             return Some(synthetic(553, "5.6.7", text));
         }
         if has_8bit(body) && !capabilities.eight_bit_mime {
             let text = format!(
-                "The message has 8-bit content and {host} does not offer 8BITMIME: conversion required but not supported"
+                "The message has 8-bit content and {host} does not offer 8BITMIME: \
+                 conversion required but not supported"
             );
             return Some(synthetic(554, "5.6.3", text));
         }
@@ -942,7 +978,8 @@ impl Session {
         let peer = self.peer();
         let text = match stage {
             Stage::EndOfData => format!(
-                "Connection lost with {peer} after the final dot, before its reply ({error}): the message may have been delivered, and a retry may duplicate it"
+                "Connection lost with {peer} after the final dot, before its reply ({error}): \
+                 the message may have been delivered, and a retry may duplicate it"
             ),
             _ => format!(
                 "Connection lost with {peer} {stage} ({error}): the message was not delivered"

@@ -326,7 +326,8 @@ mod tests {
             headers in proptest::collection::vec(header_line(), 0..4),
             body in proptest::collection::vec(body_line(), 1..5),
         ) {
-            let header: Vec<u8> = headers.iter().flat_map(|h| [&h[..], b"\r\n"].concat()).collect();
+            let header: Vec<u8> =
+                headers.iter().flat_map(|h| [&h[..], b"\r\n"].concat()).collect();
             let body: Vec<u8> = body.join(&b"\r\n"[..]);
             let message = [&header[..], b"\r\n", &body[..]].concat();
             let limited = limit_line_length(&message);
@@ -335,7 +336,12 @@ mod tests {
             let (in_header, in_body) = split_message(&message);
             check_body(in_body, out_body)?;
             prop_assert_eq!(non_whitespace(out_header), non_whitespace(in_header));
-            let fields = |h: &[u8]| h.split(|&b| b == b'\n').filter(|l| !l.is_empty() && !is_wsp(l[0])).count();
+            let fields = |h: &[u8]| {
+                h.split(|&b| b == b'\n')
+                    .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+                    .filter(|l| !l.is_empty() && !is_wsp(l[0]))
+                    .count()
+            };
             prop_assert_eq!(fields(out_header), fields(in_header));
             for line in out_header.split(|&b| b == b'\n') {
                 let line = line.strip_suffix(b"\r").unwrap_or(line);
@@ -344,7 +350,9 @@ mod tests {
         }
 
         #[test]
-        fn any_bytes_come_out_with_short_lines(message in proptest::collection::vec(any::<u8>(), 0..5000)) {
+        fn any_bytes_come_out_with_short_lines(
+            message in proptest::collection::vec(any::<u8>(), 0..5000),
+        ) {
             let limited = limit_line_length(&message);
             prop_assert!(line_lengths(&limited).iter().all(|&n| n <= MAX_LINE));
         }
