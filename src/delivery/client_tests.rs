@@ -355,6 +355,8 @@ struct Transcript {
     lines: Vec<String>,
     messages: Vec<Vec<u8>>,
     tls: bool,
+    /// The name the client sent (SNI).
+    sni: Option<String>,
     tls_error: Option<String>,
 }
 
@@ -461,6 +463,7 @@ impl Remote {
         };
         match acceptor.accept(stream).await {
             Ok(tls) => {
+                self.transcript.sni = tls.get_ref().1.server_name().map(String::from);
                 self.stream = Some(Box::new(tls));
                 self.transcript.tls = true;
                 true
@@ -1062,6 +1065,31 @@ async fn a_connection_lost_before_the_dot_says_where() {
 }
 
 #[tokio::test]
+async fn a_silent_server_times_out_before_the_dot() {
+    bounded(async {
+        let server = Scripted::start(vec![script(vec![
+            hello(&[]),
+            vec![expect("MAIL FROM"), Step::Stall],
+        ])])
+        .await;
+        let mut session = open_plain(server.address).await;
+        // Shortened after opening, so only the transaction feels it.
+        session
+            .connection
+            .set_timeout(Some(Duration::from_millis(200)));
+        let outcomes = session.send(&message(&["a@x.test"], MESSAGE)).await;
+        assert_eq!(codes(&outcomes), [(Temporary, 451, false)]);
+        let summary = text(&outcomes[0]);
+        assert!(summary.contains("at MAIL FROM (timed out"), "{summary}");
+        assert!(summary.contains("not delivered"), "{summary}");
+        assert!(!session.usable());
+        drop(session);
+        server.finish().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_reply_that_is_not_smtp_breaks_the_session_without_panic() {
     bounded(async {
         let server = Scripted::start(vec![script(vec![
@@ -1515,8 +1543,38 @@ async fn starttls_under_may_and_encrypt() {
             session.quit().await;
             let transcripts = server.finish().await;
             assert!(transcripts[0].tls);
+            assert_eq!(transcripts[0].sni.as_deref(), Some("mx.test"));
             assert_eq!(transcripts[0].messages, [STUFFED.to_vec()]);
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_ip_literal_host_sends_no_sni() {
+    bounded(async {
+        let (acceptor, _) = tls_server(&["mx.test"]);
+        let server = Scripted::start(vec![script(vec![
+            hello(&["STARTTLS"]),
+            starttls(&acceptor, &[]),
+            quit(),
+        ])])
+        .await;
+        let session = open(
+            "127.0.0.1",
+            server.address,
+            TlsPolicy::Encrypt,
+            None,
+            &settings(),
+            &fallback(),
+        )
+        .await
+        .unwrap();
+        assert!(session.tls.is_some());
+        session.quit().await;
+        let transcripts = server.finish().await;
+        assert!(transcripts[0].tls);
+        assert_eq!(transcripts[0].sni, None);
     })
     .await;
 }
