@@ -252,7 +252,7 @@ pub struct Connection {
     pub tls: Option<TlsInfo>,
     /// The server's certificate chain, once TLS is up.
     pub peer_certificates: Vec<CertificateDer<'static>>,
-    /// Bounds every reply read, write and handshake (see [`Connection::set_timeout`]).
+    /// Bounds each reply read, `send` and handshake (see [`Connection::set_timeout`]).
     timeout: Option<Duration>,
 }
 
@@ -279,10 +279,6 @@ impl Connection {
     /// connection in an unknown state: drop it.
     pub fn set_timeout(&mut self, limit: Option<Duration>) {
         self.timeout = limit;
-    }
-
-    pub fn timeout(&self) -> Option<Duration> {
-        self.timeout
     }
 
     /// Implicit TLS (port 465): the handshake comes first.

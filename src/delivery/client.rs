@@ -761,10 +761,10 @@ impl Session {
     /// (SIZE, SMTPUTF8, 8BITMIME) and refused here when it cannot be delivered as it is. Long
     /// lines are limited ([`limit_line_length`]) and the message dot-stuffed on the way.
     pub async fn send(&mut self, message: &Outgoing<'_>) -> Vec<RecipientOutcome> {
-        let mut tally = Tally::new(message.recipients.len());
         if message.recipients.is_empty() {
             return Vec::new();
         }
+        let mut tally = Tally::new(message.recipients.len());
         if !self.usable {
             let text = format!("The connection to {} is no longer usable", self.peer());
             tally.fill(synthetic(451, "4.4.2", text), false);
@@ -775,19 +775,10 @@ impl Session {
             tally.fill(reply, false);
             return tally.finish();
         }
-        let mail = client::mail_command(
-            message.sender,
-            &mail_parameters(&self.capabilities, message, &body),
-        );
-        let (indices, rcpts) = self.recipients(message, &mut tally);
-        if indices.is_empty() {
+        let commands = self.commands(message, &body, &mut tally);
+        if commands.indices.is_empty() {
             return tally.finish();
         }
-        let commands = Commands {
-            mail,
-            rcpts,
-            indices,
-        };
         let result = match self.capabilities.pipelining {
             true => self.pipelined(&commands, &body, &mut tally).await,
             false => self.stepwise(&commands, &body, &mut tally).await,
@@ -851,11 +842,15 @@ impl Session {
         None
     }
 
-    /// The RCPT commands, with the positions of their recipients; unsendable addresses get a
-    /// permanent outcome here.
-    fn recipients(&self, message: &Outgoing<'_>, tally: &mut Tally) -> (Vec<usize>, Vec<String>) {
-        let mut indices = Vec::new();
-        let mut rcpts = Vec::new();
+    /// MAIL and the RCPT commands, with the positions of their recipients; unsendable
+    /// addresses get a permanent outcome here.
+    fn commands(&self, message: &Outgoing<'_>, body: &[u8], tally: &mut Tally) -> Commands {
+        let parameters = mail_parameters(&self.capabilities, message, body);
+        let mut commands = Commands {
+            mail: client::mail_command(message.sender, &parameters),
+            rcpts: Vec::new(),
+            indices: Vec::new(),
+        };
         for (index, recipient) in message.recipients.iter().enumerate() {
             if recipient.address.is_empty() || !valid_address(recipient.address) {
                 let text = "The recipient address is empty or contains control characters";
@@ -863,10 +858,12 @@ impl Session {
                 continue;
             }
             let parameters = rcpt_parameters(&self.capabilities, recipient);
-            rcpts.push(client::rcpt_command(recipient.address, &parameters));
-            indices.push(index);
+            commands
+                .rcpts
+                .push(client::rcpt_command(recipient.address, &parameters));
+            commands.indices.push(index);
         }
-        (indices, rcpts)
+        commands
     }
 
     /// RFC 2920: MAIL, every RCPT and DATA in one write, then their replies in order.
