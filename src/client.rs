@@ -8,6 +8,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -151,8 +152,14 @@ pub struct CertificateVerifier {
 impl CertificateVerifier {
     /// Trusts `roots`; with `accept_any` a chain they do not vouch for is let through too.
     pub fn new(roots: rustls::RootCertStore, accept_any: bool) -> CertificateVerifier {
+        CertificateVerifier::with_roots(Arc::new(roots), accept_any)
+    }
+
+    /// Like [`CertificateVerifier::new`] with shared roots, so a verifier per connection (as
+    /// delivery builds them) does not copy the system trust store each time.
+    pub fn with_roots(roots: Arc<rustls::RootCertStore>, accept_any: bool) -> CertificateVerifier {
         // Building fails only without roots; the chain is then reported as untrusted.
-        let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), tls::provider())
+        let chain = WebPkiServerVerifier::builder_with_provider(roots, tls::provider())
             .build()
             .ok();
         CertificateVerifier {
@@ -245,6 +252,8 @@ pub struct Connection {
     pub tls: Option<TlsInfo>,
     /// The server's certificate chain, once TLS is up.
     pub peer_certificates: Vec<CertificateDer<'static>>,
+    /// Bounds each reply read, `send` and handshake (see [`Connection::set_timeout`]).
+    timeout: Option<Duration>,
 }
 
 /// Longest reply line accepted from a server; a longer one is an error, not a memory sink.
@@ -259,7 +268,17 @@ impl Connection {
             buffer: Vec::new(),
             tls: None,
             peer_certificates: Vec::new(),
+            timeout: None,
         }
+    }
+
+    /// Bounds each later reply read, each [`Connection::send`] and each TLS handshake by
+    /// `limit`; expiry is an error of kind `TimedOut`. `None` (the default) waits for ever,
+    /// which suits the interactive tools; delivery must not let a silent server hold a
+    /// connection, so it sets RFC 5321 §4.5.3.2 limits. An expired read or write leaves the
+    /// connection in an unknown state: drop it.
+    pub fn set_timeout(&mut self, limit: Option<Duration>) {
+        self.timeout = limit;
     }
 
     /// Implicit TLS (port 465): the handshake comes first.
@@ -297,7 +316,7 @@ impl Connection {
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Closed) else {
             return Err(io::Error::other("TLS is already active"));
         };
-        let stream = TlsConnector::from(config).connect(name, tcp).await?;
+        let stream = bounded(self.timeout, TlsConnector::from(config).connect(name, tcp)).await?;
         let (_, connection) = stream.get_ref();
         self.tls = Some(tls::session_info(connection));
         self.peer_certificates = connection
@@ -310,6 +329,10 @@ impl Connection {
 
     /// Reads one complete (possibly multi-line) reply.
     pub async fn read_reply(&mut self) -> io::Result<Reply> {
+        bounded(self.timeout, self.read_unbounded_reply()).await
+    }
+
+    async fn read_unbounded_reply(&mut self) -> io::Result<Reply> {
         let mut lines = Vec::new();
         loop {
             let line = self.read_line().await?;
@@ -370,8 +393,12 @@ impl Connection {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.write_all(bytes).await?;
-        self.flush().await
+        let limit = self.timeout;
+        bounded(limit, async {
+            self.write_all(bytes).await?;
+            self.flush().await
+        })
+        .await
     }
 
     /// Sends one command line and reads its reply.
@@ -440,6 +467,42 @@ impl Connection {
     }
 }
 
+/// `work`, failing with `TimedOut` when `limit` passes first.
+async fn bounded<T>(
+    limit: Option<Duration>,
+    work: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    let Some(limit) = limit else {
+        return work.await;
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("timed out after {limit:?}"),
+        )),
+    }
+}
+
+/// `MAIL FROM:<from>` with its ESMTP parameters (`SIZE=1234`, `BODY=8BITMIME`, ...), which the
+/// caller has already encoded; no CRLF.
+pub fn mail_command(from: &str, parameters: &[String]) -> String {
+    with_parameters(format!("MAIL FROM:<{from}>"), parameters)
+}
+
+/// `RCPT TO:<to>` with its ESMTP parameters (`NOTIFY=NEVER`, ...); no CRLF.
+pub fn rcpt_command(to: &str, parameters: &[String]) -> String {
+    with_parameters(format!("RCPT TO:<{to}>"), parameters)
+}
+
+fn with_parameters(mut command: String, parameters: &[String]) -> String {
+    for parameter in parameters {
+        command.push(' ');
+        command.push_str(parameter);
+    }
+    command
+}
+
 /// MAIL FROM, every RCPT TO and DATA, formatted once for any number of transactions.
 pub struct Envelope {
     batch: Vec<u8>,
@@ -448,15 +511,32 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn new(from: &str, to: &[String]) -> Envelope {
-        let mut batch = format!("MAIL FROM:<{from}>\r\n");
-        for recipient in to {
-            batch.push_str(&format!("RCPT TO:<{recipient}>\r\n"));
+        let recipients: Vec<String> = to.iter().map(|r| rcpt_command(r, &[])).collect();
+        Envelope::from_commands(&mail_command(from, &[]), &recipients)
+    }
+
+    /// From command lines made by [`mail_command`] and [`rcpt_command`] (without CRLF).
+    pub fn from_commands(mail: &str, recipients: &[String]) -> Envelope {
+        let mut batch = format!("{mail}\r\n");
+        for recipient in recipients {
+            batch.push_str(recipient);
+            batch.push_str("\r\n");
         }
         batch.push_str("DATA\r\n");
         Envelope {
             batch: batch.into_bytes(),
-            commands: to.len() + 2,
+            commands: recipients.len() + 2,
         }
+    }
+
+    /// The bytes to write in one go (RFC 2920 pipelining).
+    pub fn batch(&self) -> &[u8] {
+        &self.batch
+    }
+
+    /// How many replies the batch calls for: MAIL, each RCPT, DATA.
+    pub fn commands(&self) -> usize {
+        self.commands
     }
 }
 
@@ -550,6 +630,32 @@ mod tests {
             b"MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nRCPT TO:<g@h.i>\r\nDATA\r\n"
         );
         assert_eq!(envelope.commands, 4);
+    }
+
+    #[test]
+    fn commands_carry_their_parameters() {
+        let mail = mail_command("a@b.c", &["SIZE=10".into(), "BODY=8BITMIME".into()]);
+        assert_eq!(mail, "MAIL FROM:<a@b.c> SIZE=10 BODY=8BITMIME");
+        assert_eq!(rcpt_command("d@e.f", &[]), "RCPT TO:<d@e.f>");
+        let rcpt = rcpt_command("d@e.f", &["NOTIFY=NEVER".into()]);
+        let envelope = Envelope::from_commands(&mail, &[rcpt]);
+        assert_eq!(
+            envelope.batch(),
+            b"MAIL FROM:<a@b.c> SIZE=10 BODY=8BITMIME\r\nRCPT TO:<d@e.f> NOTIFY=NEVER\r\nDATA\r\n"
+        );
+        assert_eq!(envelope.commands(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { listener.accept().await });
+        let mut connection = Connection::plain(TcpStream::connect(address).await.unwrap());
+        connection.set_timeout(Some(Duration::from_millis(50)));
+        let error = connection.read_reply().await.unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        drop(server);
     }
 
     #[test]

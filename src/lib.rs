@@ -7,6 +7,7 @@ pub mod bounce;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod delivery;
 pub mod diagnostics;
 pub mod listener;
 pub mod policy;

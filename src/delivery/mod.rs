@@ -1,0 +1,3 @@
+//! Outbound delivery.
+
+pub mod client;
