@@ -22,6 +22,10 @@ data_dir = "{work}/data"
 [[listener]]
 address = "127.0.0.1:0"
 mode = "submissions"
+
+# The drill tests acceptance; nothing it submits may leave for a real domain.
+[delivery]
+enabled = false
 """
 
 

@@ -20,6 +20,10 @@ data_dir = "{mount}/data"
 address = "127.0.0.1:0"
 mode = "submission"
 trusted_networks = ["127.0.0.0/8"]
+
+# The drill tests acceptance; nothing it submits may leave for a real domain.
+[delivery]
+enabled = false
 """
 
 

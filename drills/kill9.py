@@ -22,6 +22,10 @@ data_dir = "{work}/data"
 address = "127.0.0.1:{drill.free_port()}"
 mode = "submission"
 trusted_networks = ["127.0.0.0/8"]
+
+# The drill tests acceptance; nothing it submits may leave for a real domain.
+[delivery]
+enabled = false
 """
 
 

@@ -29,6 +29,10 @@ max_connections_per_ip = {args.connections // args.sources}
 command_seconds = {args.command_seconds}
 data_seconds = {args.data_seconds}
 message_seconds = {args.message_seconds}
+
+# The drill tests acceptance; nothing it submits may leave for a real domain.
+[delivery]
+enabled = false
 """
 
 

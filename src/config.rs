@@ -49,6 +49,9 @@ pub struct Config {
 /// Outbound delivery (`[delivery]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryConfig {
+    /// `false`: mail is accepted and queued but nothing is delivered until it is `true` again
+    /// (maintenance, or a staging server that must not send).
+    pub enabled: bool,
     /// Resolvers to ask (`ip:port`); empty means the system's (`/etc/resolv.conf`).
     pub dns_servers: Vec<SocketAddr>,
     /// The port of MX hosts: 25, except in tests.
@@ -79,6 +82,7 @@ pub struct DeliveryConfig {
 impl Default for DeliveryConfig {
     fn default() -> Self {
         DeliveryConfig {
+            enabled: true,
             dns_servers: Vec::new(),
             mx_port: 25,
             helo_name: None,
@@ -544,6 +548,7 @@ struct RawConfig {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawDelivery {
+    enabled: Option<bool>,
     #[serde(default)]
     dns_servers: Vec<Spanned<String>>,
     mx_port: Option<Spanned<i64>>,
@@ -1075,6 +1080,7 @@ impl Source<'_> {
             None => default.tls,
         };
         let delivery = DeliveryConfig {
+            enabled: raw.enabled.unwrap_or(default.enabled),
             dns_servers,
             mx_port: self.int(&raw.mx_port, &MX_PORT, default.mx_port)?,
             helo_name,
@@ -1647,6 +1653,9 @@ recipients_per_day = 0
 
 # Outbound delivery: how queued mail leaves for the recipients' mail exchangers (MX).
 [delivery]
+# false: accept and queue mail, deliver none of it (maintenance, a staging server); the queue
+# is delivered once this is true again.
+enabled = true
 # Resolvers to ask: "IP" (port 53), "IP:PORT" or "[IPv6]:PORT". Empty means the system's
 # (/etc/resolv.conf).
 dns_servers = []
@@ -2452,6 +2461,7 @@ shutdown_grace_seconds = 0
     fn delivery_table_is_read_as_written() {
         let text = r#"
 [delivery]
+enabled = false
 dns_servers = ["127.0.0.1:5353", "192.0.2.53"]
 mx_port = 2525
 helo_name = "out.example.org"
@@ -2468,6 +2478,7 @@ command_timeout_seconds = 4
 data_timeout_seconds = 5
 "#;
         let expected = DeliveryConfig {
+            enabled: false,
             dns_servers: vec![
                 "127.0.0.1:5353".parse().unwrap(),
                 "192.0.2.53:53".parse().unwrap(),

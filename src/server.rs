@@ -12,8 +12,13 @@ use crate::accounts::SqliteStore;
 use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
 use crate::config::{Config, ListenerMode};
+use crate::delivery::Agent;
+use crate::delivery::client::{ClientSettings, PlaintextFallback};
 use crate::listener::{Listener, Phase, Shared};
 use crate::policy::{ConnectionLimiter, HostPolicy, QuotaBook, StoreHostPolicy, StoreSenderPolicy};
+use crate::queue::driver::{self, QueueManager};
+use crate::queue::manager;
+use crate::routing::{DnsResolver, RouteTable, Router};
 use crate::smtp::Limits;
 use crate::spool::SegmentLog;
 use crate::tls::{self, DomainCertificates};
@@ -54,9 +59,17 @@ async fn serve(config: Config) -> Result<(), StartError> {
         .map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", data_dir.display())))?;
     let _lock = lock_data_dir(data_dir)?;
     let spool_dir = data_dir.join("spool");
-    let (spool, recovery) = SegmentLog::open(&spool_dir)
+    let (announcer, inbox) = driver::channel();
+    let (spool, recovery) = SegmentLog::open_notifying(&spool_dir, Some(announcer.notifier()))
         .map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", spool_dir.display())))?;
     let spool = Arc::new(spool);
+    let mut queue = start_queue(
+        &config,
+        Arc::clone(&spool),
+        recovery.active_segment,
+        announcer,
+        inbox,
+    )?;
     let store =
         Arc::new(SqliteStore::open(data_dir).map_err(|e| fail(EX_CANTCREAT, e.to_string()))?);
     let authenticator = Arc::new(Authenticator::new(store.clone()).map_err(|e| fail(EX_OSERR, e))?);
@@ -144,11 +157,82 @@ async fn serve(config: Config) -> Result<(), StartError> {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(5), limiter.wait_until_idle())
             .await;
     }
+    queue.stop();
     spool.close();
     logins.close();
     quotas.close();
     tracing::info!(password_checks = authenticator.verifications(), "stopped");
     Ok(())
+}
+
+/// Starts outbound delivery: the router (static routes, then DNS), the delivery agent and the
+/// queue manager, which recovers what the spool and the state log hold.
+fn start_queue(
+    config: &Config,
+    spool: Arc<SegmentLog>,
+    active_segment: u32,
+    announcer: driver::Announcer,
+    inbox: driver::Inbox,
+) -> Result<QueueManager, StartError> {
+    let delivery = &config.delivery;
+    let resolver = DnsResolver::new(&delivery.dns_servers)
+        .map_err(|e| fail(EX_CONFIG, format!("delivery: cannot set up DNS: {e}")))?;
+    let table = RouteTable::new(config.routes.clone()).map_err(|e| fail(EX_CONFIG, e))?;
+    let destinations = table.clone();
+    let router = Router::new(table, Arc::new(resolver), delivery.mx_port, delivery.tls);
+    let settings = ClientSettings {
+        helo_name: delivery
+            .helo_name
+            .clone()
+            .unwrap_or_else(|| config.hostname.clone()),
+        connect_timeout: delivery.connect_timeout,
+        command_timeout: delivery.command_timeout,
+        data_timeout: delivery.data_timeout,
+        verify_roots: Arc::new(crate::client::system_roots()),
+    };
+    let runtime = tokio::runtime::Handle::current();
+    let spool_dir = config.data_dir.join("spool");
+    let agent = Agent::new(
+        router,
+        settings,
+        PlaintextFallback::new(PLAINTEXT_FALLBACK_MEMORY),
+        spool_dir,
+        runtime.clone(),
+    );
+    let context = driver::Context {
+        data_dir: config.data_dir.clone(),
+        hostname: config.hostname.clone(),
+        settings: manager::Settings {
+            enabled: delivery.enabled,
+            retry: delivery.retry.clone(),
+            concurrency_per_destination: delivery.concurrency_per_destination,
+            max_connections: delivery.max_connections,
+            messages_per_connection: delivery.messages_per_connection,
+            recipients_per_transaction: delivery.recipients_per_transaction,
+        },
+        destination_of: Box::new(move |domain| destination_of(&destinations, domain)),
+        spool,
+        transport: Arc::new(agent),
+        runtime,
+        active_segment,
+    };
+    QueueManager::start(context, announcer, inbox)
+        .map_err(|e| fail(EX_CANTCREAT, format!("cannot start the queue: {e}")))
+}
+
+/// How long a host whose STARTTLS handshake failed gets plaintext under `tls = "may"`.
+const PLAINTEXT_FALLBACK_MEMORY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The queue's unit of concurrency and back-off: the relay a route names (shared by all the
+/// domains routed there), else the recipient's domain.
+fn destination_of(table: &RouteTable, domain: &str) -> String {
+    match table
+        .route_for(domain)
+        .and_then(|route| route.relay.as_ref())
+    {
+        Some(relay) => format!("[{relay}]"),
+        None => crate::routing::normalize(domain),
+    }
 }
 
 /// Refreshes the per-domain certificates from a thread of its own: it reads the store and the

@@ -1,41 +1,19 @@
 //! A DSN from `portcullis::bounce::build` parses with an independent MIME parser: Python's
 //! standard `email` package (policy.default), as a multipart/report whose delivery-status part
-//! carries the right per-recipient fields.
+//! carries the right per-recipient fields (`tests/clients/parse_dsn.py`).
 
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
 use portcullis::bounce::{Action, Kind, Orcpt, Recipient, Report, Return, build};
 
-const CHECK: &str = r#"
-import sys, email, json
-from email import policy
-msg = email.message_from_bytes(open(sys.argv[1], 'rb').read(), policy=policy.default)
-parts = [p for p in msg.iter_parts()]
-status = parts[1]
-blocks = status.get_payload()
-out = {
-    "type": msg.get_content_type(),
-    "report_type": msg.get_param("report-type"),
-    "to": str(msg["To"]),
-    "auto": str(msg["Auto-Submitted"]),
-    "parts": [p.get_content_type() for p in parts],
-    "text": parts[0].get_content(),
-    "per_message": dict(blocks[0].items()),
-    "recipients": [dict(b.items()) for b in blocks[1:]],
-    "returned_subject": str(parts[2].get_payload()[0]["Subject"]) if parts[2].get_content_type() == "message/rfc822" else None,
-    "defects": [str(d) for p in msg.walk() for d in p.defects],
-}
-print(json.dumps(out))
-"#;
-
 fn parse(dsn: &[u8], name: &str) -> serde_json::Value {
     let path =
         std::env::temp_dir().join(format!("portcullis-dsn-{}-{name}.eml", std::process::id()));
     std::fs::write(&path, dsn).expect("write the DSN");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/parse_dsn.py");
     let output = Command::new("python3")
-        .arg("-c")
-        .arg(CHECK)
+        .arg(script)
         .arg(&path)
         .output()
         .expect("run python3");

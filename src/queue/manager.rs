@@ -29,6 +29,8 @@ use crate::spool::QueuedMessage;
 /// The knobs of `[delivery]` the scheduler uses.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// `[delivery] enabled`: when false, nothing is started; mail waits in the queue.
+    pub enabled: bool,
     pub retry: RetryPolicy,
     pub concurrency_per_destination: u32,
     pub max_connections: u32,
@@ -437,6 +439,9 @@ impl Queue {
     /// suspended destination's waiting work is deferred at once rather than left to wait
     /// unexplained.
     fn dispatch(&mut self, now: u64) {
+        if !self.settings.enabled {
+            return;
+        }
         let names: Vec<String> = self
             .destinations
             .iter()

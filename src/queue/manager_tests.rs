@@ -6,6 +6,7 @@ const NOW: u64 = 1_796_205_600;
 
 fn settings() -> Settings {
     Settings {
+        enabled: true,
         retry: RetryPolicy {
             retry_seconds: vec![60, 300],
             max_queue_lifetime: 3600,

@@ -729,11 +729,13 @@ mod tests {
             dir: dir.clone(),
             next_number: 9,
             segment: None,
+            notifier: None,
         };
         writer.segment = Some(Segment {
             number: 8,
             file: OpenOptions::new().write(true).open("/dev/full").unwrap(),
             len: 0,
+            created: std::time::Instant::now(),
         });
         let (done, receipt) = oneshot::channel();
         writer.write(vec![Request {

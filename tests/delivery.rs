@@ -1,0 +1,326 @@
+//! Outbound delivery end to end: the real binary relays what it accepted to receiving servers
+//! the test started on loopback (aiosmtpd, `tests/clients/mx_server.py`, one 127.0.0.x address
+//! per host), by static route or by MX records that dnsmasq serves. Every outcome is checked at
+//! the receiving side and in `queue list --json`.
+
+mod common;
+
+use std::time::Duration;
+
+use common::mx::{Mx, Received};
+use common::{Options, Server, smtplib, wait_until};
+use serde_json::Value;
+
+const SENDER: &str = "alice@example.test";
+const USER: &str = "alice@example.test";
+const PASSWORD: &str = "correct horse battery";
+const LIMIT: Duration = Duration::from_secs(30);
+
+/// A server whose trusted network is loopback, retrying every second, with `extra` TOML after
+/// its `[delivery]` keys (more keys, then `[[route]]` tables).
+fn server(name: &str, extra: &str) -> Server {
+    let retry = if extra.contains("retry_seconds") {
+        ""
+    } else {
+        "retry_seconds = [1]\n"
+    };
+    Server::start(
+        name,
+        Options {
+            trusted_networks: r#"["127.0.0.0/8"]"#,
+            extra: format!("[delivery]\nhelo_name = \"out.example.test\"\n{retry}{extra}\n"),
+            log: Some("info"),
+        },
+    )
+}
+
+/// A `[[route]]` sending every domain to `mx`, in plaintext.
+fn everything_to(mx: &Mx) -> String {
+    format!(
+        "[[route]]\ndomains = [\"*\"]\nrelay = \"{}\"\ntls = \"none\"\n",
+        mx.address()
+    )
+}
+
+/// Submits over the trusted network with smtplib; returns the queue id.
+fn submit(server: &Server, to: &[&str]) -> String {
+    let port = server.submission.port().to_string();
+    let mut args = vec!["--port", &port, "--mode", "plain", "--from", SENDER];
+    for recipient in to {
+        args.extend(["--to", recipient]);
+    }
+    let report = smtplib(server, &args);
+    let data = report["data"][1].as_str().unwrap_or_default().to_string();
+    assert_eq!(report["data"][0], 250, "{report}");
+    data.rsplit(' ').next().unwrap().to_string()
+}
+
+fn entry(server: &Server, id: &str) -> Option<Value> {
+    server.queue().into_iter().find(|m| m["id"] == id)
+}
+
+/// The queue's view of one recipient of `id`.
+fn recipient(server: &Server, id: &str, address: &str) -> Value {
+    let entry = entry(server, id).unwrap_or_else(|| panic!("{id} is not in the queue"));
+    entry["recipients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["address"] == address)
+        .cloned()
+        .unwrap_or_else(|| panic!("{address} is not a recipient of {entry}"))
+}
+
+/// Waits until the recipient has `status`; panics with the queue and the log if it does not.
+fn wait_status(server: &Server, id: &str, address: &str, status: &str) -> Value {
+    let reached = wait_until(LIMIT, || recipient(server, id, address)["status"] == status);
+    let now = recipient(server, id, address);
+    assert!(
+        reached,
+        "{address} never became {status}: {now}\n{}",
+        server.log()
+    );
+    now
+}
+
+/// The one DSN that reached the sender's server, parsed by Python's email package.
+fn parse_dsn(dsn: &Received) -> Value {
+    let file = common::TempDir::new("dsn");
+    let path = file.0.join("dsn.eml");
+    std::fs::write(&path, &dsn.data).unwrap();
+    let (ok, stdout, stderr) = common::python_script("parse_dsn.py", &[path.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    let parsed: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(parsed["type"], "multipart/report", "{parsed}");
+    assert_eq!(parsed["report_type"], "delivery-status");
+    assert_eq!(parsed["parts"][1], "message/delivery-status");
+    assert_eq!(parsed["defects"], serde_json::json!([]));
+    parsed
+}
+
+#[test]
+fn swaks_on_the_submission_port_then_delivered_byte_for_byte_through_a_route() {
+    let mx = Mx::start("127.0.0.2", &[]);
+    let server = server("delivered", &everything_to(&mx));
+    server.add_account(USER, PASSWORD);
+    let starttls = format!("127.0.0.1:{}", server.submission.port());
+    let output = std::process::Command::new("swaks")
+        .args(["--server", &starttls, "--tls", "--auth", "PLAIN"])
+        .args(["--auth-user", USER, "--auth-password", PASSWORD])
+        .args([
+            "--from",
+            USER,
+            "--to",
+            "bob@example.org",
+            "--helo",
+            "swaks.example",
+        ])
+        .args(["--body", "Hello Bob.\n.A line with a leading dot\n"])
+        .output()
+        .expect("swaks is installed (.ci/run installs it)");
+    let transcript = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{transcript}");
+    let id = transcript
+        .split("queued as ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("a queue id")
+        .to_string();
+    let received = mx.wait_for(1, LIMIT);
+    assert_eq!(received[0].mail_from, USER);
+    assert_eq!(received[0].rcpt_tos, ["bob@example.org"]);
+    assert_eq!(received[0].helo, "out.example.test");
+    let shown = server.show(&id);
+    let stored = shown
+        .split_once("\n\n")
+        .expect("envelope, blank line, message")
+        .1;
+    assert_eq!(received[0].text(), stored, "delivered exactly as spooled");
+    let bob = wait_status(&server, &id, "bob@example.org", "delivered");
+    assert_eq!(bob["attempts"], 1);
+    assert!(
+        bob["last_reply"].as_str().unwrap().starts_with("250"),
+        "{bob}"
+    );
+    assert!(shown.contains("history:") || server.show(&id).contains("delivered"));
+    let log = server.log();
+    assert!(
+        log.contains("status=\"sent\"") || log.contains("status=sent"),
+        "one log line per attempt: {log}"
+    );
+}
+
+#[test]
+fn greylisting_is_retried_per_retry_seconds_and_then_delivered() {
+    let mx = Mx::start("127.0.0.2", &[]);
+    let server = server("greylist", &everything_to(&mx));
+    let id = submit(&server, &["greylist-bob@example.org"]);
+    let bob = wait_status(&server, &id, "greylist-bob@example.org", "delivered");
+    assert_eq!(bob["attempts"], 2, "{bob}");
+    let rcpts = mx.events_of("rcpt");
+    assert_eq!(rcpts.len(), 2);
+    assert!(rcpts[0].reply.as_deref().unwrap().starts_with("450"));
+    let history = server.show(&id);
+    assert!(
+        history.contains("deferred") && history.contains("450 4.2.0"),
+        "{history}"
+    );
+}
+
+#[test]
+fn one_refused_recipient_of_three_gets_one_dsn_that_python_parses() {
+    let mx = Mx::start("127.0.0.2", &[]);
+    let server = server("partial", &everything_to(&mx));
+    let to = [
+        "accept-a@example.org",
+        "reject-b@example.org",
+        "accept-c@example.org",
+    ];
+    let id = submit(&server, &to);
+    // Two deliveries: the message itself (two recipients), then the DSN to the sender.
+    let received = mx.wait_for(2, LIMIT);
+    let (message, dsn) = if received[0].mail_from.is_empty() {
+        (&received[1], &received[0])
+    } else {
+        (&received[0], &received[1])
+    };
+    assert_eq!(
+        message.rcpt_tos,
+        ["accept-a@example.org", "accept-c@example.org"]
+    );
+    assert_eq!(dsn.mail_from, "", "a DSN comes from the null sender");
+    assert_eq!(dsn.rcpt_tos, [SENDER]);
+    let parsed = parse_dsn(dsn);
+    let recipients = parsed["recipients"].as_array().unwrap();
+    assert_eq!(recipients.len(), 1, "{parsed}");
+    assert_eq!(
+        recipients[0]["Final-Recipient"],
+        "rfc822; reject-b@example.org"
+    );
+    assert_eq!(recipients[0]["Action"], "failed");
+    assert_eq!(recipients[0]["Status"], "5.1.1");
+    assert!(
+        recipients[0]["Diagnostic-Code"]
+            .as_str()
+            .unwrap()
+            .starts_with("smtp; 550 5.1.1"),
+        "{parsed}"
+    );
+    let text = parsed["text"].as_str().unwrap();
+    assert!(text.contains("5.1.1"), "the text explains the code: {text}");
+    wait_status(&server, &id, "reject-b@example.org", "bounced");
+    assert_eq!(
+        recipient(&server, &id, "accept-a@example.org")["status"],
+        "delivered"
+    );
+    // No DSN about the DSN: it was delivered, and a bounce of a bounce is never sent.
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(mx.received().len(), 2);
+}
+
+#[test]
+fn a_552_at_the_end_of_data_bounces_with_its_reply() {
+    let refusing = Mx::start(
+        "127.0.0.2",
+        &["--data-reply", "552 5.3.4 Message too big for this system"],
+    );
+    let senders_mx = Mx::start("127.0.0.3", &[]);
+    let routes = format!(
+        "{}[[route]]\ndomains = [\"example.test\"]\nrelay = \"{}\"\ntls = \"none\"\n",
+        everything_to(&refusing),
+        senders_mx.address()
+    );
+    let server = server("data-552", &routes);
+    let id = submit(&server, &["bob@example.org"]);
+    let dsn = &senders_mx.wait_for(1, LIMIT)[0];
+    let parsed = parse_dsn(dsn);
+    assert_eq!(parsed["recipients"][0]["Status"], "5.3.4", "{parsed}");
+    assert!(
+        parsed["recipients"][0]["Diagnostic-Code"]
+            .as_str()
+            .unwrap()
+            .contains("552 5.3.4 Message too big"),
+        "{parsed}"
+    );
+    wait_status(&server, &id, "bob@example.org", "bounced");
+}
+
+#[test]
+fn a_server_that_closes_after_the_dot_is_tried_again_with_at_most_one_duplicate() {
+    let mx = Mx::start("127.0.0.2", &["--close-after-dot", "1"]);
+    let server = server("close-after-dot", &everything_to(&mx));
+    let id = submit(&server, &["bob@example.org"]);
+    let bob = wait_status(&server, &id, "bob@example.org", "delivered");
+    let received = mx.received();
+    assert_eq!(
+        received.len(),
+        2,
+        "the first copy may have been delivered: one duplicate"
+    );
+    assert!(received[0].closed && !received[1].closed);
+    assert_eq!(received[0].data, received[1].data);
+    assert_eq!(bob["attempts"], 2);
+}
+
+#[test]
+fn a_recipient_still_failing_at_the_end_of_its_lifetime_expires_into_a_bounce() {
+    let mx = Mx::start("127.0.0.2", &[]);
+    let server = server(
+        "expiry",
+        &format!("max_queue_lifetime_seconds = 3\n{}", everything_to(&mx)),
+    );
+    let id = submit(&server, &["tempfail-bob@example.org"]);
+    let bob = wait_status(&server, &id, "tempfail-bob@example.org", "expired");
+    assert!(bob["attempts"].as_u64().unwrap() >= 2, "{bob}");
+    let dsn = mx
+        .wait_for(1, LIMIT)
+        .into_iter()
+        .find(|m| m.mail_from.is_empty())
+        .expect("a DSN");
+    let parsed = parse_dsn(&dsn);
+    assert_eq!(parsed["recipients"][0]["Action"], "failed");
+    assert_eq!(parsed["recipients"][0]["Status"], "4.4.7", "{parsed}");
+}
+
+#[test]
+fn queue_commands_are_applied_by_the_running_server() {
+    let mx = Mx::start("127.0.0.2", &[]);
+    let server = server(
+        "queue-commands",
+        &format!("retry_seconds = [3600]\n{}", everything_to(&mx)),
+    );
+    let id = submit(&server, &["tempfail-bob@example.org"]);
+    wait_status(&server, &id, "tempfail-bob@example.org", "deferred");
+    let out = server.cli_ok(&["queue", "retry", &id], None);
+    assert!(out.contains("applied"), "{out}");
+    assert!(wait_until(LIMIT, || recipient(
+        &server,
+        &id,
+        "tempfail-bob@example.org"
+    )["attempts"]
+        == 2));
+    server.cli_ok(&["queue", "hold", &id], None);
+    assert_eq!(
+        recipient(&server, &id, "tempfail-bob@example.org")["status"],
+        "held"
+    );
+    server.cli_ok(&["queue", "retry", "--all"], None);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(mx.events_of("rcpt").len(), 2, "a held message is not tried");
+    server.cli_ok(&["queue", "release", &id], None);
+    assert!(wait_until(LIMIT, || mx.events_of("rcpt").len() == 3));
+    server.cli_ok(&["queue", "bounce", &id], None);
+    let dsn = mx.wait_for(1, LIMIT).remove(0);
+    assert_eq!(dsn.rcpt_tos, [SENDER]);
+    wait_status(&server, &id, "tempfail-bob@example.org", "bounced");
+
+    let other = submit(&server, &["tempfail-carol@example.org"]);
+    wait_status(&server, &other, "tempfail-carol@example.org", "deferred");
+    server.cli_ok(&["queue", "delete", &other], None);
+    assert!(
+        entry(&server, &other).is_none(),
+        "deleted messages leave the queue"
+    );
+    let unknown = server.cli(&["queue", "hold", "00000000DEADBEEF"], None);
+    assert_eq!(common::status(&unknown), 66);
+}
