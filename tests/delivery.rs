@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::dns::{Dns, Record};
 use common::mx::{Mx, Received};
 use common::{Options, Server, smtplib, wait_until};
 use serde_json::Value;
@@ -323,4 +324,135 @@ fn queue_commands_are_applied_by_the_running_server() {
     );
     let unknown = server.cli(&["queue", "hold", "00000000DEADBEEF"], None);
     assert_eq!(common::status(&unknown), 66);
+}
+
+#[test]
+fn mx_records_preference_fallback_implicit_mx_null_mx_nxdomain_and_servfail() {
+    // One port for every MX host ([delivery] mx_port); nothing listens on 127.0.0.3.
+    let hosts = Mx::start_group(&[("127.0.0.4", &[]), ("127.0.0.5", &[]), ("127.0.0.6", &[])]);
+    let (second_mx, implicit_mx, senders_mx) = (&hosts[0], &hosts[1], &hosts[2]);
+    let dns = Dns::start(&[
+        Record::mx("a.test", "mx1.a.test", 10),
+        Record::a("mx1.a.test", "127.0.0.3"),
+        Record::mx("a.test", "mx2.a.test", 20),
+        Record::a("mx2.a.test", "127.0.0.4"),
+        Record::a("b.test", "127.0.0.5"),
+        Record::null_mx("null.test"),
+        Record::mx("example.test", "mx.example.test", 10),
+        Record::a("mx.example.test", "127.0.0.6"),
+        Record::servfail("broken.test"),
+    ]);
+    let server = server(
+        "mx-records",
+        &format!(
+            "dns_servers = [\"{}\"]\nmx_port = {}\nretry_seconds = [3600]\n",
+            dns.address(),
+            second_mx.port()
+        ),
+    );
+    let preferred = submit(&server, &["bob@a.test"]);
+    let implicit = submit(&server, &["carol@b.test"]);
+    let null = submit(&server, &["dave@null.test"]);
+    let missing = submit(&server, &["erin@missing.test"]);
+    let broken = submit(&server, &["frank@broken.test"]);
+
+    let delivered = second_mx.wait_for(1, LIMIT);
+    assert_eq!(delivered[0].rcpt_tos, ["bob@a.test"], "the first MX is dead: the second");
+    let bob = wait_status(&server, &preferred, "bob@a.test", "delivered");
+    assert!(bob["attempts"] == 1, "one attempt, two hosts: {bob}");
+    assert_eq!(implicit_mx.wait_for(1, LIMIT)[0].rcpt_tos, ["carol@b.test"]);
+    wait_status(&server, &implicit, "carol@b.test", "delivered");
+
+    // Two bounces reach the sender's own MX: null MX (5.1.10) and NXDOMAIN (5.1.2).
+    let dsns = senders_mx.wait_for(2, LIMIT);
+    let mut statuses: Vec<(String, String)> = dsns
+        .iter()
+        .map(|dsn| {
+            let parsed = parse_dsn(dsn);
+            let recipient = &parsed["recipients"][0];
+            (
+                recipient["Final-Recipient"].as_str().unwrap().to_string(),
+                recipient["Status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            ("rfc822; dave@null.test".to_string(), "5.1.10".to_string()),
+            ("rfc822; erin@missing.test".to_string(), "5.1.2".to_string()),
+        ]
+    );
+    wait_status(&server, &null, "dave@null.test", "bounced");
+    wait_status(&server, &missing, "erin@missing.test", "bounced");
+    // SERVFAIL is temporary trouble: deferred, never bounced.
+    let frank = wait_status(&server, &broken, "frank@broken.test", "deferred");
+    assert!(
+        frank["last_reply"].as_str().unwrap().starts_with("451 4.4.3"),
+        "{frank}"
+    );
+    assert_eq!(senders_mx.received().len(), 2);
+}
+
+#[test]
+fn a_smarthost_route_logs_in_over_starttls_to_another_portcullis() {
+    let final_mx = Mx::start("127.0.0.2", &[]);
+    let smarthost = Server::start(
+        "smarthost",
+        Options {
+            extra: format!("[delivery]\nretry_seconds = [1]\n{}", everything_to(&final_mx)),
+            log: Some("info"),
+            ..Options::default()
+        },
+    );
+    smarthost.add_account(USER, PASSWORD);
+    let password = smarthost.dir.0.join("relay-password");
+    std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    let routes = format!(
+        "[[route]]\ndomains = [\"*\"]\nrelay = \"{}\"\ntls = \"encrypt\"\nauth_user = \"{USER}\"\nauth_password_file = \"{}\"\n",
+        smarthost.submission,
+        password.display()
+    );
+    let server = server("via-smarthost", &routes);
+    let id = submit(&server, &["bob@example.org"]);
+    let received = final_mx.wait_for(1, LIMIT);
+    assert_eq!(received[0].rcpt_tos, ["bob@example.org"]);
+    let bob = wait_status(&server, &id, "bob@example.org", "delivered");
+    assert!(bob["last_reply"].as_str().unwrap().starts_with("250 2.0.0 OK: queued as"), "{bob}");
+    let relayed = smarthost.queue();
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(relayed[0]["auth_user"], USER, "it logged in");
+    assert!(relayed[0]["tls"]["version"].as_str().unwrap().starts_with("TLS"), "{relayed:?}");
+}
+
+#[test]
+fn kill_9_during_the_delivery_of_thousands_of_messages_loses_none() {
+    const COUNT: usize = 2000;
+    let mx = Mx::start("127.0.0.2", &[]);
+    let mut server = server("kill9-delivery", &everything_to(&mx));
+    let port = server.submission.port().to_string();
+    let count = COUNT.to_string();
+    let (ok, stdout, stderr) = common::python(&[
+        "many", "--port", &port, "--from", SENDER, "--to", "bob@example.org", "--count", &count,
+        "--prefix", "kill9",
+    ]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&format!("\"acked\": {COUNT}")), "{stdout}");
+    // Kill it in the middle of delivering, then start it again on the same data.
+    assert!(wait_until(LIMIT, || mx.received().len() >= COUNT / 4));
+    server.kill();
+    let at_kill = mx.received().len();
+    server.launch();
+    let unique = || {
+        let subjects: std::collections::BTreeSet<String> =
+            mx.received().iter().filter_map(|m| m.header("Subject")).collect();
+        subjects.len()
+    };
+    let all = wait_until(Duration::from_secs(120), || unique() == COUNT);
+    let received = mx.received().len();
+    assert!(all, "{} of {COUNT} delivered after the restart", unique());
+    let duplicates = received - COUNT;
+    println!("kill -9 after {at_kill} deliveries: {COUNT} delivered, {duplicates} duplicate(s)");
+    assert!(duplicates <= 100, "duplicates only around the kill: {duplicates}");
 }

@@ -847,17 +847,15 @@ impl Queue {
         }
     }
 
-    /// Forgets a finished or deleted message; a sealed segment left without live messages is
-    /// reclaimed.
+    /// Forgets a finished or deleted message (which has no job waiting: a finished one has
+    /// nothing left to try, a deleted one was unqueued); a sealed segment left without live
+    /// messages is reclaimed.
     fn remove(&mut self, id: &str) {
         let Some(message) = self.messages.remove(id) else {
             return;
         };
         if let Some(timer) = message.retry_timer {
             self.timers.cancel(timer);
-        }
-        for destination in self.destinations.values_mut() {
-            destination.ready.retain(|job| job.id != id);
         }
         let segment = segment_of(id);
         if let Some(live) = self.segments.get_mut(&segment) {

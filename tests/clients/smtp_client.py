@@ -58,6 +58,21 @@ def send(args):
     print(json.dumps(result))
 
 
+def many(args):
+    """Submits --count messages over one plain session on a trusted network, each with the
+    Subject "PREFIX N"; prints the number of messages acknowledged with 250."""
+    client = smtplib.SMTP(args.host, args.port, timeout=30)
+    client.ehlo("client.example")
+    acked = 0
+    for n in range(args.count):
+        body = (f"From: {args.sender}\r\nTo: {args.to}\r\nSubject: {args.prefix} {n}\r\n"
+                f"Message-ID: <{args.prefix}.{n}@client.example>\r\n\r\nMessage {n}.\r\n")
+        client.sendmail(args.sender, [args.to], body.encode())
+        acked += 1
+    client.quit()
+    print(json.dumps({"acked": acked}))
+
+
 def injection(args):
     """STARTTLS followed by a pipelined EHLO in the same write (CVE-2011-0411 style)."""
     sock = socket.create_connection((args.host, args.port), timeout=10)
@@ -111,8 +126,15 @@ def main():
             p.add_argument("--mail-option", action="append", default=[], help="a MAIL FROM parameter; repeat for more")
             p.add_argument("--rcpt-option", action="append", default=[], help="a parameter for every RCPT TO; repeat for more")
             p.add_argument("--ehlo-features", action="store_true", help="report the EHLO keywords the client saw")
+    p = sub.add_parser("many")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--from", dest="sender", required=True)
+    p.add_argument("--to", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument("--prefix", default="message")
     args = parser.parse_args()
-    {"send": send, "injection": injection}[args.command](args)
+    {"send": send, "injection": injection, "many": many}[args.command](args)
 
 
 if __name__ == "__main__":
