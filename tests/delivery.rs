@@ -357,7 +357,11 @@ fn mx_records_preference_fallback_implicit_mx_null_mx_nxdomain_and_servfail() {
     let broken = submit(&server, &["frank@broken.test"]);
 
     let delivered = second_mx.wait_for(1, LIMIT);
-    assert_eq!(delivered[0].rcpt_tos, ["bob@a.test"], "the first MX is dead: the second");
+    assert_eq!(
+        delivered[0].rcpt_tos,
+        ["bob@a.test"],
+        "the first MX is dead: the second"
+    );
     let bob = wait_status(&server, &preferred, "bob@a.test", "delivered");
     assert!(bob["attempts"] == 1, "one attempt, two hosts: {bob}");
     assert_eq!(implicit_mx.wait_for(1, LIMIT)[0].rcpt_tos, ["carol@b.test"]);
@@ -389,7 +393,10 @@ fn mx_records_preference_fallback_implicit_mx_null_mx_nxdomain_and_servfail() {
     // SERVFAIL is temporary trouble: deferred, never bounced.
     let frank = wait_status(&server, &broken, "frank@broken.test", "deferred");
     assert!(
-        frank["last_reply"].as_str().unwrap().starts_with("451 4.4.3"),
+        frank["last_reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("451 4.4.3"),
         "{frank}"
     );
     assert_eq!(senders_mx.received().len(), 2);
@@ -401,7 +408,10 @@ fn a_smarthost_route_logs_in_over_starttls_to_another_portcullis() {
     let smarthost = Server::start(
         "smarthost",
         Options {
-            extra: format!("[delivery]\nretry_seconds = [1]\n{}", everything_to(&final_mx)),
+            extra: format!(
+                "[delivery]\nretry_seconds = [1]\n{}",
+                everything_to(&final_mx)
+            ),
             log: Some("info"),
             ..Options::default()
         },
@@ -419,34 +429,70 @@ fn a_smarthost_route_logs_in_over_starttls_to_another_portcullis() {
     let received = final_mx.wait_for(1, LIMIT);
     assert_eq!(received[0].rcpt_tos, ["bob@example.org"]);
     let bob = wait_status(&server, &id, "bob@example.org", "delivered");
-    assert!(bob["last_reply"].as_str().unwrap().starts_with("250 2.0.0 OK: queued as"), "{bob}");
+    assert!(
+        bob["last_reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("250 2.0.0 OK: queued as"),
+        "{bob}"
+    );
     let relayed = smarthost.queue();
     assert_eq!(relayed.len(), 1);
     assert_eq!(relayed[0]["auth_user"], USER, "it logged in");
-    assert!(relayed[0]["tls"]["version"].as_str().unwrap().starts_with("TLS"), "{relayed:?}");
+    assert!(
+        relayed[0]["tls"]["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("TLS"),
+        "{relayed:?}"
+    );
 }
 
 #[test]
 fn kill_9_during_the_delivery_of_thousands_of_messages_loses_none() {
     const COUNT: usize = 2000;
     let mx = Mx::start("127.0.0.2", &[]);
-    let mut server = server("kill9-delivery", &everything_to(&mx));
+    // Queue them all first, with delivery off, so that the kill falls in the middle of it.
+    let mut server = server(
+        "kill9-delivery",
+        &format!("enabled = false\n{}", everything_to(&mx)),
+    );
     let port = server.submission.port().to_string();
     let count = COUNT.to_string();
     let (ok, stdout, stderr) = common::python(&[
-        "many", "--port", &port, "--from", SENDER, "--to", "bob@example.org", "--count", &count,
-        "--prefix", "kill9",
+        "many",
+        "--port",
+        &port,
+        "--from",
+        SENDER,
+        "--to",
+        "bob@example.org",
+        "--count",
+        &count,
+        "--prefix",
+        "kill9",
     ]);
     assert!(ok, "{stderr}");
     assert!(stdout.contains(&format!("\"acked\": {COUNT}")), "{stdout}");
+    server.terminate();
+    let config = std::fs::read_to_string(&server.config_path).unwrap();
+    std::fs::write(
+        &server.config_path,
+        config.replace("enabled = false", "enabled = true"),
+    )
+    .unwrap();
+    server.launch();
     // Kill it in the middle of delivering, then start it again on the same data.
     assert!(wait_until(LIMIT, || mx.received().len() >= COUNT / 4));
     server.kill();
     let at_kill = mx.received().len();
     server.launch();
     let unique = || {
-        let subjects: std::collections::BTreeSet<String> =
-            mx.received().iter().filter_map(|m| m.header("Subject")).collect();
+        let subjects: std::collections::BTreeSet<String> = mx
+            .received()
+            .iter()
+            .filter_map(|m| m.header("Subject"))
+            .collect();
         subjects.len()
     };
     let all = wait_until(Duration::from_secs(120), || unique() == COUNT);
@@ -454,5 +500,9 @@ fn kill_9_during_the_delivery_of_thousands_of_messages_loses_none() {
     assert!(all, "{} of {COUNT} delivered after the restart", unique());
     let duplicates = received - COUNT;
     println!("kill -9 after {at_kill} deliveries: {COUNT} delivered, {duplicates} duplicate(s)");
-    assert!(duplicates <= 100, "duplicates only around the kill: {duplicates}");
+    assert!(at_kill < COUNT, "the kill came after the last delivery");
+    assert!(
+        duplicates <= 200,
+        "duplicates only around the kill: {duplicates}"
+    );
 }

@@ -258,6 +258,7 @@ async fn transaction(
         envid: envelope.envid.as_deref(),
     };
     let relay = relay_name(&session.host, session.address);
+    let dsn_forwarded = session.capabilities.dsn;
     let outcomes = session.send(&outgoing).await;
     job.recipients
         .iter()
@@ -271,6 +272,7 @@ async fn transaction(
             },
             reply: one_line(&outcome.reply),
             relay: Some(relay.clone()),
+            dsn_forwarded,
         })
         .collect()
 }
@@ -316,6 +318,7 @@ fn every(job: &Job, outcome: Outcome, reply: &str, relay: Option<&str>) -> Vec<R
             outcome,
             reply: reply.to_string(),
             relay: relay.map(String::from),
+            dsn_forwarded: false,
         })
         .collect()
 }
@@ -344,6 +347,7 @@ mod tests {
             outcome,
             reply: reply.into(),
             relay: None,
+            dsn_forwarded: false,
         };
         assert_eq!(
             signal_of(&[result(Outcome::Delivered, "250 ok")]),

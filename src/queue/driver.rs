@@ -473,7 +473,7 @@ fn build_notification(
     let action = match job.kind {
         bounce::Kind::Failure => bounce::Action::Failed,
         bounce::Kind::Delay => bounce::Action::Delayed,
-        bounce::Kind::Success => bounce::Action::Delivered,
+        bounce::Kind::Success => bounce::Action::Relayed,
     };
     let hosts: Vec<Option<String>> = job
         .recipients

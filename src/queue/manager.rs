@@ -68,6 +68,9 @@ pub struct RecipientResult {
     pub reply: String,
     /// `host[ip]:port` that gave it, when a server did.
     pub relay: Option<String>,
+    /// The next hop took the recipient's DSN request (it offered DSN): a success report is
+    /// then its job, not ours (RFC 3461 §6.2.1).
+    pub dsn_forwarded: bool,
 }
 
 /// What an attempt said about the destination as a whole.
@@ -576,7 +579,11 @@ impl Queue {
             (Outcome::Delivered, _) => {
                 let record = self.record(id, result.rcpt, now, Event::Delivered, result);
                 self.apply(record);
-                if should_notify(&sender, notify, crate::bounce::Action::Delivered) {
+                // We only ever relay: the success we can report is "relayed", and only when the
+                // next hop could not be asked to report delivery itself.
+                if !result.dsn_forwarded
+                    && should_notify(&sender, notify, crate::bounce::Action::Relayed)
+                {
                     self.effects.push(Effect::Notify(BounceJob {
                         id: id.to_string(),
                         kind: Kind::Success,
@@ -670,7 +677,11 @@ impl Queue {
                 reply: recipient.reply.clone(),
                 relay: recipient.relay.clone(),
             };
-            if event == Event::DelayWarned && !ok {
+            if event == Event::DelayWarned {
+                // A notice only: the recipient goes on as it was (perhaps on a connection).
+                if ok {
+                    self.apply(record);
+                }
                 continue;
             }
             self.mark_busy(&job.id, recipient.rcpt, false);
@@ -782,6 +793,7 @@ impl Queue {
                 outcome: Outcome::Permanent,
                 reply: "550 5.0.0 Returned to the sender by the mail server's administrator".into(),
                 relay: None,
+                dsn_forwarded: false,
             };
             self.fail(id, &result, Event::Bounced, "5.0.0".into(), now);
         }
@@ -811,6 +823,7 @@ impl Queue {
                     outcome: Outcome::Temporary,
                     reply: reason.clone(),
                     relay: None,
+                    dsn_forwarded: false,
                 };
                 self.recipient_result(&job.id, &result, 0, now, until);
             }

@@ -71,6 +71,7 @@ fn result(rcpt: u32, outcome: Outcome, reply: &str) -> RecipientResult {
         outcome,
         reply: reply.into(),
         relay: Some("mx.example.org[127.0.0.2]:25".into()),
+        dsn_forwarded: false,
     }
 }
 
@@ -590,4 +591,88 @@ fn enhanced_codes_come_from_the_reply_or_its_class() {
     assert_eq!(enhanced_of("421 closing", "5.0.0"), "4.0.0");
     assert_eq!(enhanced_of("", "4.4.1"), "4.4.1");
     assert_eq!(segment_of("0000002A00000010"), 42);
+}
+
+#[test]
+fn no_success_report_when_the_next_hop_took_the_dsn_request() {
+    let mut queue = queue();
+    let mut m = message(ID, "a@example.com", &["b@example.org"]);
+    m.envelope.dsn = vec![RecipientDsn {
+        notify: Some("SUCCESS".into()),
+        orcpt: None,
+    }];
+    queue.handle(Input::Stored(vec![m]), NOW);
+    queue.tick(NOW);
+    let (worker, job) = connects(&queue.take_effects()).remove(0);
+    let delivered = RecipientResult {
+        dsn_forwarded: true,
+        ..result(0, Outcome::Delivered, "250 ok")
+    };
+    queue.handle(
+        attempt(worker, job, vec![delivered], Signal::Reachable),
+        NOW,
+    );
+    assert!(
+        !queue
+            .take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::Notify(_))),
+        "the next hop reports delivery itself"
+    );
+}
+
+#[test]
+fn a_delay_warning_is_sent_once_after_delay_warning_seconds() {
+    let mut settings = settings();
+    settings.retry.delay_warning = Some(100);
+    let mut queue = Queue::new(settings, Box::new(|d: &str| d.to_string()), 1);
+    queue.handle(
+        Input::Stored(vec![message(ID, "a@example.com", &["b@example.org"])]),
+        NOW,
+    );
+    queue.tick(NOW);
+    let later = |queue: &mut Queue, at: u64| -> Vec<BounceJob> {
+        let (worker, job) = connects(&queue.take_effects()).remove(0);
+        queue.handle(
+            attempt(
+                worker,
+                job,
+                vec![result(0, Outcome::Temporary, "451 4.3.0 later")],
+                Signal::Reachable,
+            ),
+            at,
+        );
+        queue.handle(
+            Input::WorkerDone {
+                worker,
+                destination: "example.org".into(),
+            },
+            at,
+        );
+        queue
+            .take_effects()
+            .into_iter()
+            .filter_map(|e| match e {
+                Effect::Notify(job) => Some(job),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(later(&mut queue, NOW).is_empty(), "too early");
+    queue.tick(NOW + 200);
+    let warnings = later(&mut queue, NOW + 200);
+    assert_eq!(warnings.len(), 1);
+    assert_eq!(warnings[0].kind, Kind::Delay);
+    assert_eq!(warnings[0].recipients[0].then, Some(Event::DelayWarned));
+    queue.handle(
+        Input::BounceSpooled {
+            job: warnings[0].clone(),
+            ok: true,
+        },
+        NOW + 200,
+    );
+    let events: Vec<Event> = queue.take_records().into_iter().map(|r| r.event).collect();
+    assert!(events.contains(&Event::DelayWarned), "{events:?}");
+    queue.tick(NOW + 500);
+    assert!(later(&mut queue, NOW + 500).is_empty(), "only once");
 }
