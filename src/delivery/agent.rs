@@ -9,9 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::client::{
-    self, ClientSettings, OpenFailureKind, OutRecipient, Outgoing, PlaintextFallback, Session,
-};
+use super::client::{self, ClientSettings, OpenFailureKind, Outgoing, PlaintextFallback, Session};
 use crate::client::Reply;
 use crate::queue::driver::{Link, Transport};
 use crate::queue::manager::{Attempt, Job, Outcome, RecipientResult, Signal};
@@ -235,28 +233,9 @@ async fn transaction(
     message: &QueuedMessage,
     body: &[u8],
 ) -> Vec<RecipientResult> {
-    let envelope = &message.envelope;
-    let recipients: Vec<OutRecipient<'_>> = job
-        .recipients
-        .iter()
-        .map(|&index| {
-            let dsn = envelope.dsn.get(index as usize);
-            OutRecipient {
-                address: envelope.to.get(index as usize).map_or("", String::as_str),
-                notify: dsn.and_then(|d| d.notify.as_deref()),
-                orcpt: dsn.and_then(|d| d.orcpt.as_deref()),
-            }
-        })
-        .collect();
-    let outgoing = Outgoing {
-        sender: &envelope.from,
-        recipients,
-        message: body,
-        smtputf8: envelope.smtputf8,
-        eight_bit_mime: envelope.eight_bit_mime,
-        ret: envelope.ret.as_deref(),
-        envid: envelope.envid.as_deref(),
-    };
+    // Indexes come from the same envelope, so every one is in range and outcomes line up.
+    let indices: Vec<usize> = job.recipients.iter().map(|&i| i as usize).collect();
+    let outgoing = Outgoing::from_envelope(&message.envelope, &indices, body);
     let relay = relay_name(&session.host, session.address);
     let dsn_forwarded = session.capabilities.dsn;
     let outcomes = session.send(&outgoing).await;

@@ -284,6 +284,7 @@ fn outgoing_from_a_spooled_envelope() {
                 orcpt: Some("rfc822;c@x.test".into()),
             },
         ],
+        moved_from: None,
     };
     let outgoing = Outgoing::from_envelope(&envelope, &[0, 2, 7], b"m");
     assert_eq!(outgoing.sender, "alice@example.com");

@@ -549,6 +549,7 @@ fn notification_envelope(to: &str, hostname: &str, now: SystemTime) -> Envelope 
         ret: None,
         envid: None,
         dsn: Vec::new(),
+        moved_from: None,
     }
 }
 

@@ -47,6 +47,7 @@ fn message(id: &str, from: &str, to: &[&str]) -> QueuedMessage {
             ret: None,
             envid: None,
             dsn: Vec::new(),
+            moved_from: None,
         },
         size: 10,
     }

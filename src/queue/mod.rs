@@ -119,6 +119,7 @@ mod tests {
                 ret: None,
                 envid: None,
                 dsn: Vec::new(),
+                moved_from: None,
             };
             let submission = crate::smtp::Submission {
                 envelope,

@@ -100,6 +100,10 @@ pub struct Envelope {
     /// recipient of `to`, in the same order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dsn: Vec<RecipientDsn>,
+    /// Set on a copy the queue manager made of a long-deferred message, so that the space of
+    /// the segment holding the original can be reclaimed: the original's queue id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<String>,
 }
 
 /// A recipient's RFC 3461 parameters as the client gave them.
@@ -879,6 +883,7 @@ impl Session {
             ret: transaction.mail.ret.clone(),
             envid: transaction.mail.envid.clone(),
             dsn: requested_dsn(&transaction.recipient_dsn),
+            moved_from: None,
         }
     }
 

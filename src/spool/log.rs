@@ -564,6 +564,7 @@ mod tests {
                 ret: None,
                 envid: None,
                 dsn: Vec::new(),
+                moved_from: None,
             },
             message: body.as_bytes().to_vec(),
         }
