@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use super::manager::{
     Attempt, BounceJob, Command, DestinationOf, Effect, Input, Job, Queue, Settings, WorkerId,
 };
-use super::state::{self, StateLog};
+use super::state::{self, Record, StateLog};
 use crate::bounce;
 use crate::smtp::{Envelope, Submission};
 use crate::spool::{QueuedMessage, Spool, log};
@@ -129,7 +129,7 @@ impl QueueManager {
         inbox: Inbox,
     ) -> io::Result<QueueManager> {
         let spool_dir = context.data_dir.join("spool");
-        let (log, replay) = StateLog::open(&super::dir(&context.data_dir))?;
+        let (mut log, replay) = StateLog::open(&super::dir(&context.data_dir))?;
         if replay.damaged_lines > 0 || replay.torn_bytes > 0 {
             tracing::warn!(
                 damaged_lines = replay.damaged_lines,
@@ -152,15 +152,40 @@ impl QueueManager {
             destination_of,
             context.active_segment,
         );
+        let unfinished = |id: &str| {
+            counts
+                .get(id)
+                .is_some_and(|&n| !folded.message(id, n).is_finished(n))
+        };
+        let mut abandoned_copies = Vec::new();
         for message in &messages {
             let state = folded.message(&message.id, message.envelope.to.len());
-            if state.deleted {
+            // A copy-forward interrupted before it took over: the original still counts, so
+            // the copy goes (its recipients would otherwise be tried twice).
+            let abandoned = !state.deleted
+                && message
+                    .envelope
+                    .moved_from
+                    .as_deref()
+                    .is_some_and(&unfinished);
+            if abandoned {
+                abandoned_copies.push(Record {
+                    id: message.id.clone(),
+                    rcpt: None,
+                    at: now,
+                    event: state::Event::Deleted,
+                    reply: None,
+                    relay: None,
+                });
+            }
+            if state.deleted || abandoned {
                 queue.recover(message, recipients_all_final(message), now);
                 continue;
             }
             queue.recover(message, state.recipients, now);
         }
-        queue.recovered();
+        log.append(&abandoned_copies)?;
+        queue.recovered(now);
         tracing::info!(
             messages = queue.queued_messages(),
             "queue recovered; delivery starts"
@@ -300,6 +325,7 @@ impl Runner {
                 }
             }
             Effect::Notify(job) => self.notify(job),
+            Effect::CopyForward { id, recipients } => self.copy_forward(id, recipients),
             Effect::Reclaim(segment) => {
                 let spool_dir = self.context.data_dir.join("spool");
                 match log::remove_segment(&spool_dir, segment) {
@@ -325,6 +351,18 @@ impl Runner {
         self.context.runtime.spawn(async move {
             let ok = spool_notification(&job, &spool, &spool_dir, &hostname, &retry).await;
             let _ = sender.send(Message::Input(Input::BounceSpooled { job, ok }));
+        });
+    }
+
+    /// Spools the copy on the runtime; the spool's notification of it completes the move.
+    fn copy_forward(&self, id: String, recipients: Vec<u32>) {
+        let sender = self.sender.clone();
+        let spool = Arc::clone(&self.context.spool);
+        let spool_dir = self.context.data_dir.join("spool");
+        self.context.runtime.spawn(async move {
+            if !spool_copy(&id, &recipients, &spool, &spool_dir).await {
+                let _ = sender.send(Message::Input(Input::CopyFailed { id }));
+            }
         });
     }
 
@@ -413,6 +451,50 @@ pub fn write_command(data_dir: &Path, verb: &str, id: &str) -> io::Result<PathBu
     let path = dir.join(format!("{name}.cmd"));
     fs::rename(&temporary, &path)?;
     Ok(path)
+}
+
+/// Spools a copy of `id` with only `recipients` (and their DSN parameters), pointing back at
+/// the original with `moved_from`.
+async fn spool_copy(
+    id: &str,
+    recipients: &[u32],
+    spool: &Arc<dyn Spool>,
+    spool_dir: &Path,
+) -> bool {
+    let dir = spool_dir.to_path_buf();
+    let original = id.to_string();
+    let Ok(Ok(Some((message, body)))) =
+        tokio::task::spawn_blocking(move || log::read(&dir, &original)).await
+    else {
+        tracing::error!(id, "cannot read a message to copy forward");
+        return false;
+    };
+    let mut envelope = message.envelope;
+    envelope.to = pick(&envelope.to, recipients);
+    if !envelope.dsn.is_empty() {
+        envelope.dsn = pick(&envelope.dsn, recipients);
+    }
+    envelope.moved_from = Some(id.to_string());
+    let submission = Submission {
+        envelope,
+        message: body,
+    };
+    match spool.submit(submission).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => {
+            tracing::error!(%error, id, "cannot copy a message forward; it stays where it is");
+            false
+        }
+        Err(_) => false,
+    }
+}
+
+/// The entries of `list` at `indexes`, in that order.
+fn pick<T: Clone>(list: &[T], indexes: &[u32]) -> Vec<T> {
+    indexes
+        .iter()
+        .filter_map(|&i| list.get(i as usize).cloned())
+        .collect()
 }
 
 /// Builds the DSN for `job` from the spooled original and spools it with the null sender.

@@ -125,6 +125,10 @@ pub enum Input {
         ok: bool,
     },
     Command(Command),
+    /// A copy-forward could not be spooled; the message stays where it is.
+    CopyFailed {
+        id: String,
+    },
 }
 
 /// A notification to build and spool.
@@ -157,6 +161,10 @@ pub enum Effect {
     Notify(BounceJob),
     /// Every message of this sealed segment is finished: delete the file.
     Reclaim(u32),
+    /// Spool a copy of message `id` holding only `recipients` (its unfinished ones), with
+    /// `moved_from` set; the copy's [`Input::Stored`] completes the move, or
+    /// [`Input::CopyFailed`] reports that it could not be made.
+    CopyForward { id: String, recipients: Vec<u32> },
 }
 
 /// A recipient as the scheduler holds it; the message body never enters memory here.
@@ -177,6 +185,8 @@ struct Message {
     recipients: Vec<Recipient>,
     retry_timer: Option<TimerId>,
     seed: u64,
+    /// Being copied forward: nothing is tried until the copy takes over (or fails).
+    moving: bool,
 }
 
 impl Message {
@@ -191,6 +201,24 @@ struct Destination {
     state: DestinationState,
     resume_timer: Option<TimerId>,
 }
+
+/// A spool segment as the manager sees it.
+#[derive(Debug, Default)]
+struct Segment {
+    /// Unfinished messages in it.
+    live: usize,
+    /// Messages it holds, finished or not.
+    total: usize,
+    /// Since when the spool writer has been past it.
+    sealed_at: Option<u64>,
+}
+
+/// Copy-forward looks for segments to empty this often (seconds) ...
+const COPY_SCAN_INTERVAL: u64 = 60;
+/// ... among those sealed this long ago, at least three quarters finished.
+const COPY_FORWARD_AFTER: u64 = 600;
+/// Copies being spooled at once, so a big segment is moved in steps.
+const MAX_COPIES_IN_FLIGHT: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Timer {
@@ -207,8 +235,10 @@ pub struct Queue {
     messages: HashMap<String, Message>,
     destinations: HashMap<String, Destination>,
     timers: Timers<Timer>,
-    /// Unfinished messages per spool segment.
-    segments: BTreeMap<u32, usize>,
+    /// What each spool segment holds, for reclaiming and copying forward.
+    segments: BTreeMap<u32, Segment>,
+    /// When copy-forward last looked for segments to empty.
+    last_copy_scan: u64,
     /// Segments below this number get no new messages: the spool writer has moved past them.
     sealed_below: u32,
     connections: u32,
@@ -230,6 +260,7 @@ impl Queue {
             destinations: HashMap::new(),
             timers: Timers::new(),
             segments: BTreeMap::new(),
+            last_copy_scan: 0,
             sealed_below,
             connections: 0,
             next_worker: 1,
@@ -244,11 +275,12 @@ impl Queue {
     pub fn recover(&mut self, message: &QueuedMessage, states: Vec<RecipientState>, now: u64) {
         let segment = segment_of(&message.id);
         let mut entry = self.message_entry(message, states);
-        let live = self.segments.entry(segment).or_default();
+        let info = self.segments.entry(segment).or_default();
+        info.total += 1;
         if entry.finished() {
             return;
         }
-        *live += 1;
+        info.live += 1;
         let id = message.id.clone();
         let due = entry
             .recipients
@@ -268,18 +300,13 @@ impl Queue {
         }
     }
 
-    /// After recovery: reclaims the sealed segments that hold nothing unfinished.
-    pub fn recovered(&mut self) {
-        let empty: Vec<u32> = self
-            .segments
-            .iter()
-            .filter(|(segment, live)| **live == 0 && **segment < self.sealed_below)
-            .map(|(segment, _)| *segment)
-            .collect();
-        for segment in empty {
-            self.segments.remove(&segment);
-            self.effects.push(Effect::Reclaim(segment));
+    /// After recovery: every recovered segment is sealed now; those that hold nothing
+    /// unfinished are reclaimed.
+    pub fn recovered(&mut self, now: u64) {
+        for info in self.segments.values_mut() {
+            info.sealed_at.get_or_insert(now);
         }
+        self.reclaim_sealed();
     }
 
     pub fn handle(&mut self, input: Input, now: u64) {
@@ -296,11 +323,17 @@ impl Queue {
             } => self.worker_done(worker, &destination, now),
             Input::BounceSpooled { job, ok } => self.bounce_spooled(job, ok, now),
             Input::Command(command) => self.command(command, now),
+            Input::CopyFailed { id } => self.copy_failed(&id, now),
         }
     }
 
     /// Fires the timers that are due and starts the connections the limits allow.
     pub fn tick(&mut self, now: u64) {
+        // Before the timers: a message about to be moved is tried from its copy.
+        if now >= self.last_copy_scan + COPY_SCAN_INTERVAL {
+            self.last_copy_scan = now;
+            self.copy_forward(now);
+        }
         for timer in self.timers.pop_due(now) {
             match timer {
                 Timer::Retry(id) => {
@@ -361,16 +394,125 @@ impl Queue {
         if segment > self.sealed_below {
             // Messages arrive in spool order: every segment before this one is complete.
             self.sealed_below = segment;
+            for (_, info) in self.segments.range_mut(..segment) {
+                info.sealed_at.get_or_insert(now);
+            }
             self.reclaim_sealed();
         }
         if self.messages.contains_key(&message.id) {
             return;
         }
+        self.segments.entry(segment).or_default().total += 1;
+        if let Some(original) = &message.envelope.moved_from {
+            self.complete_move(original, message, now);
+            return;
+        }
         let states = vec![RecipientState::default(); message.envelope.to.len()];
         let entry = self.message_entry(message, states);
-        *self.segments.entry(segment).or_default() += 1;
+        self.segments.entry(segment).or_default().live += 1;
         self.messages.insert(message.id.clone(), entry);
         self.make_ready(&message.id, now);
+    }
+
+    /// Looks for sealed segments kept alive by a few unfinished messages, and copies those
+    /// forward: a message deferred for days must not keep 64 MiB of delivered mail on disk.
+    fn copy_forward(&mut self, now: u64) {
+        let sealed_below = self.sealed_below;
+        let worth_emptying: Vec<u32> = self
+            .segments
+            .range(..sealed_below)
+            .filter(|(_, info)| {
+                info.live > 0
+                    && info.live * 4 <= info.total
+                    && info
+                        .sealed_at
+                        .is_some_and(|at| at + COPY_FORWARD_AFTER <= now)
+            })
+            .map(|(segment, _)| *segment)
+            .collect();
+        if worth_emptying.is_empty() {
+            return;
+        }
+        let mut started = self.messages.values().filter(|m| m.moving).count();
+        for (id, message) in &mut self.messages {
+            if started >= MAX_COPIES_IN_FLIGHT {
+                break;
+            }
+            let idle = message.recipients.iter().all(|r| !r.busy);
+            if message.moving || !idle || !worth_emptying.contains(&segment_of(id)) {
+                continue;
+            }
+            message.moving = true;
+            let mut recipients = Vec::new();
+            for (index, recipient) in message.recipients.iter_mut().enumerate() {
+                if !recipient.state.status.is_final() {
+                    recipient.busy = true;
+                    recipients.push(index as u32);
+                }
+            }
+            if let Some(timer) = message.retry_timer.take() {
+                self.timers.cancel(timer);
+            }
+            started += 1;
+            self.effects.push(Effect::CopyForward {
+                id: id.clone(),
+                recipients,
+            });
+        }
+    }
+
+    /// The copy of `original` is spooled: its recipients take over the original's state (the
+    /// copy's recipients are the original's unfinished ones, in order), and the original ends.
+    /// A copy whose original is gone (deleted meanwhile) or was not being moved is dropped.
+    fn complete_move(&mut self, original: &str, copy: &QueuedMessage, now: u64) {
+        let moving = self.messages.get(original).is_some_and(|m| m.moving);
+        if !moving {
+            self.records
+                .push(plain_record(&copy.id, None, now, Event::Deleted));
+            self.reclaim_sealed();
+            return;
+        }
+        let carried: Vec<RecipientState> = self.messages[original]
+            .recipients
+            .iter()
+            .filter(|r| !r.state.status.is_final())
+            .map(|r| r.state.clone())
+            .collect();
+        for (rcpt, state) in carried.iter().enumerate() {
+            self.records.push(Record {
+                id: copy.id.clone(),
+                rcpt: Some(rcpt as u32),
+                at: now,
+                event: Event::Carried {
+                    attempts: state.attempts,
+                    next_attempt_at: state.next_attempt_at,
+                    delay_warned: state.delay_warned,
+                    held: state.held,
+                },
+                reply: state.last_reply.clone(),
+                relay: state.last_relay.clone(),
+            });
+        }
+        // Last, so that a crash between the two leaves the original whole.
+        self.records
+            .push(plain_record(original, None, now, Event::Deleted));
+        self.remove(original);
+        tracing::info!(id = original, to = %copy.id, "copied forward to free its spool segment");
+        let entry = self.message_entry(copy, carried);
+        self.segments.entry(segment_of(&copy.id)).or_default().live += 1;
+        self.messages.insert(copy.id.clone(), entry);
+        self.make_ready(&copy.id, now);
+    }
+
+    fn copy_failed(&mut self, id: &str, now: u64) {
+        let Some(message) = self.messages.get_mut(id) else {
+            return;
+        };
+        message.moving = false;
+        for recipient in &mut message.recipients {
+            recipient.busy = false;
+        }
+        self.make_ready(id, now);
     }
 
     fn message_entry(&self, message: &QueuedMessage, states: Vec<RecipientState>) -> Message {
@@ -398,6 +540,7 @@ impl Queue {
             recipients,
             retry_timer: None,
             seed: u64::from(crc32fast::hash(message.id.as_bytes())),
+            moving: false,
         }
     }
 
@@ -870,9 +1013,8 @@ impl Queue {
         if let Some(timer) = message.retry_timer {
             self.timers.cancel(timer);
         }
-        let segment = segment_of(id);
-        if let Some(live) = self.segments.get_mut(&segment) {
-            *live = live.saturating_sub(1);
+        if let Some(info) = self.segments.get_mut(&segment_of(id)) {
+            info.live = info.live.saturating_sub(1);
         }
         self.reclaim_sealed();
     }
@@ -882,7 +1024,7 @@ impl Queue {
         let empty: Vec<u32> = self
             .segments
             .range(..sealed_below)
-            .filter(|(_, live)| **live == 0)
+            .filter(|(_, info)| info.live == 0)
             .map(|(segment, _)| *segment)
             .collect();
         for segment in empty {

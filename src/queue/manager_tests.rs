@@ -105,7 +105,7 @@ fn a_stored_message_is_dispatched_per_destination_in_bounded_transactions() {
     );
     queue.tick(NOW);
     let started = connects(&queue.take_effects());
-    let jobs: Vec<(&str, &str, Vec<u32>)> = started
+    let mut jobs: Vec<(&str, &str, Vec<u32>)> = started
         .iter()
         .map(|(_, j)| {
             (
@@ -115,6 +115,7 @@ fn a_stored_message_is_dispatched_per_destination_in_bounded_transactions() {
             )
         })
         .collect();
+    jobs.sort();
     // Two connections for example.org (the concurrency limit), each with one job of at most
     // two recipients, and one for the relay.
     assert_eq!(
@@ -530,7 +531,7 @@ fn recovery_schedules_deferred_recipients_and_skips_finished_ones() {
         vec![delivered],
         NOW,
     );
-    queue.recovered();
+    queue.recovered(NOW);
     assert!(queue.is_live(ID) && !queue.is_live(ID2));
     // Segment 0 holds only a finished message and is below the writer's segment 1.
     assert_eq!(queue.take_effects(), [Effect::Reclaim(0)]);
@@ -676,4 +677,111 @@ fn a_delay_warning_is_sent_once_after_delay_warning_seconds() {
     assert!(events.contains(&Event::DelayWarned), "{events:?}");
     queue.tick(NOW + 500);
     assert!(later(&mut queue, NOW + 500).is_empty(), "only once");
+}
+
+#[test]
+fn a_long_deferred_message_is_copied_forward_and_its_segment_reclaimed() {
+    let mut queue = queue();
+    let ids: Vec<String> = (0..4).map(|n| format!("00000001{:08X}", n * 256)).collect();
+    let mut messages: Vec<QueuedMessage> = ids
+        .iter()
+        .map(|id| message(id, "a@example.com", &["b@example.org"]))
+        .collect();
+    messages[0] = message(
+        &ids[0],
+        "a@example.com",
+        &["done@example.org", "late@example.net"],
+    );
+    queue.handle(Input::Stored(messages), NOW);
+    queue.tick(NOW);
+    let mut started = connects(&queue.take_effects());
+    while let Some((worker, job)) = started.pop() {
+        let (outcome, reply) = if job.domain == "example.net" {
+            (Outcome::Temporary, "451 4.4.1 no answer")
+        } else {
+            (Outcome::Delivered, "250 ok")
+        };
+        let results = job
+            .recipients
+            .iter()
+            .map(|&rcpt| result(rcpt, outcome, reply))
+            .collect();
+        let destination = job.destination.clone();
+        queue.handle(
+            Input::Attempt(Attempt {
+                worker,
+                job,
+                results,
+                signal: Signal::Reachable,
+                reusable: false,
+                elapsed_ms: 1,
+            }),
+            NOW,
+        );
+        queue.handle(
+            Input::WorkerDone {
+                worker,
+                destination,
+            },
+            NOW,
+        );
+        started.extend(connects(&queue.take_effects()));
+    }
+    queue.take_records();
+    // A message in segment 2 seals segment 1, which now holds one unfinished message of four.
+    queue.handle(
+        Input::Stored(vec![message(
+            "0000000200000000",
+            "a@example.com",
+            &["b@example.org"],
+        )]),
+        NOW,
+    );
+    queue.tick(NOW + 30);
+    assert!(
+        !queue
+            .take_effects()
+            .iter()
+            .any(|e| matches!(e, Effect::CopyForward { .. })),
+        "not before the segment has been sealed for a while"
+    );
+    queue.tick(NOW + 700);
+    let copy = queue.take_effects().into_iter().find_map(|e| match e {
+        Effect::CopyForward { id, recipients } => Some((id, recipients)),
+        _ => None,
+    });
+    assert_eq!(
+        copy,
+        Some((ids[0].clone(), vec![1])),
+        "only the unfinished recipient"
+    );
+    let mut copied = message("0000000200000100", "a@example.com", &["late@example.net"]);
+    copied.envelope.moved_from = Some(ids[0].clone());
+    queue.handle(Input::Stored(vec![copied]), NOW + 701);
+    let records = queue.take_records();
+    assert_eq!(records.len(), 2, "{records:?}");
+    assert_eq!(records[0].id, "0000000200000100");
+    let Event::Carried {
+        attempts,
+        next_attempt_at,
+        ..
+    } = records[0].event
+    else {
+        panic!("{records:?}")
+    };
+    assert_eq!((attempts, next_attempt_at), (1, Some(NOW + 60)));
+    assert_eq!(records[0].reply.as_deref(), Some("451 4.4.1 no answer"));
+    assert_eq!(
+        (records[1].id.as_str(), &records[1].event),
+        (ids[0].as_str(), &Event::Deleted)
+    );
+    assert!(queue.take_effects().contains(&Effect::Reclaim(1)));
+    assert!(queue.is_live("0000000200000100") && !queue.is_live(&ids[0]));
+
+    // A copy whose original was deleted meanwhile is dropped.
+    let mut orphan = message("0000000200000200", "a@example.com", &["x@example.net"]);
+    orphan.envelope.moved_from = Some("00000001DEADBEEF".into());
+    queue.handle(Input::Stored(vec![orphan]), NOW + 702);
+    assert_eq!(queue.take_records()[0].event, Event::Deleted);
+    assert!(!queue.is_live("0000000200000200"));
 }

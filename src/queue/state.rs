@@ -69,8 +69,20 @@ pub enum Event {
     RetryNow,
     /// The "delayed" notification (RFC 3464 Action: delayed) was spooled; it is sent once.
     DelayWarned,
-    /// An operator deleted the message: no attempt, no bounce.
+    /// An operator deleted the message: no attempt, no bounce. Also the end of a message whose
+    /// unfinished recipients were copied forward into a new one.
     Deleted,
+    /// The recipient's state carried over from the message it was copied from (see
+    /// `moved_from` in the envelope): what a fold of that message's events had reached.
+    Carried {
+        attempts: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next_attempt_at: Option<u64>,
+        #[serde(default)]
+        delay_warned: bool,
+        #[serde(default)]
+        held: bool,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +156,24 @@ impl RecipientState {
             Event::Released => self.held = false,
             Event::RetryNow => self.next_attempt_at = None,
             Event::DelayWarned => self.delay_warned = true,
+            Event::Carried {
+                attempts,
+                next_attempt_at,
+                delay_warned,
+                held,
+            } => {
+                self.status = if attempts > 0 {
+                    Status::Deferred
+                } else {
+                    Status::Queued
+                };
+                self.attempts = attempts;
+                self.next_attempt_at = next_attempt_at;
+                self.delay_warned = delay_warned;
+                self.held = held;
+                self.last_reply.clone_from(&record.reply);
+                self.last_relay.clone_from(&record.relay);
+            }
             // Handled at the message level.
             Event::Deleted => {}
         }
