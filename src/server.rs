@@ -18,7 +18,7 @@ use crate::listener::{Listener, Phase, Shared};
 use crate::policy::{ConnectionLimiter, HostPolicy, QuotaBook, StoreHostPolicy, StoreSenderPolicy};
 use crate::queue::driver::{self, QueueManager};
 use crate::queue::manager;
-use crate::routing::{DnsResolver, RouteTable, Router};
+use crate::routing::{DnsResolver, NoResolver, Resolver, RouteTable, Router};
 use crate::smtp::Limits;
 use crate::spool::SegmentLog;
 use crate::tls::{self, DomainCertificates};
@@ -175,11 +175,24 @@ fn start_queue(
     inbox: driver::Inbox,
 ) -> Result<QueueManager, StartError> {
     let delivery = &config.delivery;
-    let resolver = DnsResolver::new(&delivery.dns_servers)
-        .map_err(|e| fail(EX_CONFIG, format!("delivery: cannot set up DNS: {e}")))?;
+    let resolver: Arc<dyn Resolver> = match DnsResolver::new(&delivery.dns_servers) {
+        Ok(resolver) => Arc::new(resolver),
+        // Configured servers that cannot be used are the operator's mistake; a machine without
+        // a resolver configuration should still accept mail (and defer it, saying why).
+        Err(error) if delivery.dns_servers.is_empty() => {
+            tracing::warn!(%error, "no DNS: mail is deferred until [delivery] dns_servers is set or the system has a resolver");
+            Arc::new(NoResolver(error))
+        }
+        Err(error) => {
+            return Err(fail(
+                EX_CONFIG,
+                format!("delivery: cannot set up DNS: {error}"),
+            ));
+        }
+    };
     let table = RouteTable::new(config.routes.clone()).map_err(|e| fail(EX_CONFIG, e))?;
     let destinations = table.clone();
-    let router = Router::new(table, Arc::new(resolver), delivery.mx_port, delivery.tls);
+    let router = Router::new(table, resolver, delivery.mx_port, delivery.tls);
     let settings = ClientSettings {
         helo_name: delivery
             .helo_name

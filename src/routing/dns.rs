@@ -100,6 +100,22 @@ impl fmt::Debug for DnsResolver {
     }
 }
 
+/// Stands in when the system has no usable DNS configuration (no /etc/resolv.conf): the server
+/// still starts, and every lookup fails temporarily with the reason, so mail is deferred
+/// (`4.4.3`) and `queue list` says why instead of the server refusing to run.
+#[derive(Debug)]
+pub struct NoResolver(pub String);
+
+impl Resolver for NoResolver {
+    fn mx<'a>(&'a self, _domain: &'a str) -> DnsFuture<'a, Vec<MxRecord>> {
+        Box::pin(async move { Err(DnsError::Temporary(self.0.clone())) })
+    }
+
+    fn addresses<'a>(&'a self, _host: &'a str) -> DnsFuture<'a, Vec<IpAddr>> {
+        Box::pin(async move { Err(DnsError::Temporary(self.0.clone())) })
+    }
+}
+
 impl Resolver for DnsResolver {
     /// Exchanges in ASCII (A-label) form with their final dot, as written in the zone; a null
     /// MX (RFC 7505, `MX 0 .`) comes back as exchange `"."`, which the router recognises.
@@ -259,6 +275,17 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    #[tokio::test]
+    async fn without_a_resolver_every_lookup_is_temporary_with_the_reason() {
+        let resolver = NoResolver("no /etc/resolv.conf".into());
+        let temporary = Err(DnsError::Temporary("no /etc/resolv.conf".into()));
+        assert_eq!(resolver.mx("example.org").await, temporary);
+        assert_eq!(
+            resolver.addresses("mx.example.org").await,
+            Err(DnsError::Temporary("no /etc/resolv.conf".into()))
+        );
+    }
 
     fn v6(text: &str) -> Ipv6Addr {
         text.parse().unwrap()

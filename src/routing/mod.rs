@@ -17,7 +17,7 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
-pub use dns::DnsResolver;
+pub use dns::{DnsResolver, NoResolver};
 pub use fake::{FakeResolver, Lookup};
 pub use plan::{Hop, Plan, Router, RoutingError, SkipReason, Skipped, seeded_shuffle};
 pub use routes::{DomainPattern, Relay, RelayAuth, Route, RouteTable, TlsPolicy};
