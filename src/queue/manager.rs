@@ -617,8 +617,14 @@ impl Queue {
                 self.effects.push(Effect::Connect { worker, job });
             }
         }
-        self.destinations
-            .retain(|_, d| !d.ready.is_empty() || d.state != DestinationState::default());
+        // An idle destination with nothing to remember is forgotten, so the map grows with the
+        // destinations in use, not with every domain ever mailed.
+        self.destinations.retain(|_, d| {
+            !d.ready.is_empty()
+                || d.state.in_flight() > 0
+                || d.state.consecutive_failures() > 0
+                || d.state.suspended_until().is_some_and(|until| until > now)
+        });
     }
 
     fn attempt(&mut self, attempt: Attempt, now: u64) {
