@@ -1,7 +1,7 @@
 //! Drives one SMTP session over one connection: reads bytes into the session, carries out its
 //! actions (replies, TLS, credential checks, spooling) and applies the timeouts.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -18,10 +18,11 @@ use crate::config::ListenerMode;
 use crate::policy::HostDecision;
 use crate::policy::hosts;
 use crate::policy::logins::Refusal;
+use crate::smtp::command::Verb;
 use crate::smtp::sasl::Credentials;
 use crate::smtp::{
-    Action, Allowance, AuthOutcome, HeaderFromDecision, SenderDecision, Session, SpoolOutcome,
-    TlsInfo,
+    Action, Allowance, AuthOutcome, HeaderFromDecision, Reply, SenderDecision, Session,
+    SpoolOutcome, TlsInfo,
 };
 use crate::tls;
 
@@ -33,43 +34,114 @@ enum Ended<S> {
     StartTls(S),
 }
 
+/// Who is on the other end and which listener it reached, for the log.
+#[derive(Debug, Clone, Copy)]
+struct Peer {
+    client: SocketAddr,
+    listener: SocketAddr,
+}
+
+/// Serves one connection from `client` (its address already canonical), logging its start and
+/// its end.
 pub(super) async fn serve(
     stream: TcpStream,
-    client_ip: IpAddr,
+    client: SocketAddr,
     context: Arc<ListenerContext>,
     shared: Arc<Shared>,
 ) {
+    let peer = Peer {
+        client,
+        listener: context.address,
+    };
+    let started = Instant::now();
+    tracing::info!(client = %peer.client, listener = %peer.listener, "connect");
+    let session = converse(stream, peer, &context, &shared).await;
+    log_disconnect(peer, started.elapsed(), session.as_ref());
+}
+
+/// The SMTP conversation, TLS included; the session, if one started.
+async fn converse(
+    stream: TcpStream,
+    peer: Peer,
+    context: &ListenerContext,
+    shared: &Shared,
+) -> Option<Session> {
+    let client_ip = peer.client.ip();
     let trusted = context.is_trusted(client_ip);
     let session_config = Arc::clone(&context.session);
     let listener_host = canonical_host(&session_config.hostname);
     match (context.mode, &context.tls) {
         (ListenerMode::Submissions, Some(acceptor)) => {
-            let Some((stream, tls)) = handshake(acceptor, stream, &shared).await else {
-                return;
-            };
+            let (stream, tls) = implicit_handshake(acceptor, stream, shared, peer).await?;
             let asked_host = hosts::asked_host(tls.server_name.as_deref(), &listener_host);
             let mut session = Session::new(session_config, client_ip, trusted, Some(tls.info));
-            drive(stream, &mut session, &shared, &asked_host).await;
+            drive(stream, &mut session, shared, peer, &asked_host).await;
+            Some(session)
         }
-        (ListenerMode::Submissions, None) => {}
+        (ListenerMode::Submissions, None) => None,
         (ListenerMode::Submission, acceptor) => {
             let mut session = Session::new(session_config, client_ip, trusted, None);
-            let Ended::StartTls(stream) =
-                drive(stream, &mut session, &shared, &listener_host).await
-            else {
-                return;
-            };
-            let Some(acceptor) = acceptor else {
-                return;
-            };
-            let Some((stream, tls)) = handshake(acceptor, stream, &shared).await else {
-                return;
-            };
-            let asked_host = hosts::asked_host(tls.server_name.as_deref(), &listener_host);
-            session.tls_established(tls.info);
-            drive(stream, &mut session, &shared, &asked_host).await;
+            let ended = drive(stream, &mut session, shared, peer, &listener_host).await;
+            if let (Ended::StartTls(stream), Some(acceptor)) = (ended, acceptor)
+                && let Some((stream, tls)) = handshake(acceptor, stream, shared, peer).await
+            {
+                let asked_host = hosts::asked_host(tls.server_name.as_deref(), &listener_host);
+                session.tls_established(tls.info);
+                drive(stream, &mut session, shared, peer, &asked_host).await;
+            }
+            Some(session)
         }
     }
+}
+
+/// `disconnect client=IP:PORT listener=ADDR [tls=VERSION cipher=SUITE] duration=SECONDS
+/// ehlo=N … commands=N`, the counts Postfix style (verbs that never came left out).
+fn log_disconnect(peer: Peer, duration: Duration, session: Option<&Session>) {
+    let tls = session.and_then(Session::tls);
+    let counts = session
+        .map(Session::command_counts)
+        .cloned()
+        .unwrap_or_default();
+    let n = |verb: Verb| Some(counts.get(verb)).filter(|&n| n > 0);
+    tracing::info!(
+        client = %peer.client,
+        listener = %peer.listener,
+        tls = tls.map(|tls| tls.version.as_str()),
+        cipher = tls.map(|tls| tls.cipher.as_str()),
+        duration = format_args!("{:.3}s", duration.as_secs_f64()),
+        ehlo = n(Verb::Ehlo),
+        helo = n(Verb::Helo),
+        starttls = n(Verb::StartTls),
+        auth = n(Verb::Auth),
+        mail = n(Verb::Mail),
+        rcpt = n(Verb::Rcpt),
+        data = n(Verb::Data),
+        rset = n(Verb::Rset),
+        noop = n(Verb::Noop),
+        vrfy = n(Verb::Vrfy),
+        expn = n(Verb::Expn),
+        help = n(Verb::Help),
+        quit = n(Verb::Quit),
+        unknown = n(Verb::Unknown),
+        commands = counts.total(),
+        "disconnect"
+    );
+}
+
+/// One line per 4xx/5xx reply: `reject client=IP:PORT command=VERB code=N status=X.Y.Z
+/// reply="TEXT"`. The command is the session's name for it, never the client's bytes.
+pub(super) fn log_refusal(client: SocketAddr, command: &str, reply: &Reply) {
+    if reply.code() < 400 {
+        return;
+    }
+    tracing::info!(
+        %client,
+        command,
+        code = reply.code(),
+        status = reply.status().map(tracing::field::display),
+        reply = ?reply.text(),
+        "reject"
+    );
 }
 
 /// What the TLS handshake established.
@@ -79,10 +151,43 @@ struct Handshake {
     server_name: Option<String>,
 }
 
+/// The handshake on an implicit-TLS listener, after a look at the first bytes so that a
+/// plaintext client is named as such in the log.
+async fn implicit_handshake(
+    acceptor: &TlsAcceptor,
+    stream: TcpStream,
+    shared: &Shared,
+    peer: Peer,
+) -> Option<(TlsStream<TcpStream>, Handshake)> {
+    let mut first = [0u8; 2];
+    let cause = match tokio::time::timeout(shared.timeouts.tls_handshake, stream.peek(&mut first))
+        .await
+    {
+        Ok(Ok(0)) => Some("closed"),
+        Ok(Ok(_)) if first[0] != TLS_HANDSHAKE_RECORD => Some(if first[0].is_ascii_alphabetic() {
+            "plaintext-on-implicit-tls-port"
+        } else {
+            "not-tls"
+        }),
+        Ok(Ok(_)) => None,
+        Ok(Err(_)) => Some("read-error"),
+        Err(_) => Some("no-client-hello"),
+    };
+    if let Some(cause) = cause {
+        log_tls_failure(peer, cause, None);
+        return None;
+    }
+    handshake(acceptor, stream, shared, peer).await
+}
+
+/// The first byte of a TLS handshake record (a ClientHello starts `16 03`).
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
+
 async fn handshake(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
     shared: &Shared,
+    peer: Peer,
 ) -> Option<(TlsStream<TcpStream>, Handshake)> {
     match tokio::time::timeout(shared.timeouts.tls_handshake, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => {
@@ -94,14 +199,33 @@ async fn handshake(
             Some((stream, handshake))
         }
         Ok(Err(error)) => {
-            tracing::debug!(%error, "TLS handshake failed");
+            log_tls_failure(peer, "handshake-error", Some(&error.to_string()));
             None
         }
         Err(_) => {
-            tracing::debug!("TLS handshake timed out");
+            log_tls_failure(peer, "timeout", None);
             None
         }
     }
+}
+
+/// `TLS handshake failed client=IP:PORT listener=ADDR cause=CAUSE [error="TEXT"]`. The causes:
+/// `plaintext-on-implicit-tls-port` (SMTP text where a ClientHello belongs), `no-client-hello`
+/// (silence: a plaintext client waiting for a greeting), `tls-on-starttls-port` (a ClientHello
+/// instead of a command), `not-tls`, `closed`, `read-error`, `timeout` and `handshake-error`.
+fn log_tls_failure(peer: Peer, cause: &str, error: Option<&str>) {
+    tracing::warn!(
+        client = %peer.client,
+        listener = %peer.listener,
+        cause,
+        error,
+        "TLS handshake failed"
+    );
+}
+
+/// A TLS ClientHello sent where a plaintext command belongs.
+fn looks_like_client_hello(bytes: &[u8]) -> bool {
+    bytes.len() >= 2 && bytes[0] == TLS_HANDSHAKE_RECORD && bytes[1] == 0x03
 }
 
 /// Runs the session over `stream` until it closes or starts TLS. `asked_host` is the host name
@@ -110,8 +234,11 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     session: &mut Session,
     shared: &Shared,
+    peer: Peer,
     asked_host: &str,
 ) -> Ended<S> {
+    // Only the first bytes of a plaintext session can be a misplaced TLS handshake.
+    let mut first_read = session.tls().is_none();
     let mut output = Vec::with_capacity(512);
     let mut input = vec![0u8; READ_CHUNK];
     let mut phase = shared.phase.clone();
@@ -122,7 +249,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
         while let Some(action) = session.next_action() {
             progressed = true;
             match action {
-                Action::Send(reply) => reply.write_to(&mut output),
+                Action::Send(reply) => {
+                    log_refusal(peer.client, session.answering(), &reply);
+                    reply.write_to(&mut output);
+                }
                 Action::StartTls => {
                     return match flush(&mut stream, &mut output, shared).await {
                         Ok(()) => Ended::StartTls(stream),
@@ -148,7 +278,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                     session.header_from_checked(decision);
                 }
                 Action::Spool(submission) => {
-                    let outcome = spool(shared, *submission).await;
+                    let outcome = spool(shared, peer, *submission).await;
                     session.spool_finished(outcome);
                 }
                 Action::Close => {
@@ -183,6 +313,10 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 Err(_) => session.timed_out(),
                 Ok(Ok(0)) | Ok(Err(_)) => return Ended::Closed,
                 Ok(Ok(n)) => {
+                    if std::mem::take(&mut first_read) && looks_like_client_hello(&input[..n]) {
+                        log_tls_failure(peer, "tls-on-starttls-port", None);
+                        return Ended::Closed;
+                    }
                     session.receive(&input[..n]);
                     if session.in_data() {
                         deadline = next_deadline(session, shared, message_deadline);
@@ -334,27 +468,36 @@ fn next_deadline(session: &Session, shared: &Shared, message_deadline: Option<In
     }
 }
 
-async fn spool(shared: &Shared, submission: crate::smtp::Submission) -> SpoolOutcome {
+/// Stores the message; logs `queued id=ID client=IP:PORT [user="NAME"] from="ADDRESS"
+/// recipients=N size=BYTES [tls=VERSION cipher=SUITE]` once it is.
+async fn spool(shared: &Shared, peer: Peer, submission: crate::smtp::Submission) -> SpoolOutcome {
     let envelope = &submission.envelope;
     let (from, recipients, size) = (
         envelope.from.clone(),
         envelope.to.len(),
         submission.message.len(),
     );
-    let (client, user) = (
-        envelope.client_ip,
-        envelope.auth_user.clone().unwrap_or_default(),
-    );
+    let (user, tls) = (envelope.auth_user.clone(), envelope.tls.clone());
     match shared.spool.submit(submission).await {
         Ok(Ok(id)) => {
-            tracing::info!(%id, %client, %user, %from, recipients, size, "queued");
-            if !user.is_empty() {
-                shared.quotas.charge(&user, recipients);
+            tracing::info!(
+                %id,
+                client = %peer.client,
+                user = user.as_deref().map(tracing::field::debug),
+                from = ?from,
+                recipients,
+                size,
+                tls = tls.as_ref().map(|tls| tls.version.as_str()),
+                cipher = tls.as_ref().map(|tls| tls.cipher.as_str()),
+                "queued"
+            );
+            if let Some(user) = &user {
+                shared.quotas.charge(user, recipients);
             }
             SpoolOutcome::Queued(id)
         }
         Ok(Err(error)) => {
-            tracing::error!(%error, "message refused with 452: not stored");
+            tracing::error!(%error, client = %peer.client, "message refused with 452: not stored");
             SpoolOutcome::Failed
         }
         Err(_) => SpoolOutcome::Failed,

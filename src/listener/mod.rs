@@ -51,6 +51,8 @@ pub struct Listener {
 }
 
 struct ListenerContext {
+    /// The bound address, for the log.
+    address: SocketAddr,
     mode: ListenerMode,
     trusted_networks: Vec<Cidr>,
     session: Arc<SessionConfig>,
@@ -79,6 +81,7 @@ impl Listener {
             clock: std::time::SystemTime::now,
         };
         let context = ListenerContext {
+            address: tcp.local_addr()?,
             mode: config.mode,
             trusted_networks: config.trusted_networks.clone(),
             session: Arc::new(session),
@@ -119,20 +122,22 @@ impl Listener {
     fn admit(&self, stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         let _ = stream.set_nodelay(true);
         let client_ip = policy::canonical(peer.ip());
+        let client = SocketAddr::new(client_ip, peer.port());
         let context = Arc::clone(&self.context);
         let shared = Arc::clone(shared);
         match shared.limiter.admit(client_ip) {
             Ok(slot) => {
                 tokio::spawn(async move {
-                    connection::serve(stream, client_ip, context, shared).await;
+                    connection::serve(stream, client, context, shared).await;
                     drop(slot);
                 });
             }
+            Err(refusal) if context.mode == ListenerMode::Submission => {
+                tokio::spawn(refuse(stream, client, refusal));
+            }
+            // An implicit-TLS client could not read a reply: it is only logged.
             Err(refusal) => {
                 tracing::info!(%client_ip, ?refusal, "connection refused");
-                if context.mode == ListenerMode::Submission {
-                    tokio::spawn(refuse(stream, refusal));
-                }
             }
         }
     }
@@ -153,11 +158,12 @@ impl ListenerContext {
 }
 
 /// Tells a plaintext client why it is turned away (an implicit-TLS client cannot read it).
-async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+async fn refuse(mut stream: TcpStream, client: SocketAddr, refusal: Refusal) {
     let reply = match refusal {
         Refusal::TooManyInTotal => reply::TOO_MANY_CONNECTIONS,
         Refusal::TooManyFromAddress => reply::TOO_MANY_CONNECTIONS_FROM_IP,
     };
+    connection::log_refusal(client, "CONNECT", &reply);
     let mut wire = Vec::new();
     reply.write_to(&mut wire);
     let _ = tokio::time::timeout(Duration::from_secs(5), stream.write_all(&wire)).await;

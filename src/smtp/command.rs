@@ -45,29 +45,133 @@ impl Command {
                 Err(reply::syntax_error(usage))
             }
         };
-        match verb.to_ascii_uppercase().as_str() {
-            "EHLO" => client_name(argument, "EHLO <your-hostname>").map(Command::Ehlo),
-            "HELO" => client_name(argument, "HELO <your-hostname>").map(Command::Helo),
-            "MAIL" => from_prefix(argument, "FROM:", "MAIL FROM:<address> [parameters]")
+        match Verb::of_line(verb.as_bytes()) {
+            Verb::Ehlo => client_name(argument, "EHLO <your-hostname>").map(Command::Ehlo),
+            Verb::Helo => client_name(argument, "HELO <your-hostname>").map(Command::Helo),
+            Verb::Mail => from_prefix(argument, "FROM:", "MAIL FROM:<address> [parameters]")
                 .map(Command::Mail),
-            "RCPT" => {
+            Verb::Rcpt => {
                 from_prefix(argument, "TO:", "RCPT TO:<address> [parameters]").map(Command::Rcpt)
             }
-            "DATA" => no_argument(Command::Data, "DATA").map_err(|_| reply::DATA_ARGUMENTS),
-            "RSET" => no_argument(Command::Rset, "RSET"),
-            "NOOP" => Ok(Command::Noop),
-            "QUIT" => Ok(Command::Quit),
-            "VRFY" => required(argument, "VRFY <address>").map(|_| Command::Vrfy),
-            "EXPN" => Ok(Command::Expn),
-            "HELP" => Ok(Command::Help(
+            Verb::Data => no_argument(Command::Data, "DATA").map_err(|_| reply::DATA_ARGUMENTS),
+            Verb::Rset => no_argument(Command::Rset, "RSET"),
+            Verb::Noop => Ok(Command::Noop),
+            Verb::Quit => Ok(Command::Quit),
+            Verb::Vrfy => required(argument, "VRFY <address>").map(|_| Command::Vrfy),
+            Verb::Expn => Ok(Command::Expn),
+            Verb::Help => Ok(Command::Help(
                 (!argument.is_empty()).then(|| argument.to_string()),
             )),
-            "STARTTLS" => {
+            Verb::StartTls => {
                 no_argument(Command::StartTls, "STARTTLS").map_err(|_| reply::STARTTLS_ARGUMENTS)
             }
-            "AUTH" => parse_auth(argument),
-            _ => Err(reply::UNKNOWN_COMMAND),
+            Verb::Auth => parse_auth(argument),
+            Verb::Unknown => Err(reply::UNKNOWN_COMMAND),
         }
+    }
+}
+
+/// A command's verb as the session saw it: what the log names (never the client's own bytes)
+/// and what the per-connection counts are kept by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Ehlo,
+    Helo,
+    StartTls,
+    Auth,
+    Mail,
+    Rcpt,
+    Data,
+    Rset,
+    Noop,
+    Vrfy,
+    Expn,
+    Help,
+    Quit,
+    /// Anything else, including a line too long or not text.
+    Unknown,
+}
+
+impl Verb {
+    /// Every verb, in the order the counts are logged.
+    pub const ALL: [Verb; 14] = [
+        Verb::Ehlo,
+        Verb::Helo,
+        Verb::StartTls,
+        Verb::Auth,
+        Verb::Mail,
+        Verb::Rcpt,
+        Verb::Data,
+        Verb::Rset,
+        Verb::Noop,
+        Verb::Vrfy,
+        Verb::Expn,
+        Verb::Help,
+        Verb::Quit,
+        Verb::Unknown,
+    ];
+
+    /// The verb of a command line: its first word, in any case.
+    pub fn of_line(line: &[u8]) -> Verb {
+        let word = line.split(|&b| b == b' ').next().unwrap_or_default();
+        Verb::ALL
+            .into_iter()
+            .find(|verb| {
+                *verb != Verb::Unknown && word.eq_ignore_ascii_case(verb.name().as_bytes())
+            })
+            .unwrap_or(Verb::Unknown)
+    }
+
+    /// The upper-case name, as in `command=MAIL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Verb::Ehlo => "EHLO",
+            Verb::Helo => "HELO",
+            Verb::StartTls => "STARTTLS",
+            Verb::Auth => "AUTH",
+            Verb::Mail => "MAIL",
+            Verb::Rcpt => "RCPT",
+            Verb::Data => "DATA",
+            Verb::Rset => "RSET",
+            Verb::Noop => "NOOP",
+            Verb::Vrfy => "VRFY",
+            Verb::Expn => "EXPN",
+            Verb::Help => "HELP",
+            Verb::Quit => "QUIT",
+            Verb::Unknown => "UNKNOWN",
+        }
+    }
+}
+
+/// How many commands of each verb a session received, for the disconnect line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandCounts([u32; Verb::ALL.len()]);
+
+impl CommandCounts {
+    pub fn record(&mut self, verb: Verb) {
+        let slot = &mut self.0[verb as usize];
+        *slot = slot.saturating_add(1);
+    }
+
+    pub fn get(&self, verb: Verb) -> u32 {
+        self.0[verb as usize]
+    }
+
+    pub fn total(&self) -> u32 {
+        self.0.iter().fold(0, |sum, n| sum.saturating_add(*n))
+    }
+}
+
+/// Postfix style: `ehlo=1 starttls=1 mail=1 commands=3`, verbs that never came left out.
+impl std::fmt::Display for CommandCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for verb in Verb::ALL {
+            let n = self.get(verb);
+            if n > 0 {
+                write!(f, "{}={n} ", verb.name().to_ascii_lowercase())?;
+            }
+        }
+        write!(f, "commands={}", self.total())
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::address::Mailbox;
-use super::command::{self, Body, Command, MailFrom, RcptTo};
+use super::command::{self, Body, Command, CommandCounts, MailFrom, RcptTo, Verb};
 use super::data::{DataReceiver, Defect, Progress};
 use super::header_from::{self, HeaderFrom};
 use super::reply::{self, Reply};
@@ -259,6 +259,10 @@ pub struct Session {
     transaction: Option<Transaction>,
     errors: u32,
     junk_commands: u32,
+    counts: CommandCounts,
+    /// What the replies being sent answer, for the log: a command's verb, or `CONNECT`,
+    /// `TIMEOUT` and `SHUTDOWN` for the replies the server sends unasked.
+    answering: &'static str,
 }
 
 impl Session {
@@ -284,6 +288,8 @@ impl Session {
             transaction: None,
             errors: 0,
             junk_commands: 0,
+            counts: CommandCounts::default(),
+            answering: "CONNECT",
             config,
         };
         session.send(reply::greeting(&session.config.hostname));
@@ -317,6 +323,23 @@ impl Session {
 
     pub fn is_closed(&self) -> bool {
         matches!(self.mode, Mode::Closed)
+    }
+
+    /// The commands received so far, by verb (a STARTTLS does not reset them).
+    pub fn command_counts(&self) -> &CommandCounts {
+        &self.counts
+    }
+
+    /// What the replies now being sent answer: the verb of the command that produced them, or
+    /// `CONNECT`, `TIMEOUT` or `SHUTDOWN`. Read it as each reply is taken from
+    /// [`Session::next_action`].
+    pub fn answering(&self) -> &'static str {
+        self.answering
+    }
+
+    /// The TLS parameters, once TLS is established.
+    pub fn tls(&self) -> Option<&TlsInfo> {
+        self.tls.as_ref()
     }
 
     /// The handshake after STARTTLS succeeded: RFC 3207 §4.2 says to forget everything learned
@@ -365,11 +388,13 @@ impl Session {
 
     /// No complete command arrived in time.
     pub fn timed_out(&mut self) {
+        self.answering = "TIMEOUT";
         self.close_with(reply::IDLE_TIMEOUT);
     }
 
     /// The server is stopping; called between commands, never in the middle of DATA.
     pub fn shut_down(&mut self) {
+        self.answering = "SHUTDOWN";
         self.close_with(reply::SHUTTING_DOWN);
     }
 
@@ -435,6 +460,15 @@ impl Session {
         let line_start = self.consumed;
         self.consumed += end + 2;
         let line = line_start..line_start + end;
+        if !in_auth {
+            let verb = if self.discarding_line {
+                Verb::Unknown
+            } else {
+                Verb::of_line(&self.input[line.clone()])
+            };
+            self.counts.record(verb);
+            self.answering = verb.name();
+        }
         // Only MAIL and RCPT get a parameter allowance; the limit the client is told is the
         // command line limit itself.
         let over_command_limit = !in_auth

@@ -1408,3 +1408,36 @@ fn data_arriving_in_pieces_leaves_the_next_command_buffered() {
     session.spool_finished(SpoolOutcome::Queued("Q".into()));
     assert_eq!(drain(&mut session), ["250 2.0.0", "221 2.0.0", "CLOSE"]);
 }
+
+#[test]
+fn commands_are_counted_by_verb_across_starttls() {
+    let mut session = authenticated();
+    outcome(
+        &mut session,
+        "mail FROM:<alice@example.test>\r\nBOGUS\r\nQUIT\r\n",
+    );
+    assert_eq!(
+        session.command_counts().to_string(),
+        "ehlo=1 starttls=1 auth=1 mail=1 quit=1 unknown=1 commands=6"
+    );
+}
+
+#[test]
+fn each_reply_is_attributed_to_the_command_it_answers() {
+    let mut session = Session::new(config(true), CLIENT.parse().unwrap(), false, None);
+    assert_eq!(
+        session.next_action().map(|_| session.answering()),
+        Some("CONNECT")
+    );
+    session.receive(b"EHLO client.example\r\nMAIL FROM:<a@example.test>\r\n");
+    let mut answered = Vec::new();
+    while let Some(action) = session.next_action() {
+        if let Action::Send(reply) = action {
+            answered.push((session.answering(), reply.code()));
+        }
+    }
+    assert_eq!(answered, [("EHLO", 250), ("MAIL", 530)]);
+    session.timed_out();
+    assert_eq!(session.answering(), "TIMEOUT");
+    assert!(session.command_counts().get(Verb::Unknown) == 0);
+}
