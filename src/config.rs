@@ -44,6 +44,35 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     /// `[[route]]`: static routes and smarthosts, in the order written.
     pub routes: Vec<crate::routing::Route>,
+    pub log: LogConfig,
+}
+
+/// How the server logs (`[log]`); the level comes from `PORTCULLIS_LOG`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogConfig {
+    pub format: LogFormat,
+}
+
+/// One line per event: `key=value` text, or one JSON object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<LogFormat, String> {
+        match text {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "{other:?} is not a log format: \"text\" or \"json\""
+            )),
+        }
+    }
 }
 
 /// Outbound delivery (`[delivery]`).
@@ -264,6 +293,7 @@ impl Config {
             quotas: QuotaConfig::default(),
             delivery: DeliveryConfig::default(),
             routes: Vec::new(),
+            log: LogConfig::default(),
         }
     }
 
@@ -543,6 +573,14 @@ struct RawConfig {
     /// Spanned so that a problem with a route as a whole (`RouteTable::new`) can point at it.
     #[serde(default)]
     route: Vec<Spanned<RawRoute>>,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    format: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -809,6 +847,7 @@ impl Source<'_> {
         };
         let delivery = self.delivery(&raw.delivery)?;
         let routes = self.routes(&raw.route)?;
+        let log = self.log(&raw.log)?;
         Ok(Config {
             hostname,
             data_dir,
@@ -821,7 +860,19 @@ impl Source<'_> {
             quotas,
             delivery,
             routes,
+            log,
         })
+    }
+
+    fn log(&self, raw: &RawLog) -> Result<LogConfig, ConfigError> {
+        let format = match &raw.format {
+            None => LogFormat::default(),
+            Some(text) => text
+                .get_ref()
+                .parse()
+                .map_err(|reason: String| self.error(text.span(), "log.format", reason))?,
+        };
+        Ok(LogConfig { format })
     }
 
     fn hostname(&self, name: &Spanned<String>, key: &str) -> Result<String, ConfigError> {
@@ -1651,6 +1702,13 @@ messages_per_hour = 0
 # Recipients accepted per day, over all messages.
 recipients_per_day = 0
 
+# Logs go to standard error, at the level PORTCULLIS_LOG names (error, warn, info, debug,
+# trace; default info). The lines are listed in the README ("Logs").
+[log]
+# "text": a timestamp, the level, the event and key=value fields, one line each.
+# "json": one JSON object a line (timestamp, level, fields), for log collectors.
+format = "text"
+
 # Outbound delivery: how queued mail leaves for the recipients' mail exchangers (MX).
 [delivery]
 # false: accept and queue mail, deliver none of it (maintenance, a staging server); the queue
@@ -1963,6 +2021,8 @@ mod tests {
             "relay",
             "auth_user",
             "auth_password_file",
+            "[log]",
+            "format",
         ];
         for key in keys {
             assert!(
@@ -2049,6 +2109,17 @@ shutdown_grace_seconds = 0
             (policy.lock_seconds, policy.first_delay, policy.ipv4_prefix),
             (60, Duration::from_millis(10), 32)
         );
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        let config = parse("[log]\nformat = \"json\"\n").unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        let error = parse("[log]\nformat = \"syslog\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("log.format"), "{error}");
+        assert!(error.contains("not a log format"), "{error}");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::{ArgMatches, CommandFactory, Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, LogFormat};
 use crate::server;
 
 pub const EX_USAGE: u8 = 64;
@@ -108,7 +108,6 @@ pub fn main() -> ExitCode {
             return ExitCode::from(status);
         }
     };
-    init_logging();
     match run(cli) {
         Ok(status) => ExitCode::from(status),
         Err(failure) => {
@@ -132,23 +131,31 @@ fn usage_status() -> u8 {
 }
 
 /// Logs go to standard error at the level named by PORTCULLIS_LOG (error, warn, info, debug,
-/// trace; default info).
-fn init_logging() {
+/// trace; default info), as text (colours only on a terminal) or one JSON object a line.
+fn init_logging(format: LogFormat) {
     let level = std::env::var("PORTCULLIS_LOG")
         .ok()
         .and_then(|name| name.parse::<tracing::level_filters::LevelFilter>().ok())
         .unwrap_or(tracing::level_filters::LevelFilter::INFO);
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .init();
+        .with_target(false);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 /// Runs a command; `Ok` carries the exit status (0 except for `check`).
 fn run(cli: Cli) -> Result<u8, Failure> {
     let done = |result: Result<(), Failure>| result.map(|()| 0);
+    // The server logs as its configuration says; every other command as text.
+    if !matches!(cli.command, Command::Serve) {
+        init_logging(LogFormat::Text);
+    }
     match cli.command {
         Command::Config {
             command: ConfigCommand::Example,
@@ -176,6 +183,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Check(args) => Ok(crate::diagnostics::check::run(&args)),
         Command::Serve => {
             let config = settings(cli.config, cli.data_dir)?;
+            init_logging(config.log.format);
             done(server::run(config).map_err(|e| Failure::new(e.status, e.message)))
         }
         Command::Bench(args) => done(bench(*args)),
