@@ -106,8 +106,8 @@ fn log_disconnect(peer: Peer, duration: Duration, session: Option<&Session>) {
     tracing::info!(
         client = %peer.client,
         listener = %peer.listener,
-        tls = tls.map(|tls| tls.version.as_str()),
-        cipher = tls.map(|tls| tls.cipher.as_str()),
+        tls = tls.map(|tls| tracing::field::display(&tls.version)),
+        cipher = tls.map(|tls| tracing::field::display(&tls.cipher)),
         duration = format_args!("{:.3}s", duration.as_secs_f64()),
         ehlo = n(Verb::Ehlo),
         helo = n(Verb::Helo),
@@ -136,7 +136,7 @@ pub(super) fn log_refusal(client: SocketAddr, command: &str, reply: &Reply) {
     }
     tracing::info!(
         %client,
-        command,
+        %command,
         code = reply.code(),
         status = reply.status().map(tracing::field::display),
         reply = ?reply.text(),
@@ -217,7 +217,7 @@ fn log_tls_failure(peer: Peer, cause: &str, error: Option<&str>) {
     tracing::warn!(
         client = %peer.client,
         listener = %peer.listener,
-        cause,
+        %cause,
         error,
         "TLS handshake failed"
     );
@@ -487,8 +487,8 @@ async fn spool(shared: &Shared, peer: Peer, submission: crate::smtp::Submission)
                 from = ?from,
                 recipients,
                 size,
-                tls = tls.as_ref().map(|tls| tls.version.as_str()),
-                cipher = tls.as_ref().map(|tls| tls.cipher.as_str()),
+                tls = tls.as_ref().map(|tls| tracing::field::display(&tls.version)),
+                cipher = tls.as_ref().map(|tls| tracing::field::display(&tls.cipher)),
                 "queued"
             );
             if let Some(user) = &user {
