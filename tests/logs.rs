@@ -323,3 +323,50 @@ fn fail2ban_regex(log: &Path) -> (usize, String) {
         .unwrap_or_else(|| panic!("no matched count in:\n{text}"));
     (matched, text)
 }
+
+#[test]
+fn json_format_writes_one_object_a_line_with_the_same_fields() {
+    let server = Server::start(
+        "logs-json",
+        Options {
+            extra: "[log]\nformat = \"json\"\n".to_string(),
+            log: Some("info"),
+            ..Options::default()
+        },
+    );
+    let mut raw = Raw::connect(server.submission);
+    let client = local(&raw).to_string();
+    raw.expect("220 ");
+    raw.send(b"MAIL FROM:<a@example.test>\r\nQUIT\r\n");
+    raw.expect("530 5.7.0");
+    raw.expect("221 ");
+    let events = || -> Vec<serde_json::Value> {
+        server
+            .log()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+            .filter(|event: &serde_json::Value| event["fields"]["client"] == client.as_str())
+            .collect()
+    };
+    assert!(wait_until(Duration::from_secs(10), || events().len() == 3));
+    let events = events();
+    let fields: Vec<&serde_json::Value> = events.iter().map(|event| &event["fields"]).collect();
+    assert_eq!(fields[0]["message"], "connect");
+    assert_eq!(fields[1]["message"], "reject");
+    assert_eq!(fields[1]["command"], "MAIL");
+    assert_eq!(fields[1]["code"], 530);
+    assert_eq!(fields[1]["status"], "5.7.0");
+    assert!(
+        fields[1]["reply"]
+            .as_str()
+            .unwrap()
+            .starts_with("Must issue a STARTTLS command first"),
+        "{}",
+        fields[1]
+    );
+    assert_eq!(fields[2]["message"], "disconnect");
+    assert_eq!(fields[2]["mail"], 1);
+    assert_eq!(fields[2]["quit"], 1);
+    assert_eq!(fields[2]["commands"], 2);
+    assert_eq!(events[1]["level"], "INFO");
+}

@@ -139,7 +139,7 @@ pub(super) fn log_refusal(client: SocketAddr, command: &str, reply: &Reply) {
         %command,
         code = reply.code(),
         status = reply.status().map(tracing::field::display),
-        reply = ?reply.text(),
+        reply = reply.text(),
         "reject"
     );
 }
@@ -373,7 +373,7 @@ async fn authenticate(
             tokio::time::sleep(failure.delay).await;
         }
         AuthOutcome::Unavailable => {
-            tracing::error!(client = %client_ip, user = ?username, "authentication unavailable")
+            tracing::error!(client = %client_ip, user = username.as_str(), "authentication unavailable")
         }
         AuthOutcome::ServedElsewhere {
             user,
@@ -382,7 +382,7 @@ async fn authenticate(
         } => {
             // One fixed line, like failed logins: `login refused: wrong host client=IP
             // user="NAME" asked=HOST serving=HOST`.
-            tracing::warn!(client = %client_ip, user = ?user, %asked, %serving, "login refused: wrong host");
+            tracing::warn!(client = %client_ip, user = user.as_str(), %asked, %serving, "login refused: wrong host");
         }
         AuthOutcome::Locked(_) | AuthOutcome::NetworkRefused => {}
     }
@@ -411,7 +411,7 @@ fn served_here(shared: &Shared, user: String, asked_host: &str) -> AuthOutcome {
 /// `authentication failed client=IP user="NAME" reason=REASON`. The user name is quoted and
 /// escaped so it cannot forge a line.
 fn log_failure(client_ip: IpAddr, username: &str, reason: &str) {
-    tracing::warn!(client = %client_ip, user = ?username, %reason, "authentication failed");
+    tracing::warn!(client = %client_ip, user = username, %reason, "authentication failed");
 }
 
 /// The sender policy's decision on MAIL FROM and, for an allowed sender, what the account may
@@ -429,7 +429,7 @@ fn authorize_mail(
     };
     if decision != SenderDecision::Allowed {
         if decision == SenderDecision::Denied {
-            tracing::warn!(%client, %user, sender = ?sender, "sender address refused");
+            tracing::warn!(%client, %user, sender, "sender address refused");
         }
         return (decision, Allowance::default());
     }
@@ -451,7 +451,7 @@ fn authorize_header_from(
         match shared.sender_policy.authorize(user, address) {
             SenderDecision::Allowed => {}
             SenderDecision::Denied => {
-                tracing::warn!(%client, %user, from = ?address, "From: header address refused");
+                tracing::warn!(%client, %user, from = address.as_str(), "From: header address refused");
                 return HeaderFromDecision::Denied(address.clone());
             }
             SenderDecision::Unavailable => return HeaderFromDecision::Unavailable,
@@ -483,8 +483,8 @@ async fn spool(shared: &Shared, peer: Peer, submission: crate::smtp::Submission)
             tracing::info!(
                 %id,
                 client = %peer.client,
-                user = user.as_deref().map(tracing::field::debug),
-                from = ?from,
+                user = user.as_deref(),
+                from = from.as_str(),
                 recipients,
                 size,
                 tls = tls.as_ref().map(|tls| tracing::field::display(&tls.version)),
