@@ -213,14 +213,14 @@ async fn handshake(
 /// `plaintext-on-implicit-tls-port` (SMTP text where a ClientHello belongs), `no-client-hello`
 /// (silence: a plaintext client waiting for a greeting), `tls-on-starttls-port` (a ClientHello
 /// instead of a command), `not-tls`, `closed`, `read-error`, `timeout` and `handshake-error`.
+/// A connection closed before sending anything (a port check) is only info; the rest warn.
 fn log_tls_failure(peer: Peer, cause: &str, error: Option<&str>) {
-    tracing::warn!(
-        client = %peer.client,
-        listener = %peer.listener,
-        %cause,
-        error,
-        "TLS handshake failed"
-    );
+    let (client, listener) = (peer.client, peer.listener);
+    if cause == "closed" {
+        tracing::info!(%client, %listener, %cause, error, "TLS handshake failed");
+    } else {
+        tracing::warn!(%client, %listener, %cause, error, "TLS handshake failed");
+    }
 }
 
 /// A TLS ClientHello sent where a plaintext command belongs.

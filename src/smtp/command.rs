@@ -395,6 +395,22 @@ mod tests {
     }
 
     #[test]
+    fn the_verb_is_the_first_word_in_any_case_and_never_the_clients_bytes() {
+        assert_eq!(Verb::of_line(b"mail FROM:<a@b.c>"), Verb::Mail);
+        assert_eq!(Verb::of_line(b"StartTLS"), Verb::StartTls);
+        assert_eq!(Verb::of_line(b"MAILX FROM:<a@b.c>"), Verb::Unknown);
+        assert_eq!(Verb::of_line(b"\x16\x03\x01"), Verb::Unknown);
+        assert_eq!(Verb::of_line(b""), Verb::Unknown);
+        assert_eq!(Verb::of_line(b"UNKNOWN"), Verb::Unknown);
+        let mut counts = CommandCounts::default();
+        assert_eq!(counts.to_string(), "commands=0");
+        counts.record(Verb::Rcpt);
+        counts.record(Verb::Ehlo);
+        counts.record(Verb::Rcpt);
+        assert_eq!(counts.to_string(), "ehlo=1 rcpt=2 commands=3");
+    }
+
+    #[test]
     fn parses_verbs_case_insensitively() {
         assert_eq!(
             Command::parse(b"ehlo client.example"),
