@@ -360,6 +360,10 @@ fn announce(config: &Config, listeners: &[Listener], origin: &tls::Origin, recov
             "  TLS: generated a self-signed certificate in {} (clients must trust it or skip verification)",
             dir.display()
         ),
+        tls::Origin::Renewed(dir, reason) => println!(
+            "  TLS: generated a new self-signed certificate in {} because {reason}",
+            dir.display()
+        ),
         tls::Origin::Reused(dir) => {
             println!("  TLS: self-signed certificate from {}", dir.display())
         }
