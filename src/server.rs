@@ -29,9 +29,7 @@ pub struct StartError {
     pub message: String,
 }
 
-const EX_CANTCREAT: u8 = 73;
-const EX_OSERR: u8 = 71;
-const EX_CONFIG: u8 = 78;
+use crate::cli::{EX_CANTCREAT, EX_CONFIG, EX_OSERR};
 
 fn fail(status: u8, message: impl Into<String>) -> StartError {
     StartError {
