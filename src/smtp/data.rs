@@ -152,6 +152,7 @@ impl DataReceiver {
             // "<LF>.<CRLF>": a line of one dot that is not the end of data, kept as it is.
             (State::DotCr { crlf: false }, b'\n') => {
                 self.push(b'.');
+                self.push(b'\r');
                 self.end_line(true);
             }
             (State::DotCr { .. }, _) => {
@@ -165,6 +166,7 @@ impl DataReceiver {
             // normalised it is kept (a dot-stuffing client would have doubled it).
             (State::Dot { .. }, b'\n') if self.mode == BareLineEndings::Normalize => {
                 self.push(b'.');
+                self.push(b'\r');
                 self.end_line(false);
             }
             // A stuffed dot: drop it and read the byte as the start of the line's content.
@@ -363,7 +365,7 @@ mod tests {
         let kept: &[u8] =
             b"body\r\n.\r\nMAIL FROM:<evil@x.y>\r\nRCPT TO:<v@x.y>\r\nDATA\r\nsmuggled\r\n";
         for terminator in SMUGGLING_TERMINATORS {
-            let expected = match *terminator {
+            let expected = match terminator {
                 b"\n.\n" | b"\n.\r\n" | b"\r\n.\n" => Ok(kept.to_vec()),
                 t if t.contains(&0) => Err(Defect::Nul),
                 _ => Err(Defect::BareCr),
