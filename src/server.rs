@@ -298,6 +298,7 @@ fn session_limits(config: &Config) -> Limits {
         max_errors: limits.max_errors,
         max_command_line: limits.max_command_line,
         max_text_line: limits.max_text_line,
+        bare_line_endings: limits.bare_line_endings,
         ..Limits::default()
     }
 }
