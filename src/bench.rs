@@ -42,11 +42,13 @@ pub struct BenchArgs {
     /// Log in as this user (AUTH after TLS)
     #[arg(long, requires = "password")]
     pub user: Option<String>,
+    /// The password of --user (on the command line: a test account's, not a real one)
     #[arg(long)]
     pub password: Option<String>,
     /// SASL mechanism for --user
     #[arg(long, value_parser = ["PLAIN", "LOGIN"], default_value = "PLAIN")]
     pub auth: String,
+    /// Sender address for MAIL FROM
     #[arg(long, default_value = "bench@example.test")]
     pub from: String,
     /// Recipient; with --recipients N > 1 a number is put before the @

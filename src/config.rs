@@ -185,6 +185,8 @@ pub struct LimitsConfig {
     pub max_text_line: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// What a bare LF or CR inside DATA does.
+    pub bare_line_endings: crate::smtp::BareLineEndings,
 }
 
 impl Default for LimitsConfig {
@@ -197,6 +199,7 @@ impl Default for LimitsConfig {
             max_text_line: 1000,
             max_connections: 1000,
             max_connections_per_ip: 100,
+            bare_line_endings: crate::smtp::BareLineEndings::Normalize,
         }
     }
 }
@@ -662,6 +665,7 @@ struct RawLimits {
     max_text_line: Option<Spanned<i64>>,
     max_connections: Option<Spanned<i64>>,
     max_connections_per_ip: Option<Spanned<i64>>,
+    bare_line_endings: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1007,6 +1011,10 @@ impl Source<'_> {
                 &MAX_PER_IP,
                 default.max_connections_per_ip,
             )?,
+            bare_line_endings: match &raw.bare_line_endings {
+                Some(policy) => self.bare_line_endings(policy)?,
+                None => default.bare_line_endings,
+            },
         };
         self.check_per_ip(raw, &limits)?;
         Ok(limits)
@@ -1210,6 +1218,15 @@ impl Source<'_> {
                 ),
             )),
         }
+    }
+
+    fn bare_line_endings(
+        &self,
+        text: &Spanned<String>,
+    ) -> Result<crate::smtp::BareLineEndings, ConfigError> {
+        text.get_ref()
+            .parse()
+            .map_err(|reason: String| self.error(text.span(), "limits.bare_line_endings", reason))
     }
 
     fn tls_policy(
@@ -1640,6 +1657,10 @@ max_text_line = 1000
 max_connections = 1000
 # Simultaneous connections from one client address; at most max_connections.
 max_connections_per_ip = 100
+# A line ending other than CRLF inside DATA. "normalize": a bare LF ends a line and is stored as
+# CRLF (Unix tools such as `curl -T` send those); "reject": refused with 554 5.6.0. Either way
+# only CRLF.CRLF ends a message, and a bare CR or a NUL is refused (SMTP smuggling).
+bare_line_endings = "normalize"
 
 [timeouts]
 # Wait for the next command; RFC 5321 asks for at least 5 minutes. 1 to 86400.
@@ -1977,6 +1998,7 @@ mod tests {
             "max_text_line",
             "max_connections",
             "max_connections_per_ip",
+            "bare_line_endings",
             "[timeouts]",
             "command_seconds",
             "data_seconds",
@@ -2329,6 +2351,28 @@ shutdown_grace_seconds = 0
             3,
             "listener[0].trusted_networks[1]",
             "prefix length 33 exceeds 32",
+        );
+    }
+
+    #[test]
+    fn bare_line_endings_is_normalize_or_reject() {
+        use crate::smtp::BareLineEndings;
+        let policy = |text: &str| parse(&format!("[limits]\n{text}\n")).unwrap().limits;
+        assert_eq!(policy("").bare_line_endings, BareLineEndings::Normalize);
+        assert_eq!(
+            policy("bare_line_endings = \"reject\"").bare_line_endings,
+            BareLineEndings::Reject
+        );
+        assert_eq!(
+            policy("bare_line_endings = \"Normalize\"").bare_line_endings,
+            BareLineEndings::Normalize
+        );
+        assert_refused(
+            "[limits]\nbare_line_endings = \"strip\"\n",
+            2,
+            21,
+            "limits.bare_line_endings",
+            "use normalize or reject",
         );
     }
 

@@ -29,9 +29,7 @@ pub struct StartError {
     pub message: String,
 }
 
-const EX_CANTCREAT: u8 = 73;
-const EX_OSERR: u8 = 71;
-const EX_CONFIG: u8 = 78;
+use crate::cli::{EX_CANTCREAT, EX_CONFIG, EX_OSERR};
 
 fn fail(status: u8, message: impl Into<String>) -> StartError {
     StartError {
@@ -300,6 +298,7 @@ fn session_limits(config: &Config) -> Limits {
         max_errors: limits.max_errors,
         max_command_line: limits.max_command_line,
         max_text_line: limits.max_text_line,
+        bare_line_endings: limits.bare_line_endings,
         ..Limits::default()
     }
 }
@@ -358,6 +357,10 @@ fn announce(config: &Config, listeners: &[Listener], origin: &tls::Origin, recov
         tls::Origin::Configured => println!("  TLS: configured certificate"),
         tls::Origin::Generated(dir) => println!(
             "  TLS: generated a self-signed certificate in {} (clients must trust it or skip verification)",
+            dir.display()
+        ),
+        tls::Origin::Renewed(dir, reason) => println!(
+            "  TLS: generated a new self-signed certificate in {} because {reason}",
             dir.display()
         ),
         tls::Origin::Reused(dir) => {

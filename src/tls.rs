@@ -15,6 +15,7 @@ use rustls::{InconsistentKeys, ServerConfig};
 
 use crate::smtp::TlsInfo;
 
+mod inspect;
 mod sni;
 
 pub use sni::{DomainCertificates, REFRESH_INTERVAL, SniResolver};
@@ -24,6 +25,8 @@ pub enum Origin {
     Configured,
     Generated(PathBuf),
     Reused(PathBuf),
+    /// Generated again, and why (see [`RENEW_BEFORE_SECONDS`]).
+    Renewed(PathBuf, String),
 }
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -39,8 +42,8 @@ pub struct ServerTls {
 }
 
 /// Builds the server TLS configuration. Its default certificate comes from PEM files, or is the
-/// self-signed pair in `data_dir/tls` (generated for `hostname`, `localhost` and 127.0.0.1 when
-/// absent).
+/// self-signed pair in `data_dir/tls`, generated for `hostname`, `localhost`, 127.0.0.1 and ::1
+/// when absent, outdated or about to expire.
 pub fn server_config(
     files: Option<(&Path, &Path)>,
     data_dir: &Path,
@@ -128,21 +131,101 @@ fn self_signed(data_dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf, Ori
     let dir = data_dir.join("tls");
     let certificate = dir.join("cert.pem");
     let key = dir.join("key.pem");
-    if certificate.exists() && key.exists() {
-        return Ok((certificate, key, Origin::Reused(dir)));
-    }
+    let renewal = if certificate.exists() && key.exists() {
+        match renewal_reason(&certificate, hostname, now()) {
+            None => return Ok((certificate, key, Origin::Reused(dir))),
+            Some(reason) => Some(reason),
+        }
+    } else {
+        None
+    };
     fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let names = vec![
-        hostname.to_string(),
-        "localhost".to_string(),
-        "127.0.0.1".to_string(),
-    ];
-    let generated = rcgen::generate_simple_self_signed(names)
-        .map_err(|e| format!("cannot generate a certificate: {e}"))?;
+    let generated = generate(hostname, now())?;
     write_private(&key, generated.key_pair.serialize_pem().as_bytes())?;
     fs::write(&certificate, generated.cert.pem())
         .map_err(|e| format!("{}: {e}", certificate.display()))?;
-    Ok((certificate, key, Origin::Generated(dir)))
+    Ok(match renewal {
+        Some(reason) => {
+            tracing::info!(dir = %dir.display(), %reason, "renewed the generated certificate");
+            (certificate, key, Origin::Renewed(dir, reason))
+        }
+        None => (certificate, key, Origin::Generated(dir)),
+    })
+}
+
+/// A generated certificate is renewed this long before it expires.
+pub const RENEW_BEFORE_SECONDS: i64 = 30 * DAY;
+const DAY: i64 = 24 * 60 * 60;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Why the certificate generated earlier should be made again, or `None` to keep it: it expires
+/// within [`RENEW_BEFORE_SECONDS`], names another host, or was made by an older Portcullis.
+fn renewal_reason(certificate: &Path, hostname: &str, now: i64) -> Option<String> {
+    let summary = match CertificateDer::from_pem_file(certificate)
+        .map_err(|e| e.to_string())
+        .and_then(|der| inspect::summarize(&der))
+    {
+        Ok(summary) => summary,
+        Err(e) => return Some(format!("it cannot be read ({e})")),
+    };
+    let left = summary.not_after - now;
+    if left < RENEW_BEFORE_SECONDS {
+        return Some(match left {
+            ..0 => "it has expired".to_string(),
+            _ => format!("it expires in {} day(s)", left / DAY),
+        });
+    }
+    if summary.common_name.as_deref() != Some(hostname) {
+        let name = summary.common_name.unwrap_or_default();
+        return Some(format!(
+            "it was made for {name:?}, the hostname is {hostname:?}"
+        ));
+    }
+    if !summary.server_auth {
+        return Some("it was made by an older version (no TLS server key usage)".to_string());
+    }
+    None
+}
+
+/// The names a generated certificate covers: the hostname, `localhost`, 127.0.0.1 and ::1, each
+/// once.
+fn subject_names(hostname: &str) -> Vec<String> {
+    let mut names = vec![hostname.to_string()];
+    for name in ["localhost", "127.0.0.1", "::1"] {
+        if !names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            names.push(name.to_string());
+        }
+    }
+    names
+}
+
+/// A self-signed ECDSA P-256 certificate for a TLS server named `hostname`, valid from a day
+/// before `now` for a year.
+fn generate(hostname: &str, now: i64) -> Result<rcgen::CertifiedKey, String> {
+    let failed = |e: rcgen::Error| format!("cannot generate a certificate: {e}");
+    let at = |seconds: i64| {
+        time::OffsetDateTime::from_unix_timestamp(seconds)
+            .map_err(|e| format!("cannot generate a certificate: {e}"))
+    };
+    let mut params = rcgen::CertificateParams::new(subject_names(hostname)).map_err(failed)?;
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, hostname);
+    params.not_before = at(now - DAY)?;
+    params.not_after = at(now + 365 * DAY)?;
+    params.is_ca = rcgen::IsCa::ExplicitNoCa;
+    params.use_authority_key_identifier_extension = true;
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(failed)?;
+    let cert = params.self_signed(&key_pair).map_err(failed)?;
+    Ok(rcgen::CertifiedKey { cert, key_pair })
 }
 
 /// Writes a file readable by its owner only.
@@ -276,6 +359,110 @@ mod tests {
             ),
             ["box.b.test", "b.test"]
         );
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    fn fresh_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-renew-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(dir.join("tls")).unwrap();
+        dir
+    }
+
+    fn write_pair(dir: &Path, generated: &rcgen::CertifiedKey) {
+        fs::write(dir.join("tls/cert.pem"), generated.cert.pem()).unwrap();
+        fs::write(dir.join("tls/key.pem"), generated.key_pair.serialize_pem()).unwrap();
+    }
+
+    fn summary_of(dir: &Path) -> inspect::Summary {
+        let der = CertificateDer::from_pem_file(dir.join("tls/cert.pem")).unwrap();
+        inspect::summarize(&der).unwrap()
+    }
+
+    #[test]
+    fn the_generated_certificate_is_for_a_tls_server_named_by_the_hostname() {
+        let before = now();
+        let generated = generate("mail.example.test", before).unwrap();
+        let leaf = webpki::EndEntityCert::try_from(generated.cert.der()).unwrap();
+        for name in ["mail.example.test", "localhost", "127.0.0.1", "::1"] {
+            let name = ServerName::try_from(name).unwrap();
+            assert!(
+                leaf.verify_is_valid_for_subject_name(&name).is_ok(),
+                "{name:?}"
+            );
+        }
+        let other = ServerName::try_from("other.example.test").unwrap();
+        assert!(leaf.verify_is_valid_for_subject_name(&other).is_err());
+        let summary = inspect::summarize(generated.cert.der()).unwrap();
+        assert_eq!(summary.common_name.as_deref(), Some("mail.example.test"));
+        assert!(summary.server_auth);
+        assert_eq!(summary.not_before, before - DAY);
+        assert_eq!(summary.not_after, before + 365 * DAY);
+        assert_eq!(
+            generated.key_pair.algorithm(),
+            &rcgen::PKCS_ECDSA_P256_SHA256
+        );
+    }
+
+    #[test]
+    fn subject_names_are_listed_once_each() {
+        assert_eq!(
+            subject_names("mail.example.test"),
+            ["mail.example.test", "localhost", "127.0.0.1", "::1"]
+        );
+        assert_eq!(
+            subject_names("localhost"),
+            ["localhost", "127.0.0.1", "::1"]
+        );
+        assert_eq!(
+            subject_names("LOCALHOST"),
+            ["LOCALHOST", "127.0.0.1", "::1"]
+        );
+    }
+
+    #[test]
+    fn a_certificate_from_the_old_code_is_renewed_with_the_reason() {
+        let dir = fresh_dir("old");
+        let old = rcgen::generate_simple_self_signed(vec!["mail.example.test".into()]).unwrap();
+        write_pair(&dir, &old);
+        let tls = server_config(None, &dir, "mail.example.test").unwrap();
+        let Origin::Renewed(_, reason) = tls.origin else {
+            panic!("not renewed")
+        };
+        assert!(reason.contains("\"rcgen self signed cert\""), "{reason}");
+        assert!(summary_of(&dir).server_auth);
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_certificate_near_its_end_or_for_another_host_is_renewed() {
+        let dir = fresh_dir("near");
+        write_pair(
+            &dir,
+            &generate("mail.example.test", now() - 340 * DAY - 3600).unwrap(),
+        );
+        let tls = server_config(None, &dir, "mail.example.test").unwrap();
+        assert!(
+            matches!(&tls.origin, Origin::Renewed(_, reason) if reason == "it expires in 24 day(s)")
+        );
+        assert!(summary_of(&dir).not_after > now() + 364 * DAY);
+        let tls = server_config(None, &dir, "mail.example.test").unwrap();
+        assert!(matches!(tls.origin, Origin::Reused(_)));
+        let tls = server_config(None, &dir, "smtp.example.test").unwrap();
+        assert!(
+            matches!(&tls.origin, Origin::Renewed(_, reason) if reason.contains("smtp.example.test"))
+        );
+        assert_eq!(
+            summary_of(&dir).common_name.as_deref(),
+            Some("smtp.example.test")
+        );
+        write_pair(
+            &dir,
+            &generate("smtp.example.test", now() - 400 * DAY).unwrap(),
+        );
+        let tls = server_config(None, &dir, "smtp.example.test").unwrap();
+        assert!(matches!(&tls.origin, Origin::Renewed(_, reason) if reason == "it has expired"));
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -138,7 +138,7 @@ fn usage_errors_exit_64() {
     for (args, unexpected) in [
         (&["config", "check", "--bogus"][..], "'--bogus'"),
         (&["queue", "check", "--bogus"], "'--bogus'"),
-        (&["--config", "check", "serve", "-x"], "'-x'"),
+        (&["serve", "--config", "check", "-x"], "'-x'"),
     ] {
         let output = std::process::Command::new(BINARY)
             .args(args)
@@ -203,6 +203,135 @@ fn queue_on_an_empty_spool_and_a_missing_message() {
     );
     let missing = cli_in(&dir.0, &["queue", "show", "0000000100000000"], None);
     assert_eq!(status(&missing), 66, "EX_NOINPUT");
+    for verb in ["show", "hold", "release", "retry", "delete", "bounce"] {
+        let missing = cli_in(&dir.0, &["queue", verb, "00000001000000ab"], None);
+        assert_eq!(status(&missing), 66, "{verb}: {}", stderr(&missing));
+        let malformed = cli_in(&dir.0, &["queue", verb, "12345"], None);
+        assert_eq!(status(&malformed), 65, "{verb}: EX_DATAERR");
+        assert!(
+            stderr(&malformed).contains("a queue id is 16 hex digits"),
+            "{verb}: {}",
+            stderr(&malformed)
+        );
+    }
+}
+
+#[test]
+fn a_missing_account_is_named_with_where_to_look() {
+    let dir = TempDir::new("ghost");
+    let data = dir.0.join("data");
+    cli_in_ok(
+        &data,
+        &["accounts", "add", "alice@example.com", "--password-stdin"],
+        Some("pw-123456789\n"),
+    );
+    let disabled = cli_in(&data, &["accounts", "disable", "ghost@example.com"], None);
+    assert_eq!(status(&disabled), 67, "EX_NOUSER");
+    assert_eq!(
+        stderr(&disabled).trim_end(),
+        "portcullis: no account ghost@example.com (see `portcullis accounts list`)"
+    );
+}
+
+#[test]
+fn diagnostic_commands_do_not_offer_server_options() {
+    for command in ["explain", "check", "bench", "completions", "man"] {
+        let help = std::process::Command::new(BINARY)
+            .args(["help", command])
+            .output()
+            .unwrap();
+        assert_eq!(status(&help), 0, "{command}");
+        let text = stdout(&help);
+        assert!(
+            !text.contains("--config") && !text.contains("--data-dir"),
+            "{command}: {text}"
+        );
+    }
+    let refused = std::process::Command::new(BINARY)
+        .args(["explain", "535", "--config", "x.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(status(&refused), 64, "{}", stderr(&refused));
+    for command in [
+        &["serve"][..],
+        &["queue", "list"],
+        &["config", "check"],
+        &["domains", "list"],
+    ] {
+        let help = std::process::Command::new(BINARY)
+            .arg("help")
+            .args(command)
+            .output()
+            .unwrap();
+        assert!(
+            stdout(&help).contains("--data-dir <DIR>"),
+            "{command:?}: {}",
+            stdout(&help)
+        );
+    }
+}
+
+#[test]
+fn completions_are_generated_for_every_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let output = std::process::Command::new(BINARY)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert_eq!(status(&output), 0, "{shell}: {}", stderr(&output));
+        let script = stdout(&output);
+        for name in ["serve", "accounts", "queue", "explain", "completions"] {
+            assert!(script.contains(name), "{shell} lacks {name}");
+        }
+    }
+    let bash = stdout(
+        &std::process::Command::new(BINARY)
+            .args(["completions", "bash"])
+            .output()
+            .unwrap(),
+    );
+    assert!(bash.contains("complete -F _portcullis"), "{bash}");
+    let unknown = std::process::Command::new(BINARY)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(status(&unknown), 64);
+}
+
+#[test]
+fn the_man_page_is_roff_with_every_command_and_the_exit_statuses() {
+    let output = std::process::Command::new(BINARY)
+        .arg("man")
+        .output()
+        .unwrap();
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    let page = stdout(&output);
+    assert!(page.starts_with(".TH"), "{page}");
+    for text in [
+        "serve",
+        "accounts",
+        "queue",
+        "EXIT STATUS",
+        "\\fB71\\fR\noperating system error",
+    ] {
+        assert!(page.contains(text), "the page lacks {text}");
+    }
+    // Rendered by man(1) when it is installed, without a warning.
+    let Ok(mut man) = std::process::Command::new("man")
+        .args(["--warnings", "-l", "-"])
+        .env("MANWIDTH", "80")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        return;
+    };
+    std::io::Write::write_all(&mut man.stdin.take().unwrap(), page.as_bytes()).unwrap();
+    let rendered = man.wait_with_output().unwrap();
+    assert_eq!(status(&rendered), 0, "{}", stderr(&rendered));
+    assert_eq!(stderr(&rendered), "", "man warns");
+    assert!(stdout(&rendered).contains("serve"));
 }
 
 #[test]
@@ -518,4 +647,67 @@ fn app_passwords_are_shown_once_listed_without_secrets_and_revocable() {
         )),
         67
     );
+}
+
+/// `openssl x509 -text` of a PEM file, or `None` without openssl.
+fn x509_text(certificate: &Path) -> Option<String> {
+    let output = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(certificate)
+        .output()
+        .ok()?;
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    // OpenSSL 1.1 and 3 write "CN = NAME", older ones "CN=NAME".
+    Some(stdout(&output).replace("CN = ", "CN="))
+}
+
+#[test]
+fn the_default_server_generates_a_certificate_for_a_tls_server_and_renews_an_old_one() {
+    let mut server = Server::start(
+        "generated-cert",
+        Options {
+            log: Some("info"),
+            ..Options::default()
+        },
+    );
+    let pem = std::fs::read_to_string(server.certificate()).unwrap();
+    if let Some(text) = x509_text(&server.certificate()) {
+        for expected in [
+            "Subject: CN=mail.example.test",
+            "DNS:mail.example.test, DNS:localhost, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1",
+            "X509v3 Subject Key Identifier",
+            "X509v3 Authority Key Identifier",
+            "Digital Signature",
+            "TLS Web Server Authentication",
+            "CA:FALSE",
+            "id-ecPublicKey",
+        ] {
+            assert!(text.contains(expected), "no {expected:?} in\n{text}");
+        }
+        assert_eq!(text.matches("DNS:localhost").count(), 1, "{text}");
+    }
+    // Kept across a restart; an old-style certificate (rcgen's defaults) is replaced, with why.
+    server.kill();
+    server.launch();
+    assert_eq!(std::fs::read_to_string(server.certificate()).unwrap(), pem);
+    server.kill();
+    let old = rcgen::generate_simple_self_signed(vec!["mail.example.test".into()]).unwrap();
+    std::fs::write(server.certificate(), old.cert.pem()).unwrap();
+    std::fs::write(
+        server.data_dir().join("tls/key.pem"),
+        old.key_pair.serialize_pem(),
+    )
+    .unwrap();
+    server.launch();
+    let log = server.log();
+    assert!(
+        log.contains("renewed the generated certificate")
+            && log.contains("made for \"rcgen self signed cert\""),
+        "{log}"
+    );
+    let renewed = std::fs::read_to_string(server.certificate()).unwrap();
+    assert_ne!(renewed, old.cert.pem());
+    if let Some(text) = x509_text(&server.certificate()) {
+        assert!(text.contains("Subject: CN=mail.example.test"), "{text}");
+    }
 }

@@ -13,7 +13,9 @@
 //! - fed in pieces, the session does exactly the same up to the first STARTTLS (after it, what
 //!   was pipelined behind STARTTLS is discarded by design);
 //! - a clean message is spooled as sent, without its dot-stuffing, and the same message with a
-//!   bare CR, bare LF or NUL is refused whole.
+//!   bare CR, bare LF or NUL is refused whole, except that with `bare_line_endings = "normalize"`
+//!   a bare LF is a line end: that message is spooled as the model (`normalized`) says, every
+//!   line ending in CRLF, unstuffed like any other line.
 
 #[path = "support/session_checker.rs"]
 mod session_checker;
@@ -23,7 +25,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use portcullis::smtp::data::SMUGGLING_TERMINATORS;
 use portcullis::smtp::reply;
 use portcullis::smtp::reply::Status;
-use portcullis::smtp::{Limits, Reply};
+use portcullis::smtp::{BareLineEndings, Limits, Reply};
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -276,6 +278,7 @@ fn setup() -> impl Strategy<Value = Setup> {
         prop_oneof![Just(1024usize), Just(4096)],
         prop_oneof![Just(End::Nothing), Just(End::ShutDown), Just(End::TimedOut)],
         vec(any::<u8>(), 1..8),
+        bare_line_endings(),
     )
         .prop_map(
             |(
@@ -286,6 +289,7 @@ fn setup() -> impl Strategy<Value = Setup> {
                 max_message_size,
                 end,
                 outcomes,
+                bare_line_endings,
             )| Setup {
                 trusted,
                 starttls_available,
@@ -294,12 +298,39 @@ fn setup() -> impl Strategy<Value = Setup> {
                     max_errors,
                     max_recipients,
                     max_message_size,
+                    bare_line_endings,
                     ..Limits::default()
                 },
                 end,
                 outcomes,
             },
         )
+}
+
+fn bare_line_endings() -> impl Strategy<Value = BareLineEndings> {
+    prop_oneof![
+        Just(BareLineEndings::Normalize),
+        Just(BareLineEndings::Reject)
+    ]
+}
+
+/// The model of a normalised body (the bytes before the final "." CRLF, holding no bare CR and
+/// no NUL): every LF ends a line, with or without a CR before it; each line is stored with
+/// CRLF and loses a leading dot when more follows it (RFC 5321 §4.5.2). A line of one dot is
+/// kept: it cannot have been the end of data, which needs CRLF on both sides.
+fn normalized(body: &[u8]) -> Vec<u8> {
+    let mut message = Vec::new();
+    for line in body.split_inclusive(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let line = match line.strip_prefix(b".") {
+            Some(unstuffed) if !unstuffed.is_empty() => unstuffed,
+            _ => line,
+        };
+        message.extend_from_slice(line);
+        message.extend_from_slice(b"\r\n");
+    }
+    message
 }
 
 /// A session's setup, its byte stream and where to cut it.
@@ -406,7 +437,8 @@ proptest! {
     }
 
     #[test]
-    fn a_message_with_a_bare_line_ending_or_nul_is_never_spooled(
+    fn a_message_with_a_bare_line_ending_or_nul_is_refused_or_normalized(
+        mode in bare_line_endings(),
         lines in body_lines(),
         defect in prop_oneof![Just(b'\n'), Just(b'\r'), Just(0u8)],
         at in any::<Index>(),
@@ -424,7 +456,11 @@ proptest! {
             trusted: false,
             starttls_available: false,
             implicit_tls: true,
-            limits: Limits { max_message_size: 4096, ..Limits::default() },
+            limits: Limits {
+                max_message_size: 4096,
+                bare_line_endings: mode,
+                ..Limits::default()
+            },
             end: End::Nothing,
             outcomes: vec![0],
         };
@@ -453,15 +489,36 @@ proptest! {
         let authenticated = format!("(authenticated as {ACCOUNT})");
         prop_assert!(String::from_utf8_lossy(header).contains(&authenticated));
 
-        // ... and the same message with one bare CR, bare LF or NUL is refused whole.
+        // ... and the same message with one bare CR, bare LF or NUL is refused whole, or, for a
+        // bare LF when normalising, spooled as the model says.
         let tainted_stream = stream(&tainted);
         let checker = run_in_pieces(&setup, &tainted_stream, &cut_at(&tainted_stream));
-        prop_assert!(checker.spooled().is_empty());
-        prop_assert!(
-            checker.log().contains(&reply::BARE_LINE_ENDING_IN_DATA.to_wire()),
-            "{:?}",
-            checker.log()
-        );
+        // A NUL between the CR and the LF of a line end leaves a bare CR before it.
+        let splits_crlf = at > 0 && clean[at - 1] == b'\r';
+        let refusal = match (defect, mode) {
+            (0, _) if !splits_crlf => Some(reply::NUL_IN_DATA),
+            (b'\n', BareLineEndings::Normalize) => None,
+            (_, BareLineEndings::Normalize) => Some(reply::BARE_CR_IN_DATA),
+            (_, BareLineEndings::Reject) => Some(reply::BARE_LINE_ENDING_IN_DATA),
+        };
+        match refusal {
+            Some(refusal) => {
+                prop_assert!(checker.spooled().is_empty());
+                prop_assert!(checker.log().contains(&refusal.to_wire()), "{:?}", checker.log());
+            }
+            None => {
+                prop_assert_eq!(checker.spooled().len(), 1);
+                let expected = normalized(&tainted);
+                let message = &checker.spooled()[0];
+                prop_assert!(
+                    message.ends_with(&expected),
+                    "{:?} does not end with {:?}",
+                    String::from_utf8_lossy(message),
+                    String::from_utf8_lossy(&expected)
+                );
+                prop_assert_eq!(&message[..message.len() - expected.len()], header);
+            }
+        }
         prop_assert_eq!(checker.log().last().map(String::as_str), Some("CLOSE"));
     }
 }
@@ -546,4 +603,44 @@ fn a_complete_submission_passes_the_checks() {
         .unwrap();
     assert!(spool.contains("postmaster@mx.example.test"), "{spool}");
     assert_eq!(checker.log().last().unwrap(), "CLOSE");
+}
+
+/// What `curl -T message.eml` sends for a file with Unix line endings: LF lines (the first one
+/// dot-stuffed by curl, the others not), then CRLF "." CRLF. Normalised, it is spooled with CRLF
+/// line ends; rejected, it gets the reply that says how to fix the client.
+#[test]
+fn an_lf_only_message_is_normalized_or_refused_with_advice() {
+    for mode in [BareLineEndings::Normalize, BareLineEndings::Reject] {
+        let setup = Setup {
+            trusted: true,
+            starttls_available: false,
+            implicit_tls: false,
+            limits: Limits {
+                bare_line_endings: mode,
+                ..Limits::default()
+            },
+            end: End::Nothing,
+            outcomes: vec![0],
+        };
+        let stream = b"EHLO c\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@d.example>\r\nDATA\r\n\
+            Subject: hi\n\nline\n.\n..two\n\r\n.\r\nQUIT\r\n";
+        let checker = run_byte_by_byte(&setup, stream);
+        match mode {
+            BareLineEndings::Normalize => {
+                assert_eq!(checker.spooled().len(), 1);
+                let message = &checker.spooled()[0];
+                assert!(
+                    message.ends_with(b"\r\nSubject: hi\r\n\r\nline\r\n.\r\n.two\r\n\r\n"),
+                    "{:?}",
+                    String::from_utf8_lossy(message)
+                );
+            }
+            BareLineEndings::Reject => {
+                assert!(checker.spooled().is_empty());
+                let refusal = reply::BARE_LINE_ENDING_IN_DATA.to_wire();
+                assert!(checker.log().contains(&refusal), "{:?}", checker.log());
+                assert!(refusal.contains("curl --crlf"), "{refusal}");
+            }
+        }
+    }
 }

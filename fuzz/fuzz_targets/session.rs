@@ -10,14 +10,15 @@
 //!   happens after the last byte (0 nothing, 1 shut down, 2 timeout, 3 nothing);
 //! - byte 1: `max_errors` = 1 + bits 0-4, `max_recipients` = 1 + bits 5-7;
 //! - byte 2: `max_message_size` = 1024 << bits 0-1; bit 2: `max_command_line` 1024 instead of
-//!   512; bit 3: `max_text_line` 2000 instead of 1000;
+//!   512; bit 3: `max_text_line` 2000 instead of 1000; bit 4: `bare_line_endings` reject instead
+//!   of normalize;
 //! - bytes 3-7: outcome choices, used in turn for each action that needs one;
 //! - bytes 8-15: lengths of the pieces the bytes arrive in, used in turn (0 means 4096).
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use portcullis::smtp::Limits;
+use portcullis::smtp::{BareLineEndings, Limits};
 use portcullis_fuzz::session_checker::{self, End, Setup};
 use portcullis_fuzz::{allowed, split_header};
 
@@ -37,6 +38,11 @@ fn setup(header: &[u8; 16]) -> Setup {
         max_message_size: 1024 << (header[2] & 3),
         max_command_line: if header[2] & 4 != 0 { 1024 } else { 512 },
         max_text_line: if header[2] & 8 != 0 { 2000 } else { 1000 },
+        bare_line_endings: if header[2] & 16 != 0 {
+            BareLineEndings::Reject
+        } else {
+            BareLineEndings::Normalize
+        },
         ..Limits::default()
     };
     let end = match (header[0] >> 3) & 3 {

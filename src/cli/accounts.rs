@@ -31,21 +31,38 @@ pub enum Command {
     List,
     /// Show one account: state, last login, aliases, grants, app passwords, locks and recent
     /// failed logins with their reasons
-    Show { email: String },
+    Show {
+        /// The account's email address
+        email: String,
+    },
     /// Clear the account's login locks and failure counts, from every network
-    Unlock { email: String },
+    Unlock {
+        /// The account's email address
+        email: String,
+    },
     /// Set a new password; without --password-stdin one is generated and shown once
     Passwd {
+        /// The account's email address
         email: String,
+        /// Read the new password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
     },
     /// Refuse every login of the account (its data is kept)
-    Disable { email: String },
+    Disable {
+        /// The account's email address
+        email: String,
+    },
     /// Allow logins again
-    Enable { email: String },
+    Enable {
+        /// The account's email address
+        email: String,
+    },
     /// Delete an account with its aliases, grants and app passwords
-    Remove { email: String },
+    Remove {
+        /// The account's email address
+        email: String,
+    },
     /// App passwords: separate, revocable passwords for devices and apps
     AppPassword {
         #[command(subcommand)]
@@ -57,17 +74,35 @@ pub enum Command {
         command: AliasCommand,
     },
     /// Let the account send as any address of a domain (@domain)
-    Grant { email: String, domain: String },
+    Grant {
+        /// The account's email address
+        email: String,
+        /// The domain, as @DOMAIN
+        domain: String,
+    },
     /// Take a granted domain back
-    Ungrant { email: String, domain: String },
+    Ungrant {
+        /// The account's email address
+        email: String,
+        /// The granted domain, as @DOMAIN
+        domain: String,
+    },
     /// May this account use ADDRESS as MAIL FROM? Prints the decision and the rule
-    CanSend { email: String, address: String },
+    CanSend {
+        /// The account's email address
+        email: String,
+        /// The sender address to decide on
+        address: String,
+    },
     /// Set the account's own sending quotas (a number, 0 for no limit, or "default" for the
     /// server's [quotas]); without options, show them
     Quota {
+        /// The account's email address
         email: String,
+        /// Messages the account may submit per hour (0: no limit; default: the server's)
         #[arg(long, value_name = "N|default")]
         messages_per_hour: Option<Limit>,
+        /// Recipients the account may send to per day (0: no limit; default: the server's)
         #[arg(long, value_name = "N|default")]
         recipients_per_day: Option<Limit>,
     },
@@ -120,23 +155,49 @@ pub enum Command {
 #[derive(Subcommand)]
 pub enum AppPasswordCommand {
     /// Create an app password with a label (e.g. "phone"); it is shown once
-    Add { email: String, label: String },
+    Add {
+        /// The account's email address
+        email: String,
+        /// The app password's label (e.g. "phone")
+        label: String,
+    },
     /// List the account's app passwords (never the passwords themselves)
-    List { email: String },
+    List {
+        /// The account's email address
+        email: String,
+    },
     /// Revoke one app password; the others keep working
-    Revoke { email: String, label: String },
+    Revoke {
+        /// The account's email address
+        email: String,
+        /// The app password's label (e.g. "phone")
+        label: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum AliasCommand {
-    Add { email: String, alias: String },
-    Remove { email: String, alias: String },
+    /// Let the account send as ALIAS too
+    Add {
+        /// The account's email address
+        email: String,
+        /// The other address
+        alias: String,
+    },
+    /// Take the alias back
+    Remove {
+        /// The account's email address
+        email: String,
+        /// The other address
+        alias: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum DomainsCommand {
     /// Add a domain (accounts under a new domain create it too), or change the settings given
     Add {
+        /// The domain (e.g. example.com)
         domain: String,
         /// The submission host name that serves this domain (e.g. box.example.com)
         #[arg(long)]
@@ -655,5 +716,12 @@ pub(super) fn store_failure(error: StoreError) -> Failure {
         StoreError::Io(_) => EX_TEMPFAIL,
         StoreError::Invalid(_) => EX_DATAERR,
     };
-    Failure::new(status, error.to_string())
+    let message = match error {
+        // A bare address: say what was looked for and where to see what exists.
+        StoreError::NoSuchAccount(what) if !what.contains(' ') => {
+            format!("no account {what} (see `portcullis accounts list`)")
+        }
+        error => error.to_string(),
+    };
+    Failure::new(status, message)
 }

@@ -1,4 +1,4 @@
-//! `portcullis queue list|show`.
+//! `portcullis queue list|show|retry|hold|release|delete|bounce|check`.
 
 use std::io::Write;
 
@@ -21,7 +21,10 @@ pub enum Command {
     },
     /// Print one message: its envelope and delivery history, a blank line, then the message
     /// as stored
-    Show { id: String },
+    Show {
+        /// The queue id (16 hex digits, as `queue list` shows)
+        id: String,
+    },
     /// Try a message's waiting recipients now, whatever their schedule (and lift the back-off
     /// of their destinations)
     Retry {
@@ -32,13 +35,25 @@ pub enum Command {
         all: bool,
     },
     /// Stop trying a message until it is released
-    Hold { id: String },
+    Hold {
+        /// The queue id (16 hex digits, as `queue list` shows)
+        id: String,
+    },
     /// Undo `hold`: the message is tried at once
-    Release { id: String },
+    Release {
+        /// The queue id (16 hex digits, as `queue list` shows)
+        id: String,
+    },
     /// Remove a message from the queue without notifying its sender
-    Delete { id: String },
+    Delete {
+        /// The queue id (16 hex digits, as `queue list` shows)
+        id: String,
+    },
     /// Give up on a message's waiting recipients and send its sender a bounce
-    Bounce { id: String },
+    Bounce {
+        /// The queue id (16 hex digits, as `queue list` shows)
+        id: String,
+    },
     /// Read the whole spool and report damaged or partial records (changes nothing)
     Check,
 }
@@ -84,6 +99,7 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             Ok(())
         }
         Command::Show { id } => {
+            let id = queue_id(&id)?;
             let (message, body) = log::read(&spool_dir, &id)
                 .map_err(io_failure)?
                 .ok_or_else(|| Failure::new(EX_NOINPUT, format!("no message {id} in the spool")))?;
@@ -191,12 +207,26 @@ fn print_history(data_dir: &std::path::Path, message: &QueuedMessage) -> Result<
     Ok(())
 }
 
+/// A well-formed queue id (16 hex digits, in either case) in the spool's spelling; anything else
+/// is bad input (65), told apart from a well-formed id that is not in the spool (66).
+fn queue_id(id: &str) -> Result<String, Failure> {
+    if id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(id.to_ascii_uppercase());
+    }
+    Err(Failure::new(
+        EX_DATAERR,
+        format!(
+            "{id:?} is not a queue id: a queue id is 16 hex digits, e.g. 0000000100000000 (see `portcullis queue list`)"
+        ),
+    ))
+}
+
 /// Hands an operator's command to the running server and waits until it is applied; without a
 /// server it waits in the queue directory and is applied at the next start.
 fn steer(config: &Config, verb: &str, id: Option<&str>) -> Result<(), Failure> {
     let id = match id {
         Some(id) => {
-            let id = id.to_ascii_uppercase();
+            let id = queue_id(id)?;
             let known = log::read(&config.data_dir.join("spool"), &id)
                 .map_err(|e| Failure::new(EX_IOERR, e.to_string()))?;
             if known.is_none() {

@@ -182,7 +182,19 @@ fn portcullis_replies_get_their_specific_meaning() {
         ("452 4.3.1", "Server out of storage: message not accepted"),
         ("250 2.0.0 OK: queued", "Message accepted"),
         (
-            "554 5.6.0 Message refused: it contains a bare CR",
+            "554 5.6.0 Message refused: it contains a bare CR or LF",
+            "Message refused: lines must end with CRLF",
+        ),
+        (
+            "554 5.6.0 Message refused: it contains a bare CR (",
+            "Message refused: a carriage return without a line feed",
+        ),
+        (
+            "554 5.6.0 Message refused: it contains a NUL",
+            "Message refused: a NUL byte in the message",
+        ),
+        (
+            "554 5.6.0 Message refused: a line is longer",
             "Message refused for its content",
         ),
         (

@@ -11,6 +11,7 @@ pub mod reply;
 pub mod sasl;
 pub mod session;
 
+pub use data::BareLineEndings;
 pub use reply::{Reply, Status};
 pub use session::{
     Action, Allowance, AuthOutcome, Envelope, HeaderFromDecision, Limits, RecipientDsn, Remaining,

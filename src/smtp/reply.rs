@@ -527,10 +527,25 @@ pub fn message_too_big(limit: u64) -> Reply {
     )
 }
 
+/// With `bare_line_endings = "reject"`. Says how to fix the usual culprits (`curl -T` of a
+/// file with Unix line endings, scripts writing "\n"), and echoes nothing the client sent.
 pub const BARE_LINE_ENDING_IN_DATA: Reply = Reply::fixed(
     554,
     Status(5, 6, 0),
-    "Message refused: it contains a bare CR or LF (or a NUL). Lines must end with CRLF; nothing was queued",
+    "Message refused: it contains a bare CR or LF; nothing was queued. Send CRLF line endings: curl --crlf, or set the client's line ending to CRLF",
+);
+
+/// With `bare_line_endings = "normalize"`: a bare LF is a line end, a bare CR is not.
+pub const BARE_CR_IN_DATA: Reply = Reply::fixed(
+    554,
+    Status(5, 6, 0),
+    "Message refused: it contains a bare CR (a CR not followed by LF); nothing was queued. End lines with CRLF or LF, never CR alone",
+);
+
+pub const NUL_IN_DATA: Reply = Reply::fixed(
+    554,
+    Status(5, 6, 0),
+    "Message refused: it contains a NUL octet; nothing was queued. Encode binary content (base64)",
 );
 
 pub fn text_line_too_long(limit: usize) -> Reply {
@@ -684,6 +699,8 @@ pub fn catalogue() -> Vec<Reply> {
         too_many_recipients(100),
         message_too_big(26_214_400),
         BARE_LINE_ENDING_IN_DATA,
+        BARE_CR_IN_DATA,
+        NUL_IN_DATA,
         text_line_too_long(1000),
         queued("0000000100000000"),
         SPOOL_FAILED,

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::address::Mailbox;
 use super::command::{self, Body, Command, CommandCounts, MailFrom, RcptTo, Verb};
-use super::data::{DataReceiver, Defect, Progress};
+use super::data::{BareLineEndings, DataReceiver, Defect, Progress};
 use super::header_from::{self, HeaderFrom};
 use super::reply::{self, Reply};
 use super::sasl::{self, Credentials, Step};
@@ -29,6 +29,8 @@ pub struct Limits {
     pub max_command_line: usize,
     pub max_text_line: usize,
     pub max_auth_line: usize,
+    /// What a line ending other than CRLF inside DATA does.
+    pub bare_line_endings: BareLineEndings,
 }
 
 impl Default for Limits {
@@ -40,6 +42,7 @@ impl Default for Limits {
             max_command_line: 512, // RFC 5321 §4.5.3.1.4
             max_text_line: 1000,   // §4.5.3.1.6
             max_auth_line: 12_288, // RFC 4954 §4
+            bare_line_endings: BareLineEndings::Normalize,
         }
     }
 }
@@ -817,6 +820,7 @@ impl Session {
         let receiver = DataReceiver::new(
             limits.max_message_size,
             limits.max_text_line,
+            limits.bare_line_endings,
             received.into_bytes(),
         );
         self.mode = Mode::Data(Box::new(receiver));
@@ -840,6 +844,8 @@ impl Session {
             }
             Err(Defect::TooBig) => reply::message_too_big(limits.max_message_size as u64),
             Err(Defect::BareLineEnding) => reply::BARE_LINE_ENDING_IN_DATA,
+            Err(Defect::BareCr) => reply::BARE_CR_IN_DATA,
+            Err(Defect::Nul) => reply::NUL_IN_DATA,
             Err(Defect::LineTooLong) => reply::text_line_too_long(limits.max_text_line),
         };
         self.transaction = None;

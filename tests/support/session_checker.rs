@@ -19,8 +19,10 @@
 //! - credentials only over TLS, and only once; STARTTLS only after 220 and only in clear;
 //! - a message is spooled only after a 354, with exactly the sender that got `250 2.1.0` and the
 //!   recipients that got `250 2.1.5` in that transaction, and never without TLS and AUTH unless
-//!   the client is trusted; a spooled message starts with our Received:, fits the size limit and
-//!   has no bare CR, bare LF or NUL;
+//!   the client is trusted; a spooled message starts with our Received:, fits the size limit,
+//!   has no bare CR, bare LF or NUL (in both `bare_line_endings` modes: `reject` refuses such a
+//!   message, `normalize` stores a bare LF as CRLF and refuses the rest) and no line longer than
+//!   `max_text_line` with its CRLF (normalised lines included);
 //! - a spooled envelope's DSN parameters (RFC 3461) are well-formed: RET is FULL or HDRS, ENVID
 //!   is 1 to 100 graphic ASCII characters, and the per-recipient entries are none at all or one
 //!   per recipient (then at least one with a parameter), each NOTIFY readable by the delivery
@@ -531,7 +533,7 @@ impl<'a> Checker<'a> {
             "a message of {} octets was accepted",
             message.len()
         );
-        check_clean_message(message);
+        check_clean_message(message, limits.max_text_line);
     }
 
     /// The end of the stream: maybe a shutdown or a timeout, which must close the session.
@@ -712,8 +714,15 @@ fn check_dsn(envelope: &Envelope) {
 }
 
 /// Checks the bytes of a spooled message: every CR is followed by LF, every LF follows a CR,
-/// there is no NUL, and it ends with CRLF.
-fn check_clean_message(message: &[u8]) {
+/// there is no NUL, it ends with CRLF and each line with its CRLF fits `max_line`.
+fn check_clean_message(message: &[u8], max_line: usize) {
+    for line in message.split_inclusive(|&b| b == b'\n') {
+        assert!(
+            line.len() <= max_line,
+            "a spooled line of {} octets, over {max_line}",
+            line.len()
+        );
+    }
     for (index, &byte) in message.iter().enumerate() {
         match byte {
             0 => panic!("NUL at {index} in a spooled message"),

@@ -1103,15 +1103,70 @@ fn non_ascii_address_without_smtputf8_is_553_5_6_7() {
     );
 }
 
-#[test]
-fn bare_line_endings_in_data_are_554_5_6_0_and_nothing_is_spooled() {
-    let mut session = authenticated();
+fn with_bare_line_endings(mode: BareLineEndings) -> Arc<SessionConfig> {
+    let base = config(true);
+    Arc::new(SessionConfig {
+        limits: Limits {
+            bare_line_endings: mode,
+            ..base.limits.clone()
+        },
+        ..(*base).clone()
+    })
+}
+
+/// An authenticated session in DATA.
+fn in_data(mode: BareLineEndings) -> Session {
+    let mut session = authenticated_with(with_bare_line_endings(mode));
     outcome(
         &mut session,
         "MAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\nDATA\r\n",
     );
-    let smuggle = "x\n.\nMAIL FROM:<e@x.y>\r\nRCPT TO:<v@x.y>\r\nDATA\r\nsmuggled\r\n.\r\nNOOP\r\n";
-    assert_eq!(outcome(&mut session, smuggle), ["554 5.6.0", "250 2.0.0"]);
+    session
+}
+
+const SMUGGLE: &str =
+    "x\n.\nMAIL FROM:<e@x.y>\r\nRCPT TO:<v@x.y>\r\nDATA\r\nsmuggled\r\n.\r\nNOOP\r\n";
+
+#[test]
+fn bare_line_endings_in_data_are_554_5_6_0_when_rejected_and_nothing_is_spooled() {
+    let mut session = in_data(BareLineEndings::Reject);
+    assert_eq!(
+        replies_text(&mut session, SMUGGLE),
+        [reply::BARE_LINE_ENDING_IN_DATA, reply::OK]
+    );
+}
+
+/// Normalised, the smuggling attempt is part of the one message, stored with CRLF line ends.
+#[test]
+fn bare_lf_in_data_is_stored_as_crlf_when_normalized() {
+    let mut session = in_data(BareLineEndings::Normalize);
+    let submission = take_submission(&mut session, SMUGGLE);
+    let expected: &[u8] =
+        b"\r\nx\r\n.\r\nMAIL FROM:<e@x.y>\r\nRCPT TO:<v@x.y>\r\nDATA\r\nsmuggled\r\n";
+    assert!(
+        submission.message.ends_with(expected),
+        "{:?}",
+        String::from_utf8_lossy(&submission.message)
+    );
+    session.spool_finished(SpoolOutcome::Queued("Q1".into()));
+    assert_eq!(drain(&mut session), ["250 2.0.0", "250 2.0.0"]);
+}
+
+#[test]
+fn bare_cr_and_nul_in_data_are_554_5_6_0_in_both_modes() {
+    for mode in [BareLineEndings::Normalize, BareLineEndings::Reject] {
+        let bare_cr = match mode {
+            BareLineEndings::Normalize => reply::BARE_CR_IN_DATA,
+            BareLineEndings::Reject => reply::BARE_LINE_ENDING_IN_DATA,
+        };
+        let mut session = in_data(mode);
+        assert_eq!(replies_text(&mut session, "a\rb\r\n.\r\n"), [bare_cr]);
+        let mut session = in_data(mode);
+        assert_eq!(
+            replies_text(&mut session, "a\x00b\r\n.\r\n"),
+            [reply::NUL_IN_DATA]
+        );
+    }
 }
 
 #[test]
