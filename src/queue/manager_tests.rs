@@ -66,6 +66,18 @@ fn connects(effects: &[Effect]) -> Vec<(WorkerId, Job)> {
         .collect()
 }
 
+/// The DSNs the queue asks for now.
+fn notifications(queue: &mut Queue) -> Vec<BounceJob> {
+    queue
+        .take_effects()
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Notify(job) => Some(job),
+            _ => None,
+        })
+        .collect()
+}
+
 fn result(rcpt: u32, outcome: Outcome, reply: &str) -> RecipientResult {
     RecipientResult {
         rcpt,
@@ -226,14 +238,7 @@ fn a_temporary_failure_defers_with_the_retry_schedule_then_expires_into_a_bounce
         queue.take_records().is_empty(),
         "expired only once its DSN is spooled"
     );
-    let notify = queue
-        .take_effects()
-        .into_iter()
-        .find_map(|e| match e {
-            Effect::Notify(job) => Some(job),
-            _ => None,
-        })
-        .expect("a DSN");
+    let notify = notifications(&mut queue).into_iter().next().expect("a DSN");
     assert_eq!(notify.kind, Kind::Failure);
     assert_eq!(notify.recipients[0].status, "4.4.7");
     queue.handle(
@@ -286,14 +291,7 @@ fn one_refused_recipient_of_three_gets_a_dsn_and_no_bounce_goes_to_the_null_send
         !events.contains(&(ID, Some(1), &Event::Bounced)),
         "not before the DSN is spooled"
     );
-    let notifications: Vec<BounceJob> = queue
-        .take_effects()
-        .into_iter()
-        .filter_map(|e| match e {
-            Effect::Notify(job) => Some(job),
-            _ => None,
-        })
-        .collect();
+    let notifications: Vec<BounceJob> = notifications(&mut queue);
     assert_eq!(notifications.len(), 1);
     assert_eq!(notifications[0].id, ID);
     assert_eq!(notifications[0].recipients[0].status, "5.1.1");
@@ -326,14 +324,7 @@ fn failures_known_together_share_one_dsn() {
         attempt(worker, job, vec![refused(0), refused(1)], Signal::Reachable),
         NOW,
     );
-    let notifications: Vec<BounceJob> = queue
-        .take_effects()
-        .into_iter()
-        .filter_map(|e| match e {
-            Effect::Notify(job) => Some(job),
-            _ => None,
-        })
-        .collect();
+    let notifications: Vec<BounceJob> = notifications(&mut queue);
     assert_eq!(notifications.len(), 1);
     assert_eq!(notifications[0].recipients.len(), 2);
 }
@@ -483,13 +474,9 @@ fn operator_commands_hold_release_retry_delete_and_bounce() {
     );
     queue.handle(Input::Command(Command::Hold(ID.into())), NOW);
     queue.handle(Input::Command(Command::Bounce(ID.into())), NOW);
-    let job = queue
-        .take_effects()
+    let job = notifications(&mut queue)
         .into_iter()
-        .find_map(|e| match e {
-            Effect::Notify(job) => Some(job),
-            _ => None,
-        })
+        .next()
         .expect("queue bounce sends a DSN");
     assert_eq!(job.recipients[0].status, "5.0.0");
 
@@ -651,14 +638,7 @@ fn a_delay_warning_is_sent_once_after_delay_warning_seconds() {
             },
             at,
         );
-        queue
-            .take_effects()
-            .into_iter()
-            .filter_map(|e| match e {
-                Effect::Notify(job) => Some(job),
-                _ => None,
-            })
-            .collect()
+        notifications(queue)
     };
     assert!(later(&mut queue, NOW).is_empty(), "too early");
     queue.tick(NOW + 200);
