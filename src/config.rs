@@ -1016,29 +1016,44 @@ impl Source<'_> {
                 None => default.bare_line_endings,
             },
         };
-        self.check_per_ip(raw, &limits)?;
+        self.check_part_within_whole(
+            (
+                limits.max_connections_per_ip as u64,
+                &raw.max_connections_per_ip,
+                &MAX_PER_IP,
+            ),
+            (
+                limits.max_connections as u64,
+                &raw.max_connections,
+                &MAX_CONNECTIONS,
+            ),
+        )?;
         Ok(limits)
     }
 
-    /// A per-IP cap above the total cap would be silently meaningless, which usually means one of
-    /// the two was mistyped. Blame the per-IP value when it was written, else the total.
-    fn check_per_ip(&self, raw: &RawLimits, limits: &LimitsConfig) -> Result<(), ConfigError> {
-        let (per_ip, total) = (limits.max_connections_per_ip, limits.max_connections);
-        if per_ip <= total {
+    /// A part's cap above its whole's (per IP above all connections, per destination above
+    /// all outbound ones) would be silently meaningless, which usually means one of the two was
+    /// mistyped. Blame the part when it was written, else the whole. Each value comes with what
+    /// was written for it and its setting.
+    fn check_part_within_whole(
+        &self,
+        (part, part_raw, part_setting): (u64, &Option<Spanned<i64>>, &Setting),
+        (whole, whole_raw, whole_setting): (u64, &Option<Spanned<i64>>, &Setting),
+    ) -> Result<(), ConfigError> {
+        if part <= whole {
             return Ok(());
         }
-        if let Some(value) = &raw.max_connections_per_ip {
-            let reason = format!("{per_ip} exceeds limits.max_connections ({total})");
-            return Err(self.error(value.span(), MAX_PER_IP.key, reason));
+        if let Some(value) = part_raw {
+            let reason = format!("{part} exceeds {} ({whole})", whole_setting.key);
+            return Err(self.error(value.span(), part_setting.key, reason));
         }
-        // The defaults are consistent, so max_connections was written if per_ip was not.
-        let span = raw
-            .max_connections
-            .as_ref()
-            .map_or(0..0, |value| value.span());
-        let reason =
-            format!("{total} is below limits.max_connections_per_ip ({per_ip}, the default)");
-        Err(self.error(span, MAX_CONNECTIONS.key, reason))
+        // The defaults are consistent, so the whole was written if the part was not.
+        let span = whole_raw.as_ref().map_or(0..0, |value| value.span());
+        let reason = format!(
+            "{whole} is below {} ({part}, the default)",
+            part_setting.key
+        );
+        Err(self.error(span, whole_setting.key, reason))
     }
 
     fn timeouts(&self, raw: &RawTimeouts) -> Result<Timeouts, ConfigError> {
@@ -1181,7 +1196,18 @@ impl Source<'_> {
                 default.data_timeout,
             )?,
         };
-        self.check_concurrency(raw, &delivery)?;
+        self.check_part_within_whole(
+            (
+                delivery.concurrency_per_destination.into(),
+                &raw.concurrency_per_destination,
+                &CONCURRENCY,
+            ),
+            (
+                delivery.max_connections.into(),
+                &raw.max_connections,
+                &OUTBOUND_CONNECTIONS,
+            ),
+        )?;
         Ok(delivery)
     }
 
@@ -1287,34 +1313,6 @@ impl Source<'_> {
             delay_warning: (warning > 0).then_some(warning),
             ..default
         })
-    }
-
-    /// Like [`Source::check_per_ip`]: more connections per destination than in all would be
-    /// silently meaningless, so one of the two is probably mistyped.
-    fn check_concurrency(
-        &self,
-        raw: &RawDelivery,
-        delivery: &DeliveryConfig,
-    ) -> Result<(), ConfigError> {
-        let (each, total) = (
-            delivery.concurrency_per_destination,
-            delivery.max_connections,
-        );
-        if each <= total {
-            return Ok(());
-        }
-        if let Some(value) = &raw.concurrency_per_destination {
-            let reason = format!("{each} exceeds delivery.max_connections ({total})");
-            return Err(self.error(value.span(), CONCURRENCY.key, reason));
-        }
-        // The defaults are consistent, so max_connections was written if the other was not.
-        let span = raw
-            .max_connections
-            .as_ref()
-            .map_or(0..0, |value| value.span());
-        let reason =
-            format!("{total} is below delivery.concurrency_per_destination ({each}, the default)");
-        Err(self.error(span, OUTBOUND_CONNECTIONS.key, reason))
     }
 
     fn routes(&self, raw: &[Spanned<RawRoute>]) -> Result<Vec<crate::routing::Route>, ConfigError> {
