@@ -95,8 +95,7 @@ async fn run_connection(inner: Arc<Inner>, mut job: Job, link: Link) {
                     }
                 }
                 let open = session.as_mut().expect("just connected");
-                let results = transaction(open, &job, &message, &body).await;
-                let signal = signal_of(&results);
+                let (results, signal) = transaction(open, &job, &message, &body).await;
                 (results, signal, open.usable())
             }
         };
@@ -232,14 +231,16 @@ async fn transaction(
     job: &Job,
     message: &QueuedMessage,
     body: &[u8],
-) -> Vec<RecipientResult> {
+) -> (Vec<RecipientResult>, Signal) {
     // Indexes come from the same envelope, so every one is in range and outcomes line up.
     let indices: Vec<usize> = job.recipients.iter().map(|&i| i as usize).collect();
     let outgoing = Outgoing::from_envelope(&message.envelope, &indices, body);
     let relay = relay_name(&session.host, session.address);
     let dsn_forwarded = session.capabilities.dsn;
     let outcomes = session.send(&outgoing).await;
-    job.recipients
+    let signal = signal_of(&outcomes);
+    let results = job
+        .recipients
         .iter()
         .zip(outcomes)
         .map(|(&rcpt, outcome)| RecipientResult {
@@ -253,29 +254,22 @@ async fn transaction(
             relay: Some(relay.clone()),
             dsn_forwarded,
         })
-        .collect()
+        .collect();
+    (results, signal)
 }
 
 /// A throttling reply to any recipient slows the whole destination down.
-fn signal_of(results: &[RecipientResult]) -> Signal {
-    for result in results {
-        let code: u16 = result
-            .reply
-            .get(..3)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let enhanced = crate::queue::manager::enhanced_of(&result.reply, "");
-        if result.outcome == Outcome::Temporary
-            && is_throttling_reply(
-                code,
-                Some(enhanced.as_str()).filter(|e| !e.is_empty()),
-                &result.reply,
-            )
-        {
-            return Signal::Throttled(result.reply.clone());
-        }
-    }
-    Signal::Reachable
+fn signal_of(outcomes: &[client::RecipientOutcome]) -> Signal {
+    outcomes
+        .iter()
+        .map(|outcome| &outcome.reply)
+        .find(|reply| {
+            (400..500).contains(&reply.code)
+                && is_throttling_reply(reply.code, reply.enhanced(), &reply.summary())
+        })
+        .map_or(Signal::Reachable, |reply| {
+            Signal::Throttled(one_line(reply))
+        })
 }
 
 /// A multi-line reply on one line, as the state log and the DSN's Diagnostic-Code keep it.
@@ -321,24 +315,25 @@ mod tests {
 
     #[test]
     fn a_rate_limit_reply_throttles_the_destination() {
-        let result = |outcome, reply: &str| RecipientResult {
-            rcpt: 0,
-            outcome,
-            reply: reply.into(),
-            relay: None,
-            dsn_forwarded: false,
+        let outcome = |code, line: &str| client::RecipientOutcome {
+            outcome: client::Outcome::of(&Reply {
+                code,
+                lines: vec![line.into()],
+            }),
+            reply: Reply {
+                code,
+                lines: vec![line.into()],
+            },
+            remote: true,
         };
+        assert_eq!(signal_of(&[outcome(250, "2.0.0 ok")]), Signal::Reachable);
+        let gmail = "4.7.28 Our system has detected an unusual rate of unsolicited mail";
         assert_eq!(
-            signal_of(&[result(Outcome::Delivered, "250 ok")]),
-            Signal::Reachable
-        );
-        let gmail = "421 4.7.28 Our system has detected an unusual rate of unsolicited mail";
-        assert_eq!(
-            signal_of(&[result(Outcome::Temporary, gmail)]),
-            Signal::Throttled(gmail.into())
+            signal_of(&[outcome(250, "2.0.0 ok"), outcome(421, gmail)]),
+            Signal::Throttled(format!("421 {gmail}"))
         );
         assert_eq!(
-            signal_of(&[result(Outcome::Temporary, "450 4.2.0 Greylisted")]),
+            signal_of(&[outcome(450, "4.2.0 Greylisted")]),
             Signal::Reachable
         );
     }

@@ -274,30 +274,16 @@ impl Queue {
     /// Finished ones only count towards their segment, so an all-finished segment is reclaimed.
     pub fn recover(&mut self, message: &QueuedMessage, states: Vec<RecipientState>, now: u64) {
         let segment = segment_of(&message.id);
-        let mut entry = self.message_entry(message, states);
+        let entry = self.message_entry(message, states);
         let info = self.segments.entry(segment).or_default();
         info.total += 1;
         if entry.finished() {
             return;
         }
         info.live += 1;
-        let id = message.id.clone();
-        let due = entry
-            .recipients
-            .iter()
-            .filter(|r| !r.state.status.is_final() && !r.state.held)
-            .filter_map(|r| r.state.next_attempt_at)
-            .min();
-        match due {
-            Some(at) if at > now => {
-                entry.retry_timer = Some(self.timers.schedule(at, Timer::Retry(id.clone())));
-                self.messages.insert(id, entry);
-            }
-            _ => {
-                self.messages.insert(id.clone(), entry);
-                self.make_ready(&id, now);
-            }
-        }
+        // make_ready queues what is due and arms the retry timer for the rest.
+        self.messages.insert(message.id.clone(), entry);
+        self.make_ready(&message.id, now);
     }
 
     /// After recovery: every recovered segment is sealed now; those that hold nothing
@@ -1106,17 +1092,14 @@ fn bounce_recipient(
 /// The enhanced status code of a one-line reply (`550 5.1.1 …`), or `fallback` (a server
 /// that sends none still gets a well-formed DSN: its class from the basic code).
 pub fn enhanced_of(reply: &str, fallback: &str) -> String {
-    let mut words = reply.split_whitespace();
-    let basic = words.next().unwrap_or("");
-    let candidate = words.next().unwrap_or("");
-    let parts: Vec<&str> = candidate.split('.').collect();
-    let well_formed = parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-        && matches!(parts[0], "2" | "4" | "5");
-    if well_formed {
-        return candidate.to_string();
+    let (basic, text) = reply.split_once(' ').unwrap_or((reply, ""));
+    // One reader of enhanced codes: the client's, on the reply's text.
+    let parsed = crate::client::Reply {
+        code: 0,
+        lines: vec![text.to_string()],
+    };
+    if let Some(enhanced) = parsed.enhanced().filter(|e| e.starts_with(['2', '4', '5'])) {
+        return enhanced.to_string();
     }
     match basic.as_bytes().first() {
         Some(b'2') => "2.0.0".into(),
@@ -1126,11 +1109,9 @@ pub fn enhanced_of(reply: &str, fallback: &str) -> String {
     }
 }
 
-/// The segment number in a queue id (its first eight hex digits).
+/// The spool segment of a queue id (0 for what is not one: nothing the spool made).
 pub fn segment_of(id: &str) -> u32 {
-    id.get(..8)
-        .and_then(|s| u32::from_str_radix(s, 16).ok())
-        .unwrap_or(0)
+    crate::spool::log::parse_queue_id(id).map_or(0, |(segment, _)| segment)
 }
 
 pub fn domain_of(address: &str) -> &str {

@@ -314,7 +314,8 @@ fn queue_id(segment: u32, offset: u64) -> String {
     format!("{segment:08X}{offset:08X}")
 }
 
-fn parse_queue_id(id: &str) -> Option<(u32, u64)> {
+/// The segment number and offset a queue id names.
+pub fn parse_queue_id(id: &str) -> Option<(u32, u64)> {
     if id.len() != 16 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
