@@ -46,7 +46,7 @@ pub const MAX_DIAGNOSTIC: usize = 4096;
 pub const MAX_WORD: usize = 900;
 
 /// Which report this is; decides the subject and the wording.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
     Failure,
     /// A warning that delivery is late and still being retried.

@@ -129,16 +129,12 @@ fn attempt(
 }
 
 async fn load(inner: &Inner, id: &str) -> Option<(QueuedMessage, Vec<u8>)> {
-    let dir = inner.spool_dir.clone();
-    let id = id.to_string();
-    match tokio::task::spawn_blocking(move || log::read(&dir, &id)).await {
-        Ok(Ok(found)) => found,
-        Ok(Err(error)) => {
-            tracing::error!(%error, "cannot read a queued message");
+    log::read_async(&inner.spool_dir, id)
+        .await
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, id, "cannot read a queued message");
             None
-        }
-        Err(_) => None,
-    }
+        })
 }
 
 /// Plans the route and opens a session with the first host and address that accepts us: the

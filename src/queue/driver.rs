@@ -169,14 +169,7 @@ impl QueueManager {
                     .as_deref()
                     .is_some_and(&unfinished);
             if abandoned {
-                abandoned_copies.push(Record {
-                    id: message.id.clone(),
-                    rcpt: None,
-                    at: now,
-                    event: state::Event::Deleted,
-                    reply: None,
-                    relay: None,
-                });
+                abandoned_copies.push(Record::plain(&message.id, None, now, state::Event::Deleted));
             }
             if state.deleted || abandoned {
                 queue.recover(message, recipients_all_final(message), now);
@@ -461,11 +454,7 @@ async fn spool_copy(
     spool: &Arc<dyn Spool>,
     spool_dir: &Path,
 ) -> bool {
-    let dir = spool_dir.to_path_buf();
-    let original = id.to_string();
-    let Ok(Ok(Some((message, body)))) =
-        tokio::task::spawn_blocking(move || log::read(&dir, &original)).await
-    else {
+    let Ok(Some((message, body))) = log::read_async(spool_dir, id).await else {
         tracing::error!(id, "cannot read a message to copy forward");
         return false;
     };
@@ -505,21 +494,17 @@ async fn spool_notification(
     hostname: &str,
     retry: &super::schedule::RetryPolicy,
 ) -> bool {
-    let dir = spool_dir.to_path_buf();
-    let id = job.id.clone();
-    let original = tokio::task::spawn_blocking(move || log::read(&dir, &id)).await;
-    let (message, body) = match original {
-        Ok(Ok(Some(found))) => found,
-        Ok(Ok(None)) => {
+    let (message, body) = match log::read_async(spool_dir, &job.id).await {
+        Ok(Some(found)) => found,
+        Ok(None) => {
             // The original is gone (deleted by an operator): nothing to report on.
             tracing::warn!(id = %job.id, "the message of a notification is no longer spooled");
             return true;
         }
-        Ok(Err(error)) => {
+        Err(error) => {
             tracing::error!(%error, id = %job.id, "cannot read a message to report on");
             return false;
         }
-        Err(_) => return false,
     };
     let now = SystemTime::now();
     let dsn = build_notification(job, &message, &body, hostname, now, retry);

@@ -19,6 +19,7 @@
 //!   reason, and after the suspension one probe connection decides whether it is back. So a dead
 //!   destination costs one connection attempt per suspension, not one per message.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::schedule::{self, DestinationState, RetryPolicy, TimerId, Timers, Verdict};
@@ -352,14 +353,22 @@ impl Queue {
     /// the same moment share one DSN.
     pub fn take_effects(&mut self) -> Vec<Effect> {
         let mut effects: Vec<Effect> = Vec::with_capacity(self.effects.len());
+        // Where each message's notification of each kind already is, so merging stays linear
+        // however many recipients fail in one batch.
+        let mut notices: HashMap<(String, Kind), usize> = HashMap::new();
         for effect in std::mem::take(&mut self.effects) {
-            if let Effect::Notify(job) = &effect
-                && let Some(Effect::Notify(earlier)) = effects.iter_mut().find(|e| {
-                    matches!(e, Effect::Notify(other) if other.id == job.id && other.kind == job.kind)
-                })
-            {
-                earlier.recipients.extend(job.recipients.iter().cloned());
-                continue;
+            if let Effect::Notify(job) = &effect {
+                match notices.entry((job.id.clone(), job.kind)) {
+                    Entry::Occupied(at) => {
+                        if let Effect::Notify(earlier) = &mut effects[*at.get()] {
+                            earlier.recipients.extend(job.recipients.iter().cloned());
+                        }
+                        continue;
+                    }
+                    Entry::Vacant(slot) => {
+                        slot.insert(effects.len());
+                    }
+                }
             }
             effects.push(effect);
         }
@@ -454,7 +463,7 @@ impl Queue {
         let moving = self.messages.get(original).is_some_and(|m| m.moving);
         if !moving {
             self.records
-                .push(plain_record(&copy.id, None, now, Event::Deleted));
+                .push(Record::plain(&copy.id, None, now, Event::Deleted));
             self.reclaim_sealed();
             return;
         }
@@ -481,7 +490,7 @@ impl Queue {
         }
         // Last, so that a crash between the two leaves the original whole.
         self.records
-            .push(plain_record(original, None, now, Event::Deleted));
+            .push(Record::plain(original, None, now, Event::Deleted));
         self.remove(original);
         tracing::info!(id = original, to = %copy.id, "copied forward to free its spool segment");
         let entry = self.message_entry(copy, carried);
@@ -712,7 +721,7 @@ impl Queue {
         let notify = recipient.notify;
         match (result.outcome, retry) {
             (Outcome::Delivered, _) => {
-                let record = self.record(id, result.rcpt, now, Event::Delivered, result);
+                let record = result_record(id, now, Event::Delivered, result);
                 self.apply(record);
                 // We only ever relay: the success we can report is "relayed", and only when the
                 // next hop could not be asked to report delivery itself.
@@ -730,7 +739,7 @@ impl Queue {
                 let deadline = policy.deadline(received_at);
                 let next_attempt_at = at.max(not_before).min(deadline.max(at));
                 let event = Event::Deferred { next_attempt_at };
-                let record = self.record(id, result.rcpt, now, event, result);
+                let record = result_record(id, now, event, result);
                 self.apply(record);
                 self.maybe_warn_delay(id, result, now);
             }
@@ -755,7 +764,7 @@ impl Queue {
             crate::bounce::Action::Failed,
         );
         if !wanted {
-            let record = self.record(id, result.rcpt, now, event, result);
+            let record = result_record(id, now, event, result);
             self.apply(record);
             return;
         }
@@ -863,7 +872,7 @@ impl Queue {
             Command::Delete(id) => {
                 if self.messages.contains_key(&id) {
                     self.records
-                        .push(plain_record(&id, None, now, Event::Deleted));
+                        .push(Record::plain(&id, None, now, Event::Deleted));
                     self.remove(&id);
                 }
             }
@@ -886,7 +895,7 @@ impl Queue {
             .filter(|&i| !message.recipients[i as usize].state.status.is_final())
             .collect();
         for rcpt in indexes {
-            self.apply(plain_record(id, Some(rcpt), now, event.clone()));
+            self.apply(Record::plain(id, Some(rcpt), now, event.clone()));
         }
         if event == Event::Held {
             self.unqueue(id);
@@ -1035,24 +1044,6 @@ impl Queue {
         }
     }
 
-    fn record(
-        &self,
-        id: &str,
-        rcpt: u32,
-        now: u64,
-        event: Event,
-        result: &RecipientResult,
-    ) -> Record {
-        Record {
-            id: id.to_string(),
-            rcpt: Some(rcpt),
-            at: now,
-            event,
-            reply: Some(result.reply.clone()),
-            relay: result.relay.clone(),
-        }
-    }
-
     /// Queues `record` for the log and folds it into the recipient's state.
     fn apply(&mut self, record: Record) {
         if let (Some(message), Some(rcpt)) = (self.messages.get_mut(&record.id), record.rcpt)
@@ -1064,14 +1055,12 @@ impl Queue {
     }
 }
 
-fn plain_record(id: &str, rcpt: Option<u32>, now: u64, event: Event) -> Record {
+/// The record of an attempt's outcome for one recipient, with the reply and relay.
+fn result_record(id: &str, now: u64, event: Event, result: &RecipientResult) -> Record {
     Record {
-        id: id.to_string(),
-        rcpt,
-        at: now,
-        event,
-        reply: None,
-        relay: None,
+        reply: Some(result.reply.clone()),
+        relay: result.relay.clone(),
+        ..Record::plain(id, Some(result.rcpt), now, event)
     }
 }
 

@@ -104,6 +104,20 @@ pub struct Record {
     pub relay: Option<String>,
 }
 
+impl Record {
+    /// An event without a reply or relay (an operator's command, a message's end).
+    pub fn plain(id: &str, rcpt: Option<u32>, at: u64, event: Event) -> Record {
+        Record {
+            id: id.to_string(),
+            rcpt,
+            at,
+            event,
+            reply: None,
+            relay: None,
+        }
+    }
+}
+
 /// One recipient's state: the fold of its events.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RecipientState {

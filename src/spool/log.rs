@@ -221,11 +221,12 @@ impl Writer {
         match segment.append(&mut parts) {
             Ok(_) => {
                 drop(parts);
+                let (answers, stored) = stored(batch, &ids);
                 if let Some(notify) = &self.notifier {
-                    notify(stored(&batch, &ids));
+                    notify(stored);
                 }
-                for (request, id) in batch.into_iter().zip(ids) {
-                    let _ = request.done.send(Ok(id));
+                for (done, id) in answers.into_iter().zip(ids) {
+                    let _ = done.send(Ok(id));
                 }
             }
             Err(error) => {
@@ -248,16 +249,28 @@ impl Writer {
     }
 }
 
-fn stored(batch: &[Request], ids: &[String]) -> Vec<QueuedMessage> {
+/// Each request's answer channel, and what the queue manager is told: the envelopes move
+/// there (the message bytes are on disk and dropped here), so nothing is copied per message.
+fn stored(
+    batch: Vec<Request>,
+    ids: &[String],
+) -> (
+    Vec<oneshot::Sender<Result<String, SpoolError>>>,
+    Vec<QueuedMessage>,
+) {
     batch
-        .iter()
+        .into_iter()
         .zip(ids)
-        .map(|(request, id)| QueuedMessage {
-            id: id.clone(),
-            envelope: request.submission.envelope.clone(),
-            size: request.submission.message.len() as u64,
+        .map(|(request, id)| {
+            let size = request.submission.message.len() as u64;
+            let stored = QueuedMessage {
+                id: id.clone(),
+                envelope: request.submission.envelope,
+                size,
+            };
+            (request.done, stored)
         })
-        .collect()
+        .unzip()
 }
 
 fn gather(first: Request, requests: &mpsc::Receiver<Request>) -> Vec<Request> {
@@ -543,6 +556,14 @@ pub fn read(dir: &Path, id: &str) -> io::Result<Option<(QueuedMessage, Vec<u8>)>
         }
         _ => Ok(None),
     }
+}
+
+/// [`read`] on tokio's blocking pool, for async callers (delivery, DSNs, copy-forward).
+pub async fn read_async(dir: &Path, id: &str) -> io::Result<Option<(QueuedMessage, Vec<u8>)>> {
+    let (dir, id) = (dir.to_path_buf(), id.to_string());
+    tokio::task::spawn_blocking(move || read(&dir, &id))
+        .await
+        .map_err(io::Error::other)?
 }
 
 #[cfg(test)]
