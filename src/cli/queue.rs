@@ -99,10 +99,7 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             Ok(())
         }
         Command::Show { id } => {
-            let id = queue_id(&id)?;
-            let (message, body) = log::read(&spool_dir, &id)
-                .map_err(io_failure)?
-                .ok_or_else(|| Failure::new(EX_NOINPUT, format!("no message {id} in the spool")))?;
+            let (message, body) = spooled(config, &id)?;
             print_envelope(&message);
             print_history(&config.data_dir, &message)?;
             println!();
@@ -223,20 +220,23 @@ fn queue_id(id: &str) -> Result<String, Failure> {
 
 /// Hands an operator's command to the running server and waits until it is applied; without a
 /// server it waits in the queue directory and is applied at the next start.
+/// The message `id` names: 65 for what is not a queue id, 66 for one not in the spool.
+fn spooled(config: &Config, id: &str) -> Result<(QueuedMessage, Vec<u8>), Failure> {
+    let id = queue_id(id)?;
+    let spool_dir = config.data_dir.join("spool");
+    log::read(&spool_dir, &id)
+        .map_err(|e| Failure::new(EX_IOERR, format!("{}: {e}", spool_dir.display())))?
+        .ok_or_else(|| {
+            Failure::new(
+                EX_NOINPUT,
+                format!("no message {id} in the spool (see `portcullis queue list`)"),
+            )
+        })
+}
+
 fn steer(config: &Config, verb: &str, id: Option<&str>) -> Result<(), Failure> {
     let id = match id {
-        Some(id) => {
-            let id = queue_id(id)?;
-            let known = log::read(&config.data_dir.join("spool"), &id)
-                .map_err(|e| Failure::new(EX_IOERR, e.to_string()))?;
-            if known.is_none() {
-                return Err(Failure::new(
-                    EX_NOINPUT,
-                    format!("no message {id} in the spool (see `portcullis queue list`)"),
-                ));
-            }
-            id
-        }
+        Some(id) => spooled(config, id)?.0.id,
         None => "*".to_string(),
     };
     let file = driver::write_command(&config.data_dir, verb, &id)
