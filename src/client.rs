@@ -603,19 +603,30 @@ impl AsyncRead for Connection {
 /// Doubles a dot at the start of every line (RFC 5321 §4.5.2) and makes sure the message ends
 /// with CRLF.
 pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 16);
+    dot_stuffed_parts(message).concat()
+}
+
+/// [`dot_stuff`] as slices of the message itself, to be written in order: a part ends after
+/// each dot that starts a line and the next part starts at that dot again, so the dot goes out
+/// twice and nothing is copied (delivery sends every message this way).
+pub fn dot_stuffed_parts(message: &[u8]) -> Vec<&[u8]> {
+    let mut parts = Vec::new();
+    let mut start = 0;
     let mut line_start = true;
-    for &byte in message {
+    for (index, &byte) in message.iter().enumerate() {
         if line_start && byte == b'.' {
-            out.push(b'.');
+            parts.push(&message[start..=index]);
+            start = index;
         }
-        out.push(byte);
         line_start = byte == b'\n';
     }
-    if !out.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+    if start < message.len() {
+        parts.push(&message[start..]);
     }
-    out
+    if !message.ends_with(b"\r\n") {
+        parts.push(b"\r\n");
+    }
+    parts
 }
 
 #[cfg(test)]
@@ -662,6 +673,12 @@ mod tests {
     fn dot_stuffing_doubles_leading_dots_and_ends_with_crlf() {
         assert_eq!(dot_stuff(b".a\r\nb\r\n..c"), b"..a\r\nb\r\n...c\r\n");
         assert_eq!(dot_stuff(b""), b"\r\n");
+        assert_eq!(
+            dot_stuffed_parts(b"a\r\n.b\r\n"),
+            [&b"a\r\n."[..], b".b\r\n"],
+            "slices of the message, the dot at the seam of two"
+        );
+        assert_eq!(dot_stuffed_parts(b"plain\r\n"), [&b"plain\r\n"[..]]);
     }
 
     #[test]

@@ -927,9 +927,10 @@ impl Session {
             self.reply(Stage::Data).await?;
             return Ok(Ended::Unfinished);
         }
-        let stuffed = client::dot_stuff(body);
-        for chunk in stuffed.chunks(WRITE_CHUNK) {
-            self.write(chunk, Stage::Message).await?;
+        for part in client::dot_stuffed_parts(body) {
+            for chunk in part.chunks(WRITE_CHUNK) {
+                self.write(chunk, Stage::Message).await?;
+            }
         }
         // A failure while writing the dot counts as after it: part of it may have arrived, and
         // claiming "not delivered" is the one answer that could be wrong in the costly way.
