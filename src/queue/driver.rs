@@ -60,7 +60,10 @@ impl Link {
     /// Reports an attempt; resolves to the connection's next job, or `None` to close it.
     pub async fn report(&self, attempt: Attempt) -> Option<Job> {
         let (reply, next) = oneshot::channel();
-        debug_assert_eq!(attempt.worker, self.worker, "a link reports its own attempts");
+        debug_assert_eq!(
+            attempt.worker, self.worker,
+            "a link reports its own attempts"
+        );
         self.sender.send(Message::Attempt(attempt, reply)).ok()?;
         next.await.ok().flatten()
     }
