@@ -395,10 +395,9 @@ impl Runner {
         if size < self.compact_at {
             return;
         }
-        let dir = super::dir(&self.context.data_dir);
-        let result = state::load(&dir).and_then(|replay| {
-            let live = state::live_records(replay, |id| self.queue.is_live(id));
-            self.log.compact(&live)
+        let now = timefmt::unix_now();
+        let result = self.log.compact(self.queue.state_summary(now), |record| {
+            self.queue.finished_but_spooled(&record.id)
         });
         match result {
             Ok(()) => {

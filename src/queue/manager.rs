@@ -23,7 +23,7 @@ use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use super::schedule::{self, DestinationState, RetryPolicy, TimerId, Timers, Verdict};
-use super::state::{Event, RecipientState, Record};
+use super::state::{self, Event, RecipientState, Record};
 use crate::bounce::{Kind, Notify, should_notify};
 use crate::spool::QueuedMessage;
 
@@ -375,7 +375,26 @@ impl Queue {
         effects
     }
 
-    /// Unfinished messages: those whose state records a compacted log must keep.
+    /// What a compacted state log holds for the unfinished messages: each recipient's state
+    /// as it stands, in the fewest records ([`state::summary`]).
+    pub fn state_summary(&self, now: u64) -> impl Iterator<Item = Record> + '_ {
+        self.messages.iter().flat_map(move |(id, message)| {
+            message
+                .recipients
+                .iter()
+                .enumerate()
+                .flat_map(move |(rcpt, r)| state::summary(id, rcpt as u32, now, &r.state))
+        })
+    }
+
+    /// A finished message whose segment is still on disk: a compacted log keeps its records,
+    /// or a restart would find it queued again.
+    pub fn finished_but_spooled(&self, id: &str) -> bool {
+        !self.messages.contains_key(id) && self.segments.contains_key(&segment_of(id))
+    }
+
+    /// The message is unfinished (tests look at it).
+    #[cfg(test)]
     pub fn is_live(&self, id: &str) -> bool {
         self.messages.contains_key(id)
     }
@@ -474,19 +493,8 @@ impl Queue {
             .map(|r| r.state.clone())
             .collect();
         for (rcpt, state) in carried.iter().enumerate() {
-            self.records.push(Record {
-                id: copy.id.clone(),
-                rcpt: Some(rcpt as u32),
-                at: now,
-                event: Event::Carried {
-                    attempts: state.attempts,
-                    next_attempt_at: state.next_attempt_at,
-                    delay_warned: state.delay_warned,
-                    held: state.held,
-                },
-                reply: state.last_reply.clone(),
-                relay: state.last_relay.clone(),
-            });
+            self.records
+                .push(state::carried(&copy.id, rcpt as u32, now, state));
         }
         // Last, so that a crash between the two leaves the original whole.
         self.records

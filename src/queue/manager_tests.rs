@@ -1,5 +1,5 @@
 use super::*;
-use crate::queue::state::Status;
+use crate::queue::state::{State, Status};
 use crate::smtp::{Envelope, RecipientDsn};
 
 const NOW: u64 = 1_796_205_600;
@@ -764,4 +764,43 @@ fn a_long_deferred_message_is_copied_forward_and_its_segment_reclaimed() {
     queue.handle(Input::Stored(vec![orphan]), NOW + 702);
     assert_eq!(queue.take_records()[0].event, Event::Deleted);
     assert!(!queue.is_live("0000000200000200"));
+}
+
+#[test]
+fn a_compacted_log_keeps_each_unfinished_state_and_finished_messages_still_spooled() {
+    let mut queue = queue();
+    queue.handle(
+        Input::Stored(vec![
+            message(ID, "a@example.com", &["b@example.org"]),
+            message(ID2, "a@example.com", &["c@example.net", "d@example.net"]),
+        ]),
+        NOW,
+    );
+    queue.tick(NOW);
+    for (worker, job) in connects(&queue.take_effects()) {
+        let outcome = match job.domain.as_str() {
+            "example.org" => (Outcome::Delivered, "250 2.0.0 Ok"),
+            _ => (Outcome::Temporary, "451 4.4.1 no answer"),
+        };
+        let results = job
+            .recipients
+            .iter()
+            .map(|&rcpt| result(rcpt, outcome.0, outcome.1))
+            .collect();
+        queue.handle(attempt(worker, job, results, Signal::Reachable), NOW);
+    }
+    let mut logged = State::default();
+    for record in queue.take_records() {
+        logged.apply(&record, 2);
+    }
+    let summary: Vec<Record> = queue.state_summary(NOW + 5).collect();
+    assert!(summary.iter().all(|r| r.id == ID2), "{summary:?}");
+    let mut folded = State::default();
+    for record in &summary {
+        folded.apply(record, 2);
+    }
+    assert_eq!(folded.message(ID2, 2), logged.message(ID2, 2));
+    assert_eq!(folded.message(ID2, 2).recipients[0].attempts, 1);
+    // ID is finished but its segment is still the active one: its records must stay.
+    assert!(queue.finished_but_spooled(ID) && !queue.finished_but_spooled(ID2));
 }

@@ -15,12 +15,13 @@
 //! only after the remote 250, and `bounced` only after its bounce is spooled, so a crash can
 //! repeat a delivery but never lose one.
 //!
-//! The log only grows while the server runs; [`StateLog::compact`] rewrites it with the events
-//! of the messages still queued (written under a temporary name, synced, then renamed).
+//! The log only grows while the server runs; [`StateLog::compact`] rewrites it with the state
+//! each unfinished recipient has reached ([`summary`]: one or two records per recipient, however
+//! often it was deferred), so a queue deferred for days keeps a log of its size, not its age.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -330,17 +331,35 @@ impl StateLog {
         self.file.sync_data()
     }
 
-    /// Replaces the log with `records` (the events of the messages still queued): written and
-    /// synced under a temporary name, then renamed over the log, so a crash leaves one of the
-    /// two whole.
-    pub fn compact(&mut self, records: &[Record]) -> io::Result<()> {
+    /// Rewrites the log as `current` (each unfinished message's state, see [`summary`]) plus
+    /// the records of the log for which `keep_verbatim` holds (finished messages whose
+    /// segment still exists: without their records they would look queued again after a
+    /// restart). Written and synced under a temporary name, then renamed over the log, so a
+    /// crash leaves one of the two whole. Both sides stream: neither the old log nor the new
+    /// one is held in memory.
+    pub fn compact(
+        &mut self,
+        current: impl Iterator<Item = Record>,
+        keep_verbatim: impl Fn(&Record) -> bool,
+    ) -> io::Result<()> {
         let temporary = self.dir.join(COMPACT_NAME);
-        let mut bytes = Vec::with_capacity(records.len() * 128);
-        for record in records {
-            encode(record, &mut bytes);
+        let mut out = BufWriter::new(File::create(&temporary)?);
+        let mut old = BufReader::new(File::open(self.dir.join(FILE_NAME))?);
+        let mut line = Vec::new();
+        while old.read_until(b'\n', &mut line)? > 0 {
+            let body = line.strip_suffix(b"\n").unwrap_or(&line);
+            if decode(body).is_some_and(|record| keep_verbatim(&record)) {
+                out.write_all(&line)?;
+            }
+            line.clear();
         }
-        let mut file = File::create(&temporary)?;
-        file.write_all(&bytes)?;
+        let mut bytes = Vec::with_capacity(256);
+        for record in current {
+            bytes.clear();
+            encode(&record, &mut bytes);
+            out.write_all(&bytes)?;
+        }
+        let file = out.into_inner().map_err(|error| error.into_error())?;
         file.sync_all()?;
         fs::rename(&temporary, self.dir.join(FILE_NAME))?;
         sync_dir(&self.dir)?;
@@ -405,14 +424,56 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
-/// Keeps only the records of messages for which `keep` holds (those still queued): what a
-/// compacted log holds.
-pub fn live_records(replay: Replay, keep: impl Fn(&str) -> bool) -> Vec<Record> {
-    replay
-        .records
-        .into_iter()
-        .filter(|record| keep(&record.id))
-        .collect()
+/// The record that carries a recipient's state over as it stands (into a copied-forward
+/// message, or into a compacted log).
+pub fn carried(id: &str, rcpt: u32, at: u64, state: &RecipientState) -> Record {
+    Record {
+        id: id.to_string(),
+        rcpt: Some(rcpt),
+        at,
+        event: Event::Carried {
+            attempts: state.attempts,
+            next_attempt_at: state.next_attempt_at,
+            delay_warned: state.delay_warned,
+            held: state.held,
+        },
+        reply: state.last_reply.clone(),
+        relay: state.last_relay.clone(),
+    }
+}
+
+/// The fewest records that fold back into `state`: none for a recipient still untouched,
+/// one `carried` for an unfinished one, and for a finished one its final event (after a
+/// `carried` with the earlier attempts, so the count survives). The history of attempts is
+/// what a compaction gives up.
+pub fn summary(id: &str, rcpt: u32, at: u64, state: &RecipientState) -> Vec<Record> {
+    let final_event = match state.status {
+        Status::Queued | Status::Deferred => {
+            if *state == RecipientState::default() {
+                return Vec::new();
+            }
+            return vec![carried(id, rcpt, at, state)];
+        }
+        Status::Delivered => Event::Delivered,
+        Status::Bounced => Event::Bounced,
+        Status::Expired => Event::Expired,
+    };
+    // Expiry is not an attempt of its own; delivery and bounce count one.
+    let earlier = state.attempts - u32::from(final_event != Event::Expired).min(state.attempts);
+    let mut records = Vec::with_capacity(2);
+    if earlier > 0 {
+        let before = RecipientState {
+            attempts: earlier,
+            ..state.clone()
+        };
+        records.push(carried(id, rcpt, at, &before));
+    }
+    records.push(Record {
+        reply: state.last_reply.clone(),
+        relay: state.last_relay.clone(),
+        ..Record::plain(id, Some(rcpt), at, final_event)
+    });
+    records
 }
 
 #[cfg(test)]
@@ -438,6 +499,7 @@ mod tests {
     }
 
     const ID: &str = "0000000100000000";
+    const LIVE: &str = "0000000100000100";
 
     #[test]
     fn recipients_fold_from_queued_through_deferred_to_final() {
@@ -606,25 +668,99 @@ mod tests {
     }
 
     #[test]
-    fn compaction_keeps_only_live_messages() {
+    fn compaction_keeps_summaries_and_the_records_asked_for() {
         let dir = temp_dir("compact");
         let (mut log, _) = StateLog::open(&dir).unwrap();
         let finished = record("0000000100000000", Some(0), 1, Event::Delivered, None);
-        let live = record(
-            "0000000100000100",
-            Some(0),
-            1,
-            Event::Deferred { next_attempt_at: 9 },
-            Some("451 4.4.1 x"),
-        );
-        log.append(&[finished, live.clone()]).unwrap();
-        let kept = live_records(load(&dir).unwrap(), |id| id == live.id);
-        log.compact(&kept).unwrap();
-        let after = record("0000000100000100", None, 2, Event::Held, None);
+        let dropped = record("0000000200000000", Some(0), 1, Event::Delivered, None);
+        let deferred = |at| {
+            record(
+                LIVE,
+                Some(0),
+                at,
+                Event::Deferred {
+                    next_attempt_at: at + 60,
+                },
+                Some("451 4.4.1 x"),
+            )
+        };
+        log.append(&[
+            finished.clone(),
+            dropped,
+            deferred(1),
+            deferred(2),
+            deferred(3),
+        ])
+        .unwrap();
+        let mut live = State::default();
+        for record in load(&dir).unwrap().records.iter().filter(|r| r.id == LIVE) {
+            live.apply(record, 1);
+        }
+        let state = live.message(LIVE, 1).recipients[0].clone();
+        log.compact(summary(LIVE, 0, 5, &state).into_iter(), |r| {
+            r.id == finished.id
+        })
+        .unwrap();
+        let after = record(LIVE, None, 6, Event::Held, None);
         log.append(std::slice::from_ref(&after)).unwrap();
-        assert_eq!(load(&dir).unwrap().records, vec![live, after]);
+        let records = load(&dir).unwrap().records;
+        assert_eq!(records[0], finished);
+        assert_eq!(records.len(), 3, "{records:?}");
+        let mut replayed = State::default();
+        for record in &records[1..2] {
+            replayed.apply(record, 1);
+        }
+        assert_eq!(replayed.message(LIVE, 1).recipients[0], state);
+        assert_eq!(state.attempts, 3);
         assert!(!dir.join(COMPACT_NAME).exists());
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_summary_folds_back_into_the_state_it_summarises() {
+        let events = [
+            vec![],
+            vec![(Event::Held, None)],
+            vec![
+                (
+                    Event::Deferred {
+                        next_attempt_at: 70,
+                    },
+                    Some("451 4.4.1 a"),
+                ),
+                (Event::DelayWarned, None),
+            ],
+            vec![
+                (
+                    Event::Deferred {
+                        next_attempt_at: 70,
+                    },
+                    Some("450 4.2.0 a"),
+                ),
+                (Event::Delivered, Some("250 ok")),
+            ],
+            vec![(Event::Bounced, Some("550 5.1.1 no"))],
+            vec![
+                (
+                    Event::Deferred {
+                        next_attempt_at: 70,
+                    },
+                    Some("451 4.4.1 a"),
+                ),
+                (Event::Expired, None),
+            ],
+        ];
+        for history in events {
+            let mut state = RecipientState::default();
+            for (event, reply) in &history {
+                state.apply(&record(ID, Some(0), 1, event.clone(), *reply));
+            }
+            let mut folded = RecipientState::default();
+            for record in summary(ID, 0, 9, &state) {
+                folded.apply(&record);
+            }
+            assert_eq!(folded, state, "{history:?}");
+        }
     }
 
     #[test]
