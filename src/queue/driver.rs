@@ -129,20 +129,16 @@ impl QueueManager {
         inbox: Inbox,
     ) -> io::Result<QueueManager> {
         let spool_dir = context.data_dir.join("spool");
-        let (mut log, replay) = StateLog::open(&super::dir(&context.data_dir))?;
-        if replay.damaged_lines > 0 || replay.torn_bytes > 0 {
+        let mut folded = state::State::default();
+        let (mut log, damage) =
+            StateLog::open(&super::dir(&context.data_dir), |r| folded.apply(&r))?;
+        if damage != state::Damage::default() {
             tracing::warn!(
-                damaged_lines = replay.damaged_lines,
-                torn_bytes = replay.torn_bytes,
+                damaged_lines = damage.damaged_lines,
+                torn_bytes = damage.torn_bytes,
                 "the queue state log was damaged; the damaged lines are skipped"
             );
         }
-        let messages = log::list(&spool_dir)?;
-        let counts: HashMap<&str, usize> = messages
-            .iter()
-            .map(|m| (m.id.as_str(), m.envelope.to.len()))
-            .collect();
-        let folded = replay.state(|id| counts.get(id).copied());
         let now = timefmt::unix_now();
         // The core owns the routing function; the context keeps a placeholder.
         let destination_of =
@@ -152,31 +148,30 @@ impl QueueManager {
             destination_of,
             context.active_segment,
         );
-        let unfinished = |id: &str| {
-            counts
-                .get(id)
-                .is_some_and(|&n| !folded.message(id, n).is_finished(n))
-        };
+        // One segment at a time, each message's state handed over from the fold: recovery
+        // never holds the whole spool's envelopes, nor two copies of the states.
         let mut abandoned_copies = Vec::new();
-        for message in &messages {
-            let state = folded.message(&message.id, message.envelope.to.len());
-            // A copy-forward interrupted before it took over: the original still counts, so
-            // the copy goes (its recipients would otherwise be tried twice).
+        log::for_each_message(&spool_dir, |message| {
+            let state = folded.take(&message.id, message.envelope.to.len());
+            // A copy-forward interrupted before it took over: the original (older, so
+            // already recovered) still counts, so the copy goes (its recipients would
+            // otherwise be tried twice).
             let abandoned = !state.deleted
                 && message
                     .envelope
                     .moved_from
                     .as_deref()
-                    .is_some_and(&unfinished);
+                    .is_some_and(|original| queue.is_live(original));
             if abandoned {
                 abandoned_copies.push(Record::plain(&message.id, None, now, state::Event::Deleted));
             }
             if state.deleted || abandoned {
-                queue.recover(message, recipients_all_final(message), now);
-                continue;
+                queue.recover(&message, recipients_all_final(&message), now);
+            } else {
+                queue.recover(&message, state.recipients, now);
             }
-            queue.recover(message, state.recipients, now);
-        }
+        })?;
+        drop(folded);
         log.append(&abandoned_copies)?;
         queue.recovered(now);
         tracing::info!(

@@ -393,8 +393,7 @@ impl Queue {
         !self.messages.contains_key(id) && self.segments.contains_key(&segment_of(id))
     }
 
-    /// The message is unfinished (tests look at it).
-    #[cfg(test)]
+    /// The message is unfinished.
     pub fn is_live(&self, id: &str) -> bool {
         self.messages.contains_key(id)
     }

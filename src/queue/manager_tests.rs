@@ -791,13 +791,13 @@ fn a_compacted_log_keeps_each_unfinished_state_and_finished_messages_still_spool
     }
     let mut logged = State::default();
     for record in queue.take_records() {
-        logged.apply(&record, 2);
+        logged.apply(&record);
     }
     let summary: Vec<Record> = queue.state_summary(NOW + 5).collect();
     assert!(summary.iter().all(|r| r.id == ID2), "{summary:?}");
     let mut folded = State::default();
     for record in &summary {
-        folded.apply(record, 2);
+        folded.apply(record);
     }
     assert_eq!(folded.message(ID2, 2), logged.message(ID2, 2));
     assert_eq!(folded.message(ID2, 2).recipients[0].attempts, 1);

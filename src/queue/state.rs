@@ -209,78 +209,106 @@ impl MessageState {
             || (self.recipients.len() >= recipient_count
                 && self.recipients.iter().all(|r| r.status.is_final()))
     }
+}
 
+/// A message's state while its records are folded. The log does not say how many recipients
+/// a message has, so `unseen` is what a recipient without records of its own has reached: the
+/// message-level events (hold, release, retry) so far. A recipient first named later starts
+/// from it, exactly as if those events had reached it too.
+#[derive(Debug, Clone, Default)]
+struct Folding {
+    state: MessageState,
+    unseen: RecipientState,
+}
+
+impl Folding {
     fn apply(&mut self, record: &Record) {
+        let state = &mut self.state;
         match record.rcpt {
-            None if record.event == Event::Deleted => self.deleted = true,
-            // A message-level hold, release or retry applies to each recipient; the caller
-            // expands it to every index it knows (see `State::apply`).
+            None if record.event == Event::Deleted => state.deleted = true,
             None => {
-                for recipient in &mut self.recipients {
+                self.unseen.apply(record);
+                for recipient in &mut state.recipients {
                     recipient.apply(record);
                 }
             }
             Some(index) => {
                 let index = index as usize;
-                if self.recipients.len() <= index {
-                    self.recipients
-                        .resize_with(index + 1, RecipientState::default);
+                if state.recipients.len() <= index {
+                    state
+                        .recipients
+                        .resize_with(index + 1, || self.unseen.clone());
                 }
-                self.recipients[index].apply(record);
+                state.recipients[index].apply(record);
             }
         }
     }
+
+    fn into_state(mut self, recipient_count: usize) -> MessageState {
+        if self.state.recipients.len() < recipient_count {
+            let unseen = self.unseen;
+            self.state
+                .recipients
+                .resize_with(recipient_count, || unseen.clone());
+        }
+        self.state
+    }
 }
 
-/// Every message's state, keyed by queue id. A message the log has never heard of is queued
-/// with all its recipients: [`State::message`] gives that default.
+/// Every message's state, keyed by queue id, folded one record at a time. A message the log
+/// has never heard of is queued with all its recipients: [`State::message`] gives that default.
 #[derive(Debug, Clone, Default)]
 pub struct State {
-    messages: HashMap<String, MessageState>,
+    messages: HashMap<String, Folding>,
 }
 
 impl State {
     /// The state of `id`, whose envelope has `recipient_count` recipients.
     pub fn message(&self, id: &str, recipient_count: usize) -> MessageState {
-        let mut state = self.messages.get(id).cloned().unwrap_or_default();
-        state.recipients.resize_with(
-            recipient_count.max(state.recipients.len()),
-            Default::default,
-        );
-        state
+        let folding = self.messages.get(id).cloned().unwrap_or_default();
+        folding.into_state(recipient_count)
     }
 
-    /// Applies one record. Message-level events reach every recipient of `recipient_count`.
-    pub fn apply(&mut self, record: &Record, recipient_count: usize) {
-        let state = self.messages.entry(record.id.clone()).or_default();
-        if state.recipients.len() < recipient_count {
-            state
-                .recipients
-                .resize_with(recipient_count, Default::default);
+    /// Like [`State::message`], but hands the state over instead of copying it (recovery
+    /// takes each message once).
+    pub fn take(&mut self, id: &str, recipient_count: usize) -> MessageState {
+        let folding = self.messages.remove(id).unwrap_or_default();
+        folding.into_state(recipient_count)
+    }
+
+    pub fn apply(&mut self, record: &Record) {
+        match self.messages.get_mut(&record.id) {
+            Some(folding) => folding.apply(record),
+            None => {
+                let mut folding = Folding::default();
+                folding.apply(record);
+                self.messages.insert(record.id.clone(), folding);
+            }
         }
-        state.apply(record);
     }
 }
 
-/// What replaying the log found.
-#[derive(Debug, Default)]
-pub struct Replay {
-    pub records: Vec<Record>,
+/// What was wrong with the log when it was read.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Damage {
     /// Damaged lines skipped (kept in the file until the next compaction).
     pub damaged_lines: usize,
     /// Bytes of an interrupted write cut off the end.
     pub torn_bytes: u64,
 }
 
+/// The whole log, for the CLI (`queue list`, `queue show`'s history).
+#[derive(Debug, Default)]
+pub struct Replay {
+    pub records: Vec<Record>,
+    pub damage: Damage,
+}
+
 impl Replay {
-    /// Folds the records, given each message's recipient count (`None`: a message no longer in
-    /// the spool, whose records are ignored).
-    pub fn state(&self, recipients_of: impl Fn(&str) -> Option<usize>) -> State {
+    pub fn state(&self) -> State {
         let mut state = State::default();
         for record in &self.records {
-            if let Some(count) = recipients_of(&record.id) {
-                state.apply(record, count);
-            }
+            state.apply(record);
         }
         state
     }
@@ -293,19 +321,19 @@ pub struct StateLog {
 }
 
 impl StateLog {
-    /// Opens (creating) the log in `dir`, cutting off a torn tail, and replays it.
-    pub fn open(dir: &Path) -> io::Result<(StateLog, Replay)> {
+    /// Opens (creating) the log in `dir`, cutting off a torn tail, and hands each valid record
+    /// to `each`, one at a time: the server folds them as they come, never holding the log.
+    pub fn open(dir: &Path, each: impl FnMut(Record)) -> io::Result<(StateLog, Damage)> {
         crate::spool::log::create_dir_durably(dir)?;
         let path = dir.join(FILE_NAME);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(error) => return Err(error),
-        };
-        let (replay, valid_len) = parse(&bytes);
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
-        if (valid_len as u64) < bytes.len() as u64 {
-            file.set_len(valid_len as u64)?;
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)?;
+        let (damage, valid_len) = parse(BufReader::new(&file), each)?;
+        if damage.torn_bytes > 0 {
+            file.set_len(valid_len)?;
             file.sync_all()?;
         }
         sync_dir(dir)?;
@@ -314,7 +342,7 @@ impl StateLog {
                 dir: dir.to_path_buf(),
                 file,
             },
-            replay,
+            damage,
         ))
     }
 
@@ -378,11 +406,14 @@ impl StateLog {
 /// Reads the log without changing it (for the CLI, while a server may be appending: a line
 /// still being written is simply not there yet).
 pub fn load(dir: &Path) -> io::Result<Replay> {
-    match fs::read(dir.join(FILE_NAME)) {
-        Ok(bytes) => Ok(parse(&bytes).0),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(Replay::default()),
-        Err(error) => Err(error),
-    }
+    let file = match File::open(dir.join(FILE_NAME)) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Replay::default()),
+        Err(error) => return Err(error),
+    };
+    let mut records = Vec::new();
+    let (damage, _) = parse(BufReader::new(file), |record| records.push(record))?;
+    Ok(Replay { records, damage })
 }
 
 fn encode(record: &Record, out: &mut Vec<u8>) {
@@ -392,23 +423,26 @@ fn encode(record: &Record, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// The valid records and the length of the log up to the end of its last complete line.
-fn parse(bytes: &[u8]) -> (Replay, usize) {
-    let mut replay = Replay::default();
-    let mut offset = 0;
-    while offset < bytes.len() {
-        let Some(end) = bytes[offset..].iter().position(|&b| b == b'\n') else {
-            // No line end: the write that a crash interrupted.
-            replay.torn_bytes = (bytes.len() - offset) as u64;
-            return (replay, offset);
+/// Hands each valid record to `each`; returns what was damaged and the length of the log up
+/// to the end of its last complete line.
+fn parse(mut reader: impl BufRead, mut each: impl FnMut(Record)) -> io::Result<(Damage, u64)> {
+    let mut damage = Damage::default();
+    let mut valid_len = 0u64;
+    let mut line = Vec::with_capacity(256);
+    loop {
+        line.clear();
+        let read = reader.read_until(b'\n', &mut line)?;
+        let Some(body) = line.strip_suffix(b"\n") else {
+            // No line end: the write that a crash interrupted (or the end of the log).
+            damage.torn_bytes = read as u64;
+            return Ok((damage, valid_len));
         };
-        match decode(&bytes[offset..offset + end]) {
-            Some(record) => replay.records.push(record),
-            None => replay.damaged_lines += 1,
+        match decode(body) {
+            Some(record) => each(record),
+            None => damage.damaged_lines += 1,
         }
-        offset += end + 1;
+        valid_len += read as u64;
     }
-    (replay, offset)
 }
 
 fn decode(line: &[u8]) -> Option<Record> {
@@ -513,27 +547,27 @@ mod tests {
             },
             Some("450 4.2.0 greylisted"),
         );
-        state.apply(&greylisted, 2);
-        state.apply(
-            &record(
-                ID,
-                Some(1),
-                10,
-                Event::Bounced,
-                Some("550 5.1.1 no such user"),
-            ),
-            2,
-        );
+        state.apply(&greylisted);
+        state.apply(&record(
+            ID,
+            Some(1),
+            10,
+            Event::Bounced,
+            Some("550 5.1.1 no such user"),
+        ));
         let message = state.message(ID, 2);
         assert_eq!(message.recipients[0].status, Status::Deferred);
         assert_eq!(message.recipients[0].next_attempt_at, Some(310));
         assert_eq!(message.recipients[0].attempts, 1);
         assert_eq!(message.recipients[1].status, Status::Bounced);
         assert!(!message.is_finished(2));
-        state.apply(
-            &record(ID, Some(0), 320, Event::Delivered, Some("250 2.0.0 ok")),
-            2,
-        );
+        state.apply(&record(
+            ID,
+            Some(0),
+            320,
+            Event::Delivered,
+            Some("250 2.0.0 ok"),
+        ));
         let message = state.message(ID, 2);
         assert_eq!(
             (
@@ -562,18 +596,15 @@ mod tests {
     #[test]
     fn final_states_ignore_late_events() {
         let mut state = State::default();
-        state.apply(&record(ID, Some(0), 1, Event::Delivered, Some("250 ok")), 1);
-        state.apply(
-            &record(
-                ID,
-                Some(0),
-                2,
-                Event::Deferred { next_attempt_at: 9 },
-                Some("421 x"),
-            ),
-            1,
-        );
-        state.apply(&record(ID, None, 3, Event::Held, None), 1);
+        state.apply(&record(ID, Some(0), 1, Event::Delivered, Some("250 ok")));
+        state.apply(&record(
+            ID,
+            Some(0),
+            2,
+            Event::Deferred { next_attempt_at: 9 },
+            Some("421 x"),
+        ));
+        state.apply(&record(ID, None, 3, Event::Held, None));
         let recipient = &state.message(ID, 1).recipients[0];
         assert_eq!(
             (recipient.status, recipient.held, recipient.attempts),
@@ -587,17 +618,34 @@ mod tests {
         let deferred = Event::Deferred {
             next_attempt_at: 500,
         };
-        state.apply(&record(ID, Some(1), 1, deferred, Some("451 4.4.1 x")), 2);
-        state.apply(&record(ID, None, 2, Event::Held, None), 2);
+        state.apply(&record(ID, Some(1), 1, deferred, Some("451 4.4.1 x")));
+        state.apply(&record(ID, None, 2, Event::Held, None));
         assert!(state.message(ID, 2).recipients.iter().all(|r| r.held));
-        state.apply(&record(ID, None, 3, Event::Released, None), 2);
-        state.apply(&record(ID, None, 4, Event::RetryNow, None), 2);
+        state.apply(&record(ID, None, 3, Event::Released, None));
+        state.apply(&record(ID, None, 4, Event::RetryNow, None));
         let message = state.message(ID, 2);
         assert!(message.recipients.iter().all(|r| !r.held));
         assert_eq!(message.recipients[1].next_attempt_at, None);
         assert_eq!(message.recipients[1].status, Status::Deferred);
-        state.apply(&record(ID, None, 5, Event::Deleted, None), 2);
+        state.apply(&record(ID, None, 5, Event::Deleted, None));
         assert!(state.message(ID, 2).is_finished(2));
+    }
+
+    #[test]
+    fn a_recipient_without_records_has_the_message_level_events() {
+        let mut state = State::default();
+        state.apply(&record(ID, None, 1, Event::Held, None));
+        state.apply(&record(ID, Some(0), 2, Event::Delivered, Some("250 ok")));
+        let message = state.take(ID, 3);
+        assert_eq!(message.recipients[0].status, Status::Delivered);
+        assert!(message.recipients[1..].iter().all(|r| r.held));
+        assert_eq!(
+            state.message(ID, 1),
+            MessageState {
+                recipients: vec![RecipientState::default()],
+                deleted: false
+            }
+        );
     }
 
     #[test]
@@ -606,8 +654,8 @@ mod tests {
         let deferred = Event::Deferred {
             next_attempt_at: 100,
         };
-        state.apply(&record(ID, Some(0), 1, deferred, Some("451 4.4.1 down")), 1);
-        state.apply(&record(ID, Some(0), 100, Event::Expired, None), 1);
+        state.apply(&record(ID, Some(0), 1, deferred, Some("451 4.4.1 down")));
+        state.apply(&record(ID, Some(0), 100, Event::Expired, None));
         let recipient = &state.message(ID, 1).recipients[0];
         assert_eq!(
             (
@@ -622,8 +670,8 @@ mod tests {
     #[test]
     fn appended_records_survive_reopening_and_a_torn_tail_is_cut() {
         let dir = temp_dir("reopen");
-        let (mut log, replay) = StateLog::open(&dir).unwrap();
-        assert!(replay.records.is_empty());
+        let (mut log, damage) = StateLog::open(&dir, |_| panic!("a new log is empty")).unwrap();
+        assert_eq!(damage, Damage::default());
         let records = vec![
             record(ID, Some(0), 5, Event::Delivered, Some("250 2.0.0 ok")),
             record(ID, None, 6, Event::Held, None),
@@ -640,9 +688,10 @@ mod tests {
             .write_all(b"0badc0de {\"id\":\"00")
             .unwrap();
         assert_eq!(load(&dir).unwrap().records, records);
-        let (mut log, replay) = StateLog::open(&dir).unwrap();
-        assert_eq!(replay.records, records);
-        assert_eq!(replay.torn_bytes, 18);
+        let mut replayed = Vec::new();
+        let (mut log, damage) = StateLog::open(&dir, |r| replayed.push(r)).unwrap();
+        assert_eq!(replayed, records);
+        assert_eq!(damage.torn_bytes, 18);
         assert_eq!(fs::metadata(&path).unwrap().len(), whole);
         let after = record(ID, None, 7, Event::Released, None);
         log.append(std::slice::from_ref(&after)).unwrap();
@@ -653,7 +702,7 @@ mod tests {
     #[test]
     fn a_damaged_line_is_skipped_and_the_rest_kept() {
         let dir = temp_dir("damaged");
-        let (mut log, _) = StateLog::open(&dir).unwrap();
+        let (mut log, _) = StateLog::open(&dir, |_| {}).unwrap();
         let first = record(ID, Some(0), 1, Event::Bounced, Some("550 5.1.1 x"));
         let second = record(ID, Some(1), 2, Event::Delivered, Some("250 ok"));
         log.append(&[first, second.clone()]).unwrap();
@@ -662,15 +711,16 @@ mod tests {
         let mut bytes = fs::read(&path).unwrap();
         bytes[20] ^= 0x01;
         fs::write(&path, &bytes).unwrap();
-        let (_, replay) = StateLog::open(&dir).unwrap();
-        assert_eq!((replay.records, replay.damaged_lines), (vec![second], 1));
+        let mut replayed = Vec::new();
+        let (_, damage) = StateLog::open(&dir, |r| replayed.push(r)).unwrap();
+        assert_eq!((replayed, damage.damaged_lines), (vec![second], 1));
         fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn compaction_keeps_summaries_and_the_records_asked_for() {
         let dir = temp_dir("compact");
-        let (mut log, _) = StateLog::open(&dir).unwrap();
+        let (mut log, _) = StateLog::open(&dir, |_| {}).unwrap();
         let finished = record("0000000100000000", Some(0), 1, Event::Delivered, None);
         let dropped = record("0000000200000000", Some(0), 1, Event::Delivered, None);
         let deferred = |at| {
@@ -694,7 +744,7 @@ mod tests {
         .unwrap();
         let mut live = State::default();
         for record in load(&dir).unwrap().records.iter().filter(|r| r.id == LIVE) {
-            live.apply(record, 1);
+            live.apply(record);
         }
         let state = live.message(LIVE, 1).recipients[0].clone();
         log.compact(summary(LIVE, 0, 5, &state).into_iter(), |r| {
@@ -708,7 +758,7 @@ mod tests {
         assert_eq!(records.len(), 3, "{records:?}");
         let mut replayed = State::default();
         for record in &records[1..2] {
-            replayed.apply(record, 1);
+            replayed.apply(record);
         }
         assert_eq!(replayed.message(LIVE, 1).recipients[0], state);
         assert_eq!(state.attempts, 3);

@@ -529,14 +529,21 @@ pub fn check(dir: &Path) -> io::Result<Health> {
 /// Every complete message in the spool, oldest first. Safe to call while a server writes.
 pub fn list(dir: &Path) -> io::Result<Vec<QueuedMessage>> {
     let mut messages = Vec::new();
+    for_each_message(dir, |message| messages.push(message))?;
+    Ok(messages)
+}
+
+/// Hands every complete message in the spool to `each`, oldest first, reading one segment at
+/// a time.
+pub fn for_each_message(dir: &Path, mut each: impl FnMut(QueuedMessage)) -> io::Result<()> {
     if !dir.exists() {
-        return Ok(messages);
+        return Ok(());
     }
     for number in segment_numbers(dir)? {
         let bytes = fs::read(segment_path(dir, number))?;
-        scan(&bytes, |_, decoded| messages.push(decoded.header));
+        scan(&bytes, |_, decoded| each(decoded.header));
     }
-    Ok(messages)
+    Ok(())
 }
 
 /// One message by queue id, with its raw content.
