@@ -185,6 +185,8 @@ pub struct LimitsConfig {
     pub max_text_line: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Octets of message data all sessions together may hold; a DATA beyond it gets 452 4.3.1.
+    pub max_memory_in_flight: usize,
     /// What a bare LF or CR inside DATA does.
     pub bare_line_endings: crate::smtp::BareLineEndings,
 }
@@ -199,9 +201,25 @@ impl Default for LimitsConfig {
             max_text_line: 1000,
             max_connections: 1000,
             max_connections_per_ip: 100,
+            max_memory_in_flight: default_memory_in_flight(),
             bare_line_endings: crate::smtp::BareLineEndings::Normalize,
         }
     }
+}
+
+/// A quarter of physical memory (1 GiB where /proc/meminfo cannot be read): enough for
+/// dozens of the largest messages at once while the rest of the machine keeps room.
+fn default_memory_in_flight() -> usize {
+    const FALLBACK: usize = 1 << 30;
+    let total_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|meminfo| mem_total_kib(&meminfo));
+    total_kib.map_or(FALLBACK, |kib| kib.saturating_mul(1024) / 4)
+}
+
+fn mem_total_kib(meminfo: &str) -> Option<usize> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemTotal:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -665,6 +683,7 @@ struct RawLimits {
     max_text_line: Option<Spanned<i64>>,
     max_connections: Option<Spanned<i64>>,
     max_connections_per_ip: Option<Spanned<i64>>,
+    max_memory_in_flight: Option<Spanned<i64>>,
     bare_line_endings: Option<Spanned<String>>,
 }
 
@@ -741,6 +760,7 @@ const MAX_COMMAND_LINE: Setting = setting("limits.max_command_line", 512, 65_536
 const MAX_TEXT_LINE: Setting = setting("limits.max_text_line", 1000, 1_000_000, RFC_TEXT_LINE);
 const MAX_CONNECTIONS: Setting = setting("limits.max_connections", 1, NO_CAP, "");
 const MAX_PER_IP: Setting = setting("limits.max_connections_per_ip", 1, NO_CAP, "");
+const MAX_MEMORY: Setting = setting("limits.max_memory_in_flight", 1024, i64::MAX, "");
 const COMMAND_SECONDS: Setting = setting("timeouts.command_seconds", 1, DAY, "");
 const DATA_SECONDS: Setting = setting("timeouts.data_seconds", 1, DAY, "");
 const MESSAGE_SECONDS: Setting = setting("timeouts.message_seconds", 1, DAY, "");
@@ -1011,6 +1031,11 @@ impl Source<'_> {
                 &MAX_PER_IP,
                 default.max_connections_per_ip,
             )?,
+            max_memory_in_flight: self.int(
+                &raw.max_memory_in_flight,
+                &MAX_MEMORY,
+                default.max_memory_in_flight,
+            )?,
             bare_line_endings: match &raw.bare_line_endings {
                 Some(policy) => self.bare_line_endings(policy)?,
                 None => default.bare_line_endings,
@@ -1026,6 +1051,19 @@ impl Source<'_> {
                 limits.max_connections as u64,
                 &raw.max_connections,
                 &MAX_CONNECTIONS,
+            ),
+        )?;
+        // A budget below one message would refuse every DATA.
+        self.check_part_within_whole(
+            (
+                limits.max_message_size as u64,
+                &raw.max_message_size,
+                &MAX_MESSAGE_SIZE,
+            ),
+            (
+                limits.max_memory_in_flight as u64,
+                &raw.max_memory_in_flight,
+                &MAX_MEMORY,
             ),
         )?;
         Ok(limits)
@@ -1655,6 +1693,10 @@ max_text_line = 1000
 max_connections = 1000
 # Simultaneous connections from one client address; at most max_connections.
 max_connections_per_ip = 100
+# Octets of message data all sessions may hold at once; at least max_message_size. Each DATA
+# reserves max_message_size until its message is spooled; past the budget DATA gets 452 4.3.1.
+# The default is a quarter of physical memory.
+#max_memory_in_flight = 2147483648
 # A line ending other than CRLF inside DATA. "normalize": a bare LF ends a line and is stored as
 # CRLF (Unix tools such as `curl -T` send those); "reject": refused with 554 5.6.0. Either way
 # only CRLF.CRLF ends a message, and a bare CR or a NUL is refused (SMTP smuggling).
@@ -1931,6 +1973,17 @@ mod tests {
     #[test]
     fn empty_file_is_the_embedded_default() {
         assert_eq!(parse("").unwrap(), Config::embedded_default());
+    }
+
+    #[test]
+    fn the_default_memory_budget_is_a_quarter_of_physical_memory() {
+        let meminfo = "MemTotal:        8000000 kB\nMemFree:         1000 kB\n";
+        assert_eq!(mem_total_kib(meminfo), Some(8_000_000));
+        assert_eq!(mem_total_kib("MemFree: 1 kB\n"), None);
+        let limits = parse("[limits]\nmax_memory_in_flight = 50000000\n")
+            .unwrap()
+            .limits;
+        assert_eq!(limits.max_memory_in_flight, 50_000_000);
     }
 
     #[test]
@@ -2396,6 +2449,13 @@ shutdown_grace_seconds = 0
             20,
             "limits.max_message_size",
             "1024",
+        );
+        assert_refused(
+            "[limits]\nmax_memory_in_flight = 100000\n",
+            2,
+            24,
+            "limits.max_memory_in_flight",
+            "is below limits.max_message_size",
         );
         assert_refused(
             "[limits]\nmax_recipients = 0\n",

@@ -20,6 +20,7 @@ use crate::queue::driver::{self, QueueManager};
 use crate::queue::manager;
 use crate::routing::{DnsResolver, NoResolver, Resolver, RouteTable, Router};
 use crate::smtp::Limits;
+use crate::smtp::budget::MemoryBudget;
 use crate::spool::SegmentLog;
 use crate::tls::{self, DomainCertificates};
 
@@ -98,6 +99,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
     let origin = server_tls.origin;
 
     let limits = session_limits(&config);
+    let memory = MemoryBudget::new(config.limits.max_memory_in_flight);
     let mut listeners = Vec::new();
     for listener in &config.listeners {
         let bound = Listener::bind(
@@ -105,6 +107,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
             &config.hostname,
             limits.clone(),
             config.policy.check_header_from,
+            Arc::clone(&memory),
             Some(acceptor.clone()),
         )
         .await

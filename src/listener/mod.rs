@@ -17,6 +17,7 @@ use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
 use crate::config::{Cidr, ListenerConfig, ListenerMode, Timeouts};
 use crate::policy::{self, ConnectionLimiter, HostPolicy, QuotaBook, Refusal, SenderPolicy};
+use crate::smtp::budget::MemoryBudget;
 use crate::smtp::{Limits, SessionConfig, reply};
 use crate::spool::Spool;
 
@@ -65,6 +66,7 @@ impl Listener {
         hostname: &str,
         limits: Limits,
         check_header_from: bool,
+        memory: Arc<MemoryBudget>,
         tls: Option<TlsAcceptor>,
     ) -> io::Result<Listener> {
         let tcp = TcpListener::bind(config.address).await?;
@@ -79,6 +81,7 @@ impl Listener {
             limits,
             check_header_from,
             clock: std::time::SystemTime::now,
+            memory,
         };
         let context = ListenerContext {
             address: tcp.local_addr()?,

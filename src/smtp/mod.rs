@@ -3,6 +3,7 @@
 //! testable on its own and the whole session can be fuzzed.
 
 pub mod address;
+pub mod budget;
 pub mod command;
 pub mod data;
 pub mod dsn;

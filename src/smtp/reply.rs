@@ -563,6 +563,13 @@ pub fn queued(id: &str) -> Reply {
     Reply::owned(250, Some(Status(2, 0, 0)), format!("OK: queued as {id}"))
 }
 
+/// DATA refused because the server's `max_memory_in_flight` is taken by other sessions' messages.
+pub const MEMORY_BUDGET_EXHAUSTED: Reply = Reply::fixed(
+    452,
+    Status(4, 3, 1),
+    "Too much mail in flight on this server: send DATA again in a minute",
+);
+
 pub const SPOOL_FAILED: Reply = Reply::fixed(
     452,
     Status(4, 3, 1),

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::address::Mailbox;
+use super::budget::{MemoryBudget, Reservation};
 use super::command::{self, Body, Command, CommandCounts, MailFrom, RcptTo, Verb};
 use super::data::{BareLineEndings, DataReceiver, Defect, Progress};
 use super::header_from::{self, HeaderFrom};
@@ -71,6 +72,8 @@ pub struct SessionConfig {
     /// The addresses in From: must be ones the authenticated user may send as (after DATA).
     pub check_header_from: bool,
     pub clock: fn() -> SystemTime,
+    /// Shared by all listeners: what every session's message data may occupy together.
+    pub memory: Arc<MemoryBudget>,
 }
 
 /// The negotiated TLS parameters, recorded in the envelope and the Received header.
@@ -241,6 +244,8 @@ struct Transaction {
     recipient_dsn: Vec<RecipientDsn>,
     /// Recipients the account may still send to today.
     recipient_quota: Option<Remaining>,
+    /// Held from DATA until the message is spooled or refused, with the transaction.
+    memory: Option<Reservation>,
 }
 
 pub struct Session {
@@ -757,6 +762,7 @@ impl Session {
             recipients: Vec::new(),
             recipient_dsn: Vec::new(),
             recipient_quota,
+            memory: None,
         });
         self.junk_commands = 0;
         self.send(reply);
@@ -817,6 +823,15 @@ impl Session {
         }
         let limits = &self.config.limits;
         let received = self.received_header((self.config.clock)());
+        // The most the receiver can hold: the trace header and the largest message allowed.
+        let Some(memory) =
+            (self.config.memory).try_reserve(received.len() + limits.max_message_size)
+        else {
+            return self.send(reply::MEMORY_BUDGET_EXHAUSTED);
+        };
+        if let Some(transaction) = &mut self.transaction {
+            transaction.memory = Some(memory);
+        }
         let receiver = DataReceiver::new(
             limits.max_message_size,
             limits.max_text_line,

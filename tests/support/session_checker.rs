@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use portcullis::bounce::Notify;
+use portcullis::smtp::budget::MemoryBudget;
 use portcullis::smtp::reply;
 use portcullis::smtp::{
     Action, Allowance, AuthOutcome, Envelope, Limits, RecipientDsn, Remaining, Reply,
@@ -109,6 +110,8 @@ impl Setup {
             limits: self.limits.clone(),
             check_header_from: false,
             clock: || UNIX_EPOCH,
+            // The property checks are about the protocol; the budget has its own tests.
+            memory: MemoryBudget::new(usize::MAX),
         });
         let tls = self.implicit_tls.then(tls_info);
         Session::new(config, CLIENT, self.trusted, tls)

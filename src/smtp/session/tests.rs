@@ -18,6 +18,7 @@ fn config(starttls_available: bool) -> Arc<SessionConfig> {
         },
         check_header_from: false,
         clock: || std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_346_563),
+        memory: MemoryBudget::new(usize::MAX),
     })
 }
 
@@ -587,6 +588,71 @@ fn full_transaction_is_250_250_354_then_250_2_0_0_queued() {
     assert_eq!(replies[0].to_wire(), "250 2.0.0 OK: queued as ABC123\r\n");
     // The transaction is over; a new one can start.
     assert_eq!(outcome(&mut session, "RCPT TO:<x@y.z>\r\n"), ["503 5.5.1"]);
+}
+
+/// Two authenticated sessions sharing a budget that holds one message (1000 octets and the
+/// trace header) but not two.
+fn sharing_a_budget_for_one_message() -> (Session, Session, Arc<MemoryBudget>) {
+    let memory = MemoryBudget::new(1600);
+    let shared = Arc::new(SessionConfig {
+        memory: Arc::clone(&memory),
+        ..(*config(true)).clone()
+    });
+    let sessions = (
+        authenticated_with(Arc::clone(&shared)),
+        authenticated_with(shared),
+    );
+    (sessions.0, sessions.1, memory)
+}
+
+const TO_DATA: &str = "MAIL FROM:<alice@example.test>\r\nRCPT TO:<bob@example.net>\r\nDATA\r\n";
+
+#[test]
+fn data_beyond_the_memory_budget_is_452_4_3_1() {
+    let (mut first, mut second, _memory) = sharing_a_budget_for_one_message();
+    assert_eq!(
+        outcome(&mut first, TO_DATA),
+        ["250 2.1.0", "250 2.1.5", "354"]
+    );
+    let replies = replies_text(&mut second, TO_DATA);
+    assert_eq!(
+        replies[2].to_wire(),
+        "452 4.3.1 Too much mail in flight on this server: send DATA again in a minute\r\n"
+    );
+    // The transaction survives: the client may send DATA again.
+    assert_eq!(
+        outcome(&mut second, "RCPT TO:<carol@example.net>\r\n"),
+        ["250 2.1.5"]
+    );
+}
+
+#[test]
+fn the_memory_reservation_is_held_until_the_message_is_spooled() {
+    let (mut first, mut second, memory) = sharing_a_budget_for_one_message();
+    outcome(&mut first, TO_DATA);
+    take_submission(&mut first, "Subject: hi\r\n\r\nbody\r\n.\r\n");
+    assert_ne!(memory.reserved(), 0, "the message is still being spooled");
+    first.spool_finished(SpoolOutcome::Queued("ABC123".into()));
+    assert_eq!(memory.reserved(), 0);
+    assert_eq!(
+        outcome(&mut second, TO_DATA),
+        ["250 2.1.0", "250 2.1.5", "354"]
+    );
+}
+
+#[test]
+fn a_refused_or_abandoned_message_gives_its_memory_back() {
+    let (mut first, second, memory) = sharing_a_budget_for_one_message();
+    outcome(&mut first, TO_DATA);
+    assert_eq!(
+        outcome(&mut first, &format!("{}\r\n.\r\n", "a".repeat(2000))),
+        ["552 5.3.4"]
+    );
+    assert_eq!(memory.reserved(), 0);
+    outcome(&mut first, TO_DATA);
+    drop(first);
+    assert_eq!(memory.reserved(), 0);
+    drop(second);
 }
 
 #[test]
