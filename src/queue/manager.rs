@@ -21,6 +21,9 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::interner::Interner;
 
 use super::schedule::{self, DestinationState, RetryPolicy, TimerId, Timers, Verdict};
 use super::state::{self, Event, RecipientState, Record};
@@ -172,7 +175,7 @@ pub enum Effect {
 #[derive(Debug)]
 struct Recipient {
     address: Box<str>,
-    destination: Box<str>,
+    destination: Arc<str>,
     notify: Option<Notify>,
     state: RecipientState,
     /// In a ready queue, on a connection, or waiting for its DSN to be spooled.
@@ -248,6 +251,8 @@ pub struct Queue {
     worker_jobs: HashMap<WorkerId, u32>,
     records: Vec<Record>,
     effects: Vec<Effect>,
+    /// One copy of each destination, reply and relay that recipients share.
+    strings: Interner,
 }
 
 impl Queue {
@@ -268,6 +273,7 @@ impl Queue {
             worker_jobs: HashMap::new(),
             records: Vec::new(),
             effects: Vec::new(),
+            strings: Interner::default(),
         }
     }
 
@@ -517,22 +523,28 @@ impl Queue {
         self.make_ready(id, now);
     }
 
-    fn message_entry(&self, message: &QueuedMessage, states: Vec<RecipientState>) -> Message {
+    fn message_entry(&mut self, message: &QueuedMessage, states: Vec<RecipientState>) -> Message {
         let envelope = &message.envelope;
         let recipients = envelope
             .to
             .iter()
             .zip(states)
             .enumerate()
-            .map(|(index, (address, state))| Recipient {
+            .map(|(index, (address, mut state))| Recipient {
                 address: address.as_str().into(),
-                destination: (self.destination_of)(domain_of(address)).into(),
+                destination: self
+                    .strings
+                    .intern(&(self.destination_of)(domain_of(address))),
                 notify: envelope
                     .dsn
                     .get(index)
                     .and_then(|dsn| dsn.notify.as_deref())
                     .and_then(|notify| Notify::parse(notify).ok()),
-                state,
+                state: {
+                    self.strings.share(&mut state.last_reply);
+                    self.strings.share(&mut state.last_relay);
+                    state
+                },
                 busy: false,
             })
             .collect();
@@ -552,7 +564,7 @@ impl Queue {
         let Some(message) = self.messages.get_mut(id) else {
             return;
         };
-        let mut groups: BTreeMap<(Box<str>, String), Vec<u32>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Arc<str>, String), Vec<u32>> = BTreeMap::new();
         for (index, recipient) in message.recipients.iter_mut().enumerate() {
             let state = &recipient.state;
             let due = state.next_attempt_at.is_none_or(|at| at <= now);
@@ -1057,6 +1069,8 @@ impl Queue {
             && let Some(recipient) = message.recipients.get_mut(rcpt as usize)
         {
             recipient.state.apply(&record);
+            self.strings.share(&mut recipient.state.last_reply);
+            self.strings.share(&mut recipient.state.last_relay);
         }
         self.records.push(record);
     }
