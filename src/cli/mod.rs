@@ -208,9 +208,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         // `check` reports through its own exit statuses (0 pass, 1 a failure, 2 usage).
         Command::Check(args) => Ok(crate::diagnostics::check::run(&args)),
         Command::Serve { place } => {
-            let config = settings(place)?;
+            let config = settings(place.clone())?;
             init_logging(config.log.format);
-            done(server::run(config).map_err(|e| Failure::new(e.status, e.message)))
+            let reread = Box::new(move || settings(place.clone()).map_err(|f| f.message));
+            done(server::run(config, reread).map_err(|e| Failure::new(e.status, e.message)))
         }
         Command::Bench(args) => done(bench(*args)),
         Command::Accounts { place, command } => done(accounts::run(command, &settings(place)?)),
