@@ -302,16 +302,27 @@ impl Config {
 
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::io(path, err))?;
-        Config::parse(&text, path)
+        Config::load_all(path).map_err(|mut errors| errors.swap_remove(0))
     }
 
     /// Parses TOML text; `origin` is the file name used in error messages, and its directory is
     /// where relative `auth_password_file` paths are read from.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        Config::parse_all(text, origin).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Like [`Config::parse`], with the first problem of every section (a syntax error, an
+    /// unknown key or a wrong type stops there: the rest cannot be read). Never an empty list.
+    pub fn parse_all(text: &str, origin: &Path) -> Result<Config, Vec<ConfigError>> {
         let source = Source { text, origin };
-        let raw: RawConfig = toml::from_str(text).map_err(|err| source.toml_error(&err))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|err| vec![source.toml_error(&err)])?;
         source.config(raw)
+    }
+
+    /// [`Config::load`] with every problem ([`Config::parse_all`]).
+    pub fn load_all(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|err| vec![ConfigError::io(path, err)])?;
+        Config::parse_all(&text, path)
     }
 
     /// A complete, commented example configuration that spells out every default.
@@ -824,47 +835,84 @@ impl Source<'_> {
         self.error(span, &key, plain_words(err.message()))
     }
 
-    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let hostname = match &raw.hostname {
-            Some(name) => self.hostname(name, "hostname")?,
-            None => system_hostname(),
-        };
-        let data_dir = match &raw.data_dir {
-            Some(dir) => self.path(dir, "data_dir")?,
-            None => PathBuf::from(DEFAULT_DATA_DIR),
-        };
-        let listeners = match &raw.listener {
-            Some(listeners) => self.listeners(listeners)?,
-            None => default_listeners(),
-        };
-        let tls = raw.tls.as_ref().map(|tls| self.tls(tls)).transpose()?;
-        let limits = self.limits(&raw.limits)?;
-        let timeouts = self.timeouts(&raw.timeouts)?;
-        let auth = self.auth(&raw.auth)?;
+    /// Every section is checked even when an earlier one failed, so that `config check` can
+    /// report each section's first problem at once.
+    fn config(&self, raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let hostname = keep(
+            &mut errors,
+            match &raw.hostname {
+                Some(name) => self.hostname(name, "hostname"),
+                None => Ok(system_hostname()),
+            },
+        );
+        let data_dir = keep(
+            &mut errors,
+            match &raw.data_dir {
+                Some(dir) => self.path(dir, "data_dir"),
+                None => Ok(PathBuf::from(DEFAULT_DATA_DIR)),
+            },
+        );
+        let listeners = keep(
+            &mut errors,
+            match &raw.listener {
+                Some(listeners) => self.listeners(listeners),
+                None => Ok(default_listeners()),
+            },
+        );
+        let tls = keep(
+            &mut errors,
+            raw.tls.as_ref().map(|tls| self.tls(tls)).transpose(),
+        );
+        let limits = keep(&mut errors, self.limits(&raw.limits));
+        let timeouts = keep(&mut errors, self.timeouts(&raw.timeouts));
+        let auth = keep(&mut errors, self.auth(&raw.auth));
         let policy = PolicyConfig {
             check_header_from: raw.policy.check_header_from.unwrap_or(false),
             require_host_match: raw.policy.require_host_match.unwrap_or(false),
         };
-        let quotas = QuotaConfig {
-            messages_per_hour: self.int(&raw.quotas.messages_per_hour, &MESSAGES_PER_HOUR, 0)?,
-            recipients_per_day: self.int(&raw.quotas.recipients_per_day, &RECIPIENTS_PER_DAY, 0)?,
-        };
-        let delivery = self.delivery(&raw.delivery)?;
-        let routes = self.routes(&raw.route)?;
-        let log = self.log(&raw.log)?;
-        Ok(Config {
-            hostname,
-            data_dir,
-            listeners,
-            tls,
-            limits,
-            timeouts,
-            auth,
-            policy,
-            quotas,
-            delivery,
-            routes,
+        let quotas = keep(&mut errors, self.quotas(&raw.quotas));
+        let delivery = keep(&mut errors, self.delivery(&raw.delivery));
+        let routes = keep(&mut errors, self.routes(&raw.route));
+        let log = keep(&mut errors, self.log(&raw.log));
+        match (
+            hostname, data_dir, listeners, tls, limits, timeouts, auth, quotas, delivery, routes,
             log,
+        ) {
+            (
+                Some(hostname),
+                Some(data_dir),
+                Some(listeners),
+                Some(tls),
+                Some(limits),
+                Some(timeouts),
+                Some(auth),
+                Some(quotas),
+                Some(delivery),
+                Some(routes),
+                Some(log),
+            ) => Ok(Config {
+                hostname,
+                data_dir,
+                listeners,
+                tls,
+                limits,
+                timeouts,
+                auth,
+                policy,
+                quotas,
+                delivery,
+                routes,
+                log,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    fn quotas(&self, raw: &RawQuotas) -> Result<QuotaConfig, ConfigError> {
+        Ok(QuotaConfig {
+            messages_per_hour: self.int(&raw.messages_per_hour, &MESSAGES_PER_HOUR, 0)?,
+            recipients_per_day: self.int(&raw.recipients_per_day, &RECIPIENTS_PER_DAY, 0)?,
         })
     }
 
@@ -1493,6 +1541,11 @@ fn plain_words(message: &str) -> String {
     WORDS.iter().fold(message, |message, (serde, toml)| {
         message.replace(serde, toml)
     })
+}
+
+/// The value, or `None` with its problem added to `errors`.
+fn keep<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
+    result.map_err(|error| errors.push(error)).ok()
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.

@@ -1,6 +1,7 @@
 //! The command line: `serve`, `accounts`, `queue`, `config`. Exit statuses follow sysexits(3).
 
 mod accounts;
+mod config_check;
 mod provisioning;
 mod queue;
 mod quota;
@@ -99,7 +100,7 @@ enum Command {
 enum ConfigCommand {
     /// Print a complete, commented example configuration
     Example,
-    /// Check the file given with --config and print the settings in effect
+    /// Check the file given with --config as `serve` would (all problems at once); print a summary
     Check {
         #[command(flatten)]
         place: Place,
@@ -191,11 +192,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Config {
             command: ConfigCommand::Check { place },
-        } => {
-            let config = settings(place)?;
-            println!("{config:#?}");
-            Ok(0)
-        }
+        } => config_check::run(place),
         Command::Explain(args) => {
             // Colour only on a terminal, and never when NO_COLOR is set.
             let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
