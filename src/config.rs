@@ -45,6 +45,16 @@ pub struct Config {
     /// `[[route]]`: static routes and smarthosts, in the order written.
     pub routes: Vec<crate::routing::Route>,
     pub log: LogConfig,
+    pub server: ServerConfig,
+}
+
+/// Whom the server runs as (`[server]`): started as root, it binds its listeners and then
+/// becomes this user (and group) before it reads any file of the data directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub user: Option<String>,
+    /// Default: the user's own group.
+    pub group: Option<String>,
 }
 
 /// How the server logs (`[log]`); the level comes from `PORTCULLIS_LOG`.
@@ -297,6 +307,7 @@ impl Config {
             delivery: DeliveryConfig::default(),
             routes: Vec::new(),
             log: LogConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 
@@ -589,6 +600,15 @@ struct RawConfig {
     route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    server: RawServer,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -875,9 +895,10 @@ impl Source<'_> {
         let delivery = keep(&mut errors, self.delivery(&raw.delivery));
         let routes = keep(&mut errors, self.routes(&raw.route));
         let log = keep(&mut errors, self.log(&raw.log));
+        let server = keep(&mut errors, self.server(&raw.server));
         match (
             hostname, data_dir, listeners, tls, limits, timeouts, auth, quotas, delivery, routes,
-            log,
+            log, server,
         ) {
             (
                 Some(hostname),
@@ -891,6 +912,7 @@ impl Source<'_> {
                 Some(delivery),
                 Some(routes),
                 Some(log),
+                Some(server),
             ) => Ok(Config {
                 hostname,
                 data_dir,
@@ -904,9 +926,29 @@ impl Source<'_> {
                 delivery,
                 routes,
                 log,
+                server,
             }),
             _ => Err(errors),
         }
+    }
+
+    fn server(&self, raw: &RawServer) -> Result<ServerConfig, ConfigError> {
+        let name = |value: &Option<Spanned<String>>, key: &str| match value {
+            Some(name) if name.get_ref().is_empty() || name.get_ref().contains('\0') => {
+                Err(self.error(name.span(), key, "must be a user or group name, not empty"))
+            }
+            other => Ok(other.as_ref().map(|name| name.get_ref().clone())),
+        };
+        let user = name(&raw.user, "server.user")?;
+        let group = name(&raw.group, "server.group")?;
+        if let (None, Some(group)) = (&user, &raw.group) {
+            return Err(self.error(
+                group.span(),
+                "server.group",
+                "a group is only used with server.user; set the user too",
+            ));
+        }
+        Ok(ServerConfig { user, group })
     }
 
     fn quotas(&self, raw: &RawQuotas) -> Result<QuotaConfig, ConfigError> {
@@ -1774,6 +1816,14 @@ messages_per_hour = 0
 # Recipients accepted per day, over all messages.
 recipients_per_day = 0
 
+# Whom the server runs as. Started as root with a user, it binds the listeners, gives the data
+# directory to that user and becomes it (and the group) before anything else; without a user,
+# a server started as root warns and keeps running as root.
+[server]
+#user = "portcullis"
+# Default: the user's own group.
+#group = "portcullis"
+
 # Logs go to standard error, at the level PORTCULLIS_LOG names (error, warn, info, debug,
 # trace; default info). The lines are listed in the README ("Logs").
 [log]
@@ -2096,6 +2146,9 @@ mod tests {
             "auth_password_file",
             "[log]",
             "format",
+            "[server]",
+            "user",
+            "group",
         ];
         for key in keys {
             assert!(

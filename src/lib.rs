@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod diagnostics;
 pub mod listener;
 pub mod policy;
+pub mod privileges;
 pub mod queue;
 pub mod reload;
 pub mod routing;

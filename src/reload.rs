@@ -3,7 +3,7 @@
 //! Limits, timeouts, `[policy] check_header_from`, the host names and each listener's trusted
 //! networks apply to the connections accepted after the reload (sessions in progress keep the
 //! settings they started with). Everything else is wired into state built once at start
-//! (sockets bound before privileges are dropped, the spool, the queue, the login and quota
+//! (sockets bound before privileges are dropped, the user run as, the spool, the queue, the login and quota
 //! books), so a change there refuses the whole reload: half a reload would leave the operator
 //! unsure which file is in effect.
 
@@ -36,6 +36,7 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
         ("delivery", running.delivery == new.delivery),
         ("route", running.routes == new.routes),
         ("log", running.log == new.log),
+        ("server", running.server == new.server),
     ];
     let needs_restart = differing(&restart_only);
     if !needs_restart.is_empty() {

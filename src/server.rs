@@ -6,6 +6,7 @@ use std::fs::{self, File, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
 
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -17,6 +18,7 @@ use crate::delivery::Agent;
 use crate::delivery::client::{ClientSettings, PlaintextFallback};
 use crate::listener::{Listener, Phase, Shared};
 use crate::policy::{ConnectionLimiter, HostPolicy, QuotaBook, StoreHostPolicy, StoreSenderPolicy};
+use crate::privileges;
 use crate::queue::driver::{self, QueueManager};
 use crate::queue::manager;
 use crate::reload;
@@ -58,6 +60,18 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     // kill the process outright instead of draining it.
     let mut signals =
         Signals::install().map_err(|e| fail(EX_OSERR, format!("cannot handle signals: {e}")))?;
+    // Bound while still root (ports below 1024), before the data directory is touched.
+    let mut sockets = Vec::new();
+    for listener in &config.listeners {
+        let socket = TcpListener::bind(listener.address).await.map_err(|e| {
+            fail(
+                EX_OSERR,
+                format!("cannot listen on {}: {e}", listener.address),
+            )
+        })?;
+        sockets.push(socket);
+    }
+    drop_privileges(&config)?;
     let data_dir = &config.data_dir;
     fs::create_dir_all(data_dir)
         .map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", data_dir.display())))?;
@@ -105,21 +119,16 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
 
     let limits = session_limits(&config);
     let mut listeners = Vec::new();
-    for listener in &config.listeners {
-        let bound = Listener::bind(
+    for (socket, listener) in sockets.into_iter().zip(&config.listeners) {
+        let bound = Listener::new(
+            socket,
             listener,
             &config.hostname,
             limits.clone(),
             config.policy.check_header_from,
             Some(acceptor.clone()),
         )
-        .await
-        .map_err(|e| {
-            fail(
-                EX_OSERR,
-                format!("cannot listen on {}: {e}", listener.address),
-            )
-        })?;
+        .map_err(|e| fail(EX_OSERR, format!("{}: {e}", listener.address)))?;
         listeners.push(bound);
     }
     announce(&config, &listeners, &origin, recovery.messages);
@@ -181,6 +190,38 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     logins.close();
     quotas.close();
     tracing::info!(password_checks = authenticator.verifications(), "stopped");
+    Ok(())
+}
+
+/// As root with `[server] user`: gives the data directory to the user and becomes it. As root
+/// without one: a loud warning (a service manager may have confined the process already).
+fn drop_privileges(config: &Config) -> Result<(), StartError> {
+    let Some(user) = &config.server.user else {
+        if privileges::is_root() {
+            tracing::warn!(
+                "running as root: set [server] user so that a flaw in the server does not give away the machine"
+            );
+        }
+        return Ok(());
+    };
+    let identity = privileges::look_up(user, config.server.group.as_deref())
+        .map_err(|e| fail(EX_CONFIG, format!("server.user: {e}")))?;
+    if !privileges::is_root() {
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        if uid != identity.uid {
+            tracing::warn!(%user, uid, "not started as root: [server] user is ignored");
+        }
+        return Ok(());
+    }
+    privileges::give_data_dir(&config.data_dir, &identity).map_err(|e| {
+        fail(
+            EX_CANTCREAT,
+            format!("cannot give {} to {user}: {e}", config.data_dir.display()),
+        )
+    })?;
+    privileges::become_user(&identity).map_err(|e| fail(EX_OSERR, e))?;
+    tracing::info!(%user, uid = identity.uid, gid = identity.gid, "dropped root privileges");
     Ok(())
 }
 

@@ -44,6 +44,11 @@ fn start_problems(config: &Config) -> Vec<String> {
     {
         problems.push(format!("delivery.dns_servers: cannot set up DNS: {reason}"));
     }
+    if let Some(user) = &config.server.user
+        && let Err(reason) = crate::privileges::look_up(user, config.server.group.as_deref())
+    {
+        problems.push(format!("server.user: {reason}"));
+    }
     problems
 }
 
@@ -103,6 +108,9 @@ fn summary(config: &Config, file: Option<&Path>) -> String {
         ),
     };
     text += &format!("  data dir: {}\n", config.data_dir.display());
+    if let Some(user) = &config.server.user {
+        text += &format!("  runs as: {user} (after binding the listeners as root)\n");
+    }
     let delivery = &config.delivery;
     text += if delivery.enabled {
         "  delivery: on\n"

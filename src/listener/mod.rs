@@ -69,14 +69,16 @@ struct ListenerContext {
 }
 
 impl Listener {
-    pub async fn bind(
+    /// A listener on `tcp`, bound beforehand to `config.address` (as root, before privileges
+    /// are dropped).
+    pub fn new(
+        tcp: TcpListener,
         config: &ListenerConfig,
         hostname: &str,
         limits: Limits,
         check_header_from: bool,
         tls: Option<TlsAcceptor>,
     ) -> io::Result<Listener> {
-        let tcp = TcpListener::bind(config.address).await?;
         let context = ListenerContext::new(
             tcp.local_addr()?,
             config,
