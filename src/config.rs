@@ -2037,6 +2037,52 @@ mod tests {
     }
 
     #[test]
+    fn server_user_and_group_are_read_and_a_group_alone_is_refused() {
+        let config = Config::parse(
+            "[server]\nuser = \"portcullis\"\ngroup = \"mail\"\n",
+            Path::new(FILE),
+        )
+        .unwrap();
+        assert_eq!(
+            config.server,
+            ServerConfig {
+                user: Some("portcullis".into()),
+                group: Some("mail".into()),
+            }
+        );
+        assert_refused(
+            "[server]\ngroup = \"mail\"\n",
+            2,
+            9,
+            "server.group",
+            "a group is only used with server.user; set the user too",
+        );
+        assert_refused(
+            "[server]\nuser = \"\"\n",
+            2,
+            8,
+            "server.user",
+            "must be a user or group name, not empty",
+        );
+    }
+
+    #[test]
+    fn every_section_reports_its_first_problem() {
+        let text = "[limits]\nmax_recipients = 0\n[server]\ngroup = \"mail\"\n";
+        let errors = Config::parse_all(text, Path::new(FILE)).unwrap_err();
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            vec![
+                format!("{FILE}:2:18: limits.max_recipients: 0 is below the minimum 1"),
+                format!(
+                    "{FILE}:4:9: server.group: a group is only used with server.user; set the user too"
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn example_parses_to_the_defaults() {
         let config = parse(Config::example()).unwrap();
         let expected = Config {
