@@ -1,6 +1,6 @@
 //! What a SIGHUP may change in a running server: the rules, free of signals and sockets.
 //!
-//! Limits, timeouts, `[policy] check_header_from`, the host names and each listener's trusted
+//! Limits, timeouts, `[policy] check_header_from` and each listener's host name and trusted
 //! networks apply to the connections accepted after the reload (sessions in progress keep the
 //! settings they started with). Everything else is wired into state built once at start
 //! (sockets bound before privileges are dropped, the user run as, the spool, the queue, the login and quota
@@ -21,6 +21,8 @@ pub enum Plan {
 /// Compares `running` with `new` (both already valid).
 pub fn plan(running: &Config, new: &Config) -> Plan {
     let restart_only = [
+        // Also the EHLO name of delivery and the reporting MTA of bounces, built at start.
+        ("hostname", running.hostname == new.hostname),
         ("data_dir", running.data_dir == new.data_dir),
         (
             "listener (addresses, modes, starttls)",
@@ -43,7 +45,6 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
         return Plan::NeedsRestart(needs_restart);
     }
     let live = [
-        ("hostname", running.hostname == new.hostname),
         ("limits", running.limits == new.limits),
         ("timeouts", running.timeouts == new.timeouts),
         (
@@ -90,13 +91,12 @@ mod tests {
         let mut new = base();
         new.limits.max_recipients = 5;
         new.timeouts.command = std::time::Duration::from_secs(9);
-        new.hostname = "other.example.test".into();
+        new.listeners[1].hostname = Some("other.example.test".into());
         new.policy.check_header_from = true;
         new.listeners[0].trusted_networks = vec!["192.0.2.0/24".parse::<Cidr>().unwrap()];
         assert_eq!(
             plan(&base(), &new),
             Plan::Apply(vec![
-                "hostname",
                 "limits",
                 "timeouts",
                 "policy.check_header_from",
@@ -127,13 +127,14 @@ mod tests {
     }
 
     #[test]
-    fn the_data_dir_routes_and_delivery_need_a_restart() {
+    fn the_hostname_data_dir_and_delivery_need_a_restart() {
         let mut new = base();
+        new.hostname = "other.example.test".into();
         new.data_dir = "/elsewhere".into();
         new.delivery.enabled = !new.delivery.enabled;
         assert_eq!(
             plan(&base(), &new),
-            Plan::NeedsRestart(vec!["data_dir", "delivery"])
+            Plan::NeedsRestart(vec!["hostname", "data_dir", "delivery"])
         );
     }
 }
