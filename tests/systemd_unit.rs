@@ -1,5 +1,5 @@
-//! `contrib/systemd/portcullis.service` passes `systemd-analyze verify` (where systemd is
-//! installed), with its commands pointed at the binary under test.
+//! `contrib/systemd/portcullis.service` passes `systemd-analyze verify` (`.ci/run` installs
+//! systemd), with its commands pointed at the binary under test.
 
 mod common;
 
@@ -11,10 +11,10 @@ const UNIT: &str = include_str!("../contrib/systemd/portcullis.service");
 
 #[test]
 fn the_unit_file_verifies() {
-    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("systemd-analyze is not installed: nothing to verify");
-        return;
-    };
+    let probe = Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .expect("systemd-analyze runs (.ci/run installs systemd)");
     assert!(probe.status.success());
     assert!(UNIT.contains("Type=notify") && UNIT.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     let dir = TempDir::new("systemd");
