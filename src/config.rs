@@ -45,6 +45,16 @@ pub struct Config {
     /// `[[route]]`: static routes and smarthosts, in the order written.
     pub routes: Vec<crate::routing::Route>,
     pub log: LogConfig,
+    pub server: ServerConfig,
+}
+
+/// Whom the server runs as (`[server]`): started as root, it binds its listeners and then
+/// becomes this user (and group) before it reads any file of the data directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub user: Option<String>,
+    /// Default: the user's own group.
+    pub group: Option<String>,
 }
 
 /// How the server logs (`[log]`); the level comes from `PORTCULLIS_LOG`.
@@ -315,21 +325,33 @@ impl Config {
             delivery: DeliveryConfig::default(),
             routes: Vec::new(),
             log: LogConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::io(path, err))?;
-        Config::parse(&text, path)
+        Config::load_all(path).map_err(|mut errors| errors.swap_remove(0))
     }
 
     /// Parses TOML text; `origin` is the file name used in error messages, and its directory is
     /// where relative `auth_password_file` paths are read from.
     pub fn parse(text: &str, origin: &Path) -> Result<Config, ConfigError> {
+        Config::parse_all(text, origin).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    /// Like [`Config::parse`], with the first problem of every section (a syntax error, an
+    /// unknown key or a wrong type stops there: the rest cannot be read). Never an empty list.
+    pub fn parse_all(text: &str, origin: &Path) -> Result<Config, Vec<ConfigError>> {
         let source = Source { text, origin };
-        let raw: RawConfig = toml::from_str(text).map_err(|err| source.toml_error(&err))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|err| vec![source.toml_error(&err)])?;
         source.config(raw)
+    }
+
+    /// [`Config::load`] with every problem ([`Config::parse_all`]).
+    pub fn load_all(path: &Path) -> Result<Config, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path).map_err(|err| vec![ConfigError::io(path, err)])?;
+        Config::parse_all(&text, path)
     }
 
     /// A complete, commented example configuration that spells out every default.
@@ -596,6 +618,15 @@ struct RawConfig {
     route: Vec<Spanned<RawRoute>>,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    server: RawServer,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    user: Option<Spanned<String>>,
+    group: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -844,47 +875,106 @@ impl Source<'_> {
         self.error(span, &key, plain_words(err.message()))
     }
 
-    fn config(&self, raw: RawConfig) -> Result<Config, ConfigError> {
-        let hostname = match &raw.hostname {
-            Some(name) => self.hostname(name, "hostname")?,
-            None => system_hostname(),
-        };
-        let data_dir = match &raw.data_dir {
-            Some(dir) => self.path(dir, "data_dir")?,
-            None => PathBuf::from(DEFAULT_DATA_DIR),
-        };
-        let listeners = match &raw.listener {
-            Some(listeners) => self.listeners(listeners)?,
-            None => default_listeners(),
-        };
-        let tls = raw.tls.as_ref().map(|tls| self.tls(tls)).transpose()?;
-        let limits = self.limits(&raw.limits)?;
-        let timeouts = self.timeouts(&raw.timeouts)?;
-        let auth = self.auth(&raw.auth)?;
+    /// Every section is checked even when an earlier one failed, so that `config check` can
+    /// report each section's first problem at once.
+    fn config(&self, raw: RawConfig) -> Result<Config, Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let hostname = keep(
+            &mut errors,
+            match &raw.hostname {
+                Some(name) => self.hostname(name, "hostname"),
+                None => Ok(system_hostname()),
+            },
+        );
+        let data_dir = keep(
+            &mut errors,
+            match &raw.data_dir {
+                Some(dir) => self.path(dir, "data_dir"),
+                None => Ok(PathBuf::from(DEFAULT_DATA_DIR)),
+            },
+        );
+        let listeners = keep(
+            &mut errors,
+            match &raw.listener {
+                Some(listeners) => self.listeners(listeners),
+                None => Ok(default_listeners()),
+            },
+        );
+        let tls = keep(
+            &mut errors,
+            raw.tls.as_ref().map(|tls| self.tls(tls)).transpose(),
+        );
+        let limits = keep(&mut errors, self.limits(&raw.limits));
+        let timeouts = keep(&mut errors, self.timeouts(&raw.timeouts));
+        let auth = keep(&mut errors, self.auth(&raw.auth));
         let policy = PolicyConfig {
             check_header_from: raw.policy.check_header_from.unwrap_or(false),
             require_host_match: raw.policy.require_host_match.unwrap_or(false),
         };
-        let quotas = QuotaConfig {
-            messages_per_hour: self.int(&raw.quotas.messages_per_hour, &MESSAGES_PER_HOUR, 0)?,
-            recipients_per_day: self.int(&raw.quotas.recipients_per_day, &RECIPIENTS_PER_DAY, 0)?,
+        let quotas = keep(&mut errors, self.quotas(&raw.quotas));
+        let delivery = keep(&mut errors, self.delivery(&raw.delivery));
+        let routes = keep(&mut errors, self.routes(&raw.route));
+        let log = keep(&mut errors, self.log(&raw.log));
+        let server = keep(&mut errors, self.server(&raw.server));
+        match (
+            hostname, data_dir, listeners, tls, limits, timeouts, auth, quotas, delivery, routes,
+            log, server,
+        ) {
+            (
+                Some(hostname),
+                Some(data_dir),
+                Some(listeners),
+                Some(tls),
+                Some(limits),
+                Some(timeouts),
+                Some(auth),
+                Some(quotas),
+                Some(delivery),
+                Some(routes),
+                Some(log),
+                Some(server),
+            ) => Ok(Config {
+                hostname,
+                data_dir,
+                listeners,
+                tls,
+                limits,
+                timeouts,
+                auth,
+                policy,
+                quotas,
+                delivery,
+                routes,
+                log,
+                server,
+            }),
+            _ => Err(errors),
+        }
+    }
+
+    fn server(&self, raw: &RawServer) -> Result<ServerConfig, ConfigError> {
+        let name = |value: &Option<Spanned<String>>, key: &str| match value {
+            Some(name) if name.get_ref().is_empty() || name.get_ref().contains('\0') => {
+                Err(self.error(name.span(), key, "must be a user or group name, not empty"))
+            }
+            other => Ok(other.as_ref().map(|name| name.get_ref().clone())),
         };
-        let delivery = self.delivery(&raw.delivery)?;
-        let routes = self.routes(&raw.route)?;
-        let log = self.log(&raw.log)?;
-        Ok(Config {
-            hostname,
-            data_dir,
-            listeners,
-            tls,
-            limits,
-            timeouts,
-            auth,
-            policy,
-            quotas,
-            delivery,
-            routes,
-            log,
+        let user = name(&raw.user, "server.user")?;
+        let group = name(&raw.group, "server.group")?;
+        if let (None, Some(group)) = (&user, &raw.group) {
+            return Err(self.error(
+                group.span(),
+                "server.group",
+                "a group is only used with server.user; set the user too",
+            ));
+        }
+        Ok(ServerConfig { user, group })
+    }
+
+    fn quotas(&self, raw: &RawQuotas) -> Result<QuotaConfig, ConfigError> {
+        Ok(QuotaConfig {
+            messages_per_hour: self.int(&raw.messages_per_hour, &MESSAGES_PER_HOUR, 0)?,
+            recipients_per_day: self.int(&raw.recipients_per_day, &RECIPIENTS_PER_DAY, 0)?,
         })
     }
 
@@ -1533,6 +1623,11 @@ fn plain_words(message: &str) -> String {
     })
 }
 
+/// The value, or `None` with its problem added to `errors`.
+fn keep<T>(errors: &mut Vec<ConfigError>, result: Result<T, ConfigError>) -> Option<T> {
+    result.map_err(|error| errors.push(error)).ok()
+}
+
 /// 1-based line and column (in characters) of byte `offset` in `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let mut offset = offset.min(text.len());
@@ -1763,6 +1858,14 @@ messages_per_hour = 0
 # Recipients accepted per day, over all messages.
 recipients_per_day = 0
 
+# Whom the server runs as. Started as root with a user, it binds the listeners, gives the data
+# directory to that user and becomes it (and the group) before anything else; without a user,
+# a server started as root warns and keeps running as root.
+[server]
+#user = "portcullis"
+# Default: the user's own group.
+#group = "portcullis"
+
 # Logs go to standard error, at the level PORTCULLIS_LOG names (error, warn, info, debug,
 # trace; default info). The lines are listed in the README ("Logs").
 [log]
@@ -1987,6 +2090,52 @@ mod tests {
     }
 
     #[test]
+    fn server_user_and_group_are_read_and_a_group_alone_is_refused() {
+        let config = Config::parse(
+            "[server]\nuser = \"portcullis\"\ngroup = \"mail\"\n",
+            Path::new(FILE),
+        )
+        .unwrap();
+        assert_eq!(
+            config.server,
+            ServerConfig {
+                user: Some("portcullis".into()),
+                group: Some("mail".into()),
+            }
+        );
+        assert_refused(
+            "[server]\ngroup = \"mail\"\n",
+            2,
+            9,
+            "server.group",
+            "a group is only used with server.user; set the user too",
+        );
+        assert_refused(
+            "[server]\nuser = \"\"\n",
+            2,
+            8,
+            "server.user",
+            "must be a user or group name, not empty",
+        );
+    }
+
+    #[test]
+    fn every_section_reports_its_first_problem() {
+        let text = "[limits]\nmax_recipients = 0\n[server]\ngroup = \"mail\"\n";
+        let errors = Config::parse_all(text, Path::new(FILE)).unwrap_err();
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            vec![
+                format!("{FILE}:2:18: limits.max_recipients: 0 is below the minimum 1"),
+                format!(
+                    "{FILE}:4:9: server.group: a group is only used with server.user; set the user too"
+                ),
+            ]
+        );
+    }
+
+    #[test]
     fn example_parses_to_the_defaults() {
         let config = parse(Config::example()).unwrap();
         let expected = Config {
@@ -2096,6 +2245,9 @@ mod tests {
             "auth_password_file",
             "[log]",
             "format",
+            "[server]",
+            "user",
+            "group",
         ];
         for key in keys {
             assert!(

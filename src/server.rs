@@ -1,10 +1,12 @@
 //! `portcullis serve`: assembles spool, accounts, TLS and listeners from the configuration,
-//! runs until SIGINT or SIGTERM, then shuts down without losing anything acknowledged.
+//! reloads it on SIGHUP, runs until SIGINT or SIGTERM, then shuts down without losing anything
+//! acknowledged.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
 
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
@@ -16,9 +18,12 @@ use crate::delivery::Agent;
 use crate::delivery::client::{ClientSettings, PlaintextFallback};
 use crate::listener::{Listener, Phase, Shared};
 use crate::policy::{ConnectionLimiter, HostPolicy, QuotaBook, StoreHostPolicy, StoreSenderPolicy};
+use crate::privileges;
 use crate::queue::driver::{self, QueueManager};
 use crate::queue::manager;
+use crate::reload;
 use crate::routing::{DnsResolver, NoResolver, Resolver, RouteTable, Router};
+use crate::sd_notify;
 use crate::smtp::Limits;
 use crate::smtp::budget::MemoryBudget;
 use crate::spool::SegmentLog;
@@ -39,20 +44,35 @@ fn fail(status: u8, message: impl Into<String>) -> StartError {
     }
 }
 
-pub fn run(config: Config) -> Result<(), StartError> {
+/// Reads the configuration again (the file and the command line's overrides) for a reload.
+pub type Reread = Box<dyn Fn() -> Result<Config, String> + Send>;
+
+pub fn run(config: Config, reread: Reread) -> Result<(), StartError> {
     return_large_allocations_to_the_system();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| fail(EX_OSERR, format!("cannot start the runtime: {e}")))?;
-    runtime.block_on(serve(config))
+    runtime.block_on(serve(config, reread))
 }
 
-async fn serve(config: Config) -> Result<(), StartError> {
+async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     // Before anything can connect: a SIGTERM that arrived before the handlers existed would
     // kill the process outright instead of draining it.
-    let signals =
+    let mut signals =
         Signals::install().map_err(|e| fail(EX_OSERR, format!("cannot handle signals: {e}")))?;
+    // Bound while still root (ports below 1024), before the data directory is touched.
+    let mut sockets = Vec::new();
+    for listener in &config.listeners {
+        let socket = TcpListener::bind(listener.address).await.map_err(|e| {
+            fail(
+                EX_OSERR,
+                format!("cannot listen on {}: {e}", listener.address),
+            )
+        })?;
+        sockets.push(socket);
+    }
+    drop_privileges(&config)?;
     let data_dir = &config.data_dir;
     fs::create_dir_all(data_dir)
         .map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", data_dir.display())))?;
@@ -94,15 +114,16 @@ async fn serve(config: Config) -> Result<(), StartError> {
         .map_err(|e| fail(EX_CONFIG, e))?;
     let mut certificates = DomainCertificates::new(server_tls.resolver);
     refresh_certificates(&store, &mut certificates);
-    keep_certificates_fresh(Arc::clone(&store), certificates)?;
+    let refresh_now = keep_certificates_fresh(Arc::clone(&store), certificates)?;
     let acceptor = TlsAcceptor::from(server_tls.config);
     let origin = server_tls.origin;
 
     let limits = session_limits(&config);
     let memory = MemoryBudget::new(config.limits.max_memory_in_flight);
     let mut listeners = Vec::new();
-    for listener in &config.listeners {
-        let bound = Listener::bind(
+    for (socket, listener) in sockets.into_iter().zip(&config.listeners) {
+        let bound = Listener::new(
+            socket,
             listener,
             &config.hostname,
             limits.clone(),
@@ -110,13 +131,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
             Arc::clone(&memory),
             Some(acceptor.clone()),
         )
-        .await
-        .map_err(|e| {
-            fail(
-                EX_OSERR,
-                format!("cannot listen on {}: {e}", listener.address),
-            )
-        })?;
+        .map_err(|e| fail(EX_OSERR, format!("{}: {e}", listener.address)))?;
         listeners.push(bound);
     }
     announce(&config, &listeners, &origin, recovery.messages);
@@ -126,7 +141,7 @@ async fn serve(config: Config) -> Result<(), StartError> {
         config.limits.max_connections,
         config.limits.max_connections_per_ip,
     );
-    let shared = Arc::new(Shared {
+    let (shared_sender, shared) = watch::channel(Arc::new(Shared {
         spool: spool.clone(),
         authenticator: Arc::clone(&authenticator),
         logins: Arc::clone(&logins),
@@ -139,12 +154,27 @@ async fn serve(config: Config) -> Result<(), StartError> {
         limiter: Arc::clone(&limiter),
         timeouts: config.timeouts.clone(),
         phase,
-    });
+    }));
+    let mut live = Live {
+        config,
+        listeners: listeners.iter().map(Listener::settings).collect(),
+        shared: shared_sender,
+        reread,
+    };
     for listener in listeners {
-        tokio::spawn(listener.run(Arc::clone(&shared)));
+        tokio::spawn(listener.run(shared.clone()));
     }
+    sd_notify::ready();
 
-    signals.wait().await;
+    while signals.next().await == Signal::Reload {
+        sd_notify::reloading();
+        live.reload();
+        // Domain certificates are files named in the store: read them again too.
+        let _ = refresh_now.send(());
+        sd_notify::ready();
+    }
+    sd_notify::stopping();
+    let config = live.config;
     tracing::info!(
         open = limiter.open_connections(),
         "shutting down: finishing messages in progress"
@@ -163,6 +193,38 @@ async fn serve(config: Config) -> Result<(), StartError> {
     logins.close();
     quotas.close();
     tracing::info!(password_checks = authenticator.verifications(), "stopped");
+    Ok(())
+}
+
+/// As root with `[server] user`: gives the data directory to the user and becomes it. As root
+/// without one: a loud warning (a service manager may have confined the process already).
+fn drop_privileges(config: &Config) -> Result<(), StartError> {
+    let Some(user) = &config.server.user else {
+        if privileges::is_root() {
+            tracing::warn!(
+                "running as root: set [server] user so that a flaw in the server does not give away the machine"
+            );
+        }
+        return Ok(());
+    };
+    let identity = privileges::look_up(user, config.server.group.as_deref())
+        .map_err(|e| fail(EX_CONFIG, format!("server.user: {e}")))?;
+    if !privileges::is_root() {
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        if uid != identity.uid {
+            tracing::warn!(%user, uid, "not started as root: [server] user is ignored");
+        }
+        return Ok(());
+    }
+    privileges::give_data_dir(&config.data_dir, &identity).map_err(|e| {
+        fail(
+            EX_CANTCREAT,
+            format!("cannot give {} to {user}: {e}", config.data_dir.display()),
+        )
+    })?;
+    privileges::become_user(&identity).map_err(|e| fail(EX_OSERR, e))?;
+    tracing::info!(%user, uid = identity.uid, gid = identity.gid, "dropped root privileges");
     Ok(())
 }
 
@@ -250,20 +312,24 @@ fn destination_of(table: &RouteTable, domain: &str) -> String {
 }
 
 /// Refreshes the per-domain certificates from a thread of its own: it reads the store and the
-/// certificate files, which must not hold up the runtime's threads.
+/// certificate files, which must not hold up the runtime's threads. It refreshes every
+/// [`tls::REFRESH_INTERVAL`] and whenever the returned sender says so (a reload).
 fn keep_certificates_fresh(
     store: Arc<SqliteStore>,
     mut certificates: DomainCertificates,
-) -> Result<(), StartError> {
+) -> Result<std::sync::mpsc::Sender<()>, StartError> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let (refresh_now, asked) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("certificates".into())
         .spawn(move || {
-            loop {
-                std::thread::sleep(tls::REFRESH_INTERVAL);
+            while let Ok(()) | Err(RecvTimeoutError::Timeout) =
+                asked.recv_timeout(tls::REFRESH_INTERVAL)
+            {
                 refresh_certificates(&store, &mut certificates);
             }
         })
-        .map(drop)
+        .map(|_| refresh_now)
         .map_err(|e| {
             fail(
                 EX_OSERR,
@@ -378,9 +444,75 @@ fn announce(config: &Config, listeners: &[Listener], origin: &tls::Origin, recov
     println!("Stop with Ctrl-C (SIGINT) or SIGTERM.");
 }
 
+/// What the running server can change on a reload, and how to read the file again.
+struct Live {
+    config: Config,
+    listeners: Vec<crate::listener::Settings>,
+    shared: watch::Sender<Arc<Shared>>,
+    reread: Reread,
+}
+
+impl Live {
+    /// Applies the file as it is now, or keeps the running configuration and says why; one
+    /// log line either way. A bad file never stops the server.
+    fn reload(&mut self) {
+        let new = match (self.reread)() {
+            Ok(new) => new,
+            Err(reason) => {
+                tracing::error!(%reason, "reload refused: the running configuration is kept");
+                return;
+            }
+        };
+        match reload::plan(&self.config, &new) {
+            reload::Plan::NeedsRestart(keys) => tracing::error!(
+                needs_restart = keys.join(", "),
+                "reload refused: these change only with a restart; the running configuration is kept"
+            ),
+            reload::Plan::Apply(changed) => {
+                self.apply(new);
+                let changed = if changed.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    changed.join(", ")
+                };
+                tracing::info!(%changed, "reloaded the configuration");
+            }
+        }
+    }
+
+    /// New sessions get `new`'s settings; sessions in progress keep theirs.
+    fn apply(&mut self, new: Config) {
+        let limits = session_limits(&new);
+        for (settings, listener) in self.listeners.iter().zip(&new.listeners) {
+            settings.update(
+                listener,
+                &new.hostname,
+                limits.clone(),
+                new.policy.check_header_from,
+            );
+        }
+        self.shared.send_modify(|shared| {
+            *shared = Arc::new(Shared {
+                timeouts: new.timeouts.clone(),
+                ..Shared::clone(shared)
+            });
+        });
+        self.config = new;
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Signal {
+    /// SIGHUP.
+    Reload,
+    /// SIGINT or SIGTERM.
+    Stop,
+}
+
 struct Signals {
     interrupt: tokio::signal::unix::Signal,
     terminate: tokio::signal::unix::Signal,
+    hangup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -389,13 +521,15 @@ impl Signals {
         Ok(Signals {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
-    async fn wait(mut self) {
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = self.interrupt.recv() => {}
-            _ = self.terminate.recv() => {}
+            _ = self.interrupt.recv() => Signal::Stop,
+            _ = self.terminate.recv() => Signal::Stop,
+            _ = self.hangup.recv() => Signal::Reload,
         }
     }
 }

@@ -31,6 +31,7 @@ fn server(name: &str, extra: &str) -> Server {
             trusted_networks: r#"["127.0.0.0/8"]"#,
             extra: format!("[delivery]\nhelo_name = \"out.example.test\"\n{retry}{extra}\n"),
             log: Some("info"),
+            ..Options::default()
         },
     )
 }

@@ -1,6 +1,7 @@
 //! The command line: `serve`, `accounts`, `queue`, `config`. Exit statuses follow sysexits(3).
 
 mod accounts;
+mod config_check;
 mod provisioning;
 mod queue;
 mod quota;
@@ -99,7 +100,7 @@ enum Command {
 enum ConfigCommand {
     /// Print a complete, commented example configuration
     Example,
-    /// Check the file given with --config and print the settings in effect
+    /// Check the file given with --config as `serve` would (all problems at once); print a summary
     Check {
         #[command(flatten)]
         place: Place,
@@ -191,11 +192,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Config {
             command: ConfigCommand::Check { place },
-        } => {
-            let config = settings(place)?;
-            println!("{config:#?}");
-            Ok(0)
-        }
+        } => config_check::run(place),
         Command::Explain(args) => {
             // Colour only on a terminal, and never when NO_COLOR is set.
             let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
@@ -208,9 +205,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         // `check` reports through its own exit statuses (0 pass, 1 a failure, 2 usage).
         Command::Check(args) => Ok(crate::diagnostics::check::run(&args)),
         Command::Serve { place } => {
-            let config = settings(place)?;
+            let config = settings(place.clone())?;
             init_logging(config.log.format);
-            done(server::run(config).map_err(|e| Failure::new(e.status, e.message)))
+            let reread = Box::new(move || settings(place.clone()).map_err(|f| f.message));
+            done(server::run(config, reread).map_err(|e| Failure::new(e.status, e.message)))
         }
         Command::Bench(args) => done(bench(*args)),
         Command::Accounts { place, command } => done(accounts::run(command, &settings(place)?)),

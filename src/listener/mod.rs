@@ -31,7 +31,9 @@ pub enum Phase {
     Aborting,
 }
 
-/// What every connection shares.
+/// What every connection shares. A reload replaces it (with new timeouts) for the
+/// connections accepted afterwards.
+#[derive(Clone)]
 pub struct Shared {
     pub spool: Arc<dyn Spool>,
     pub authenticator: Arc<Authenticator>,
@@ -48,7 +50,14 @@ pub struct Shared {
 /// One bound listening socket and what its sessions need to know.
 pub struct Listener {
     tcp: TcpListener,
-    context: Arc<ListenerContext>,
+    context: watch::Receiver<Arc<ListenerContext>>,
+    settings: Settings,
+}
+
+/// Changes the settings of a listener's future sessions (a reload); sessions in progress keep
+/// the ones they started with.
+pub struct Settings {
+    sender: watch::Sender<Arc<ListenerContext>>,
 }
 
 struct ListenerContext {
@@ -61,7 +70,10 @@ struct ListenerContext {
 }
 
 impl Listener {
-    pub async fn bind(
+    /// A listener on `tcp`, bound beforehand to `config.address` (as root, before privileges
+    /// are dropped).
+    pub fn new(
+        tcp: TcpListener,
         config: &ListenerConfig,
         hostname: &str,
         limits: Limits,
@@ -69,31 +81,28 @@ impl Listener {
         memory: Arc<MemoryBudget>,
         tls: Option<TlsAcceptor>,
     ) -> io::Result<Listener> {
-        let tcp = TcpListener::bind(config.address).await?;
-        let starttls_available =
-            config.mode == ListenerMode::Submission && config.starttls && tls.is_some();
-        let session = SessionConfig {
-            hostname: config
-                .hostname
-                .clone()
-                .unwrap_or_else(|| hostname.to_string()),
-            starttls_available,
+        let context = ListenerContext::new(
+            tcp.local_addr()?,
+            config,
+            hostname,
             limits,
             check_header_from,
-            clock: std::time::SystemTime::now,
             memory,
-        };
-        let context = ListenerContext {
-            address: tcp.local_addr()?,
-            mode: config.mode,
-            trusted_networks: config.trusted_networks.clone(),
-            session: Arc::new(session),
-            tls: tls.filter(|_| starttls_available || config.mode == ListenerMode::Submissions),
-        };
+            tls,
+        );
+        let (sender, context) = watch::channel(Arc::new(context));
         Ok(Listener {
             tcp,
-            context: Arc::new(context),
+            context,
+            settings: Settings { sender },
         })
+    }
+
+    /// The handle that changes this listener's settings; keep it before [`Listener::run`].
+    pub fn settings(&self) -> Settings {
+        Settings {
+            sender: self.settings.sender.clone(),
+        }
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -101,16 +110,20 @@ impl Listener {
     }
 
     pub fn mode(&self) -> ListenerMode {
-        self.context.mode
+        self.context.borrow().mode
     }
 
-    /// Accepts connections until the server leaves the running phase.
-    pub async fn run(self, shared: Arc<Shared>) {
-        let mut phase = shared.phase.clone();
+    /// Accepts connections until the server leaves the running phase; each connection gets
+    /// the shared state and settings current when it was accepted.
+    pub async fn run(self, shared: watch::Receiver<Arc<Shared>>) {
+        let mut phase = shared.borrow().phase.clone();
         loop {
             tokio::select! {
                 accepted = self.tcp.accept() => match accepted {
-                    Ok((stream, peer)) => self.admit(stream, peer, &shared),
+                    Ok((stream, peer)) => {
+                        let current = Arc::clone(&shared.borrow());
+                        self.admit(stream, peer, current);
+                    }
                     Err(error) => {
                         // Usually EMFILE: back off instead of spinning on the error.
                         tracing::warn!(%error, "accept failed");
@@ -122,12 +135,11 @@ impl Listener {
         }
     }
 
-    fn admit(&self, stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
+    fn admit(&self, stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         let _ = stream.set_nodelay(true);
         let client_ip = policy::canonical(peer.ip());
         let client = SocketAddr::new(client_ip, peer.port());
-        let context = Arc::clone(&self.context);
-        let shared = Arc::clone(shared);
+        let context = Arc::clone(&self.context.borrow());
         match shared.limiter.admit(client_ip) {
             Ok(slot) => {
                 tokio::spawn(async move {
@@ -152,7 +164,63 @@ async fn phase_reaches(phase: &mut watch::Receiver<Phase>, condition: impl Fn(Ph
     let _ = phase.wait_for(|p| condition(*p)).await;
 }
 
+impl Settings {
+    /// Future sessions use `config`'s host name and trusted networks, `limits` and
+    /// `check_header_from`; the socket, its mode and TLS stay as they are.
+    pub fn update(
+        &self,
+        config: &ListenerConfig,
+        hostname: &str,
+        limits: Limits,
+        check_header_from: bool,
+    ) {
+        self.sender.send_modify(|context| {
+            *context = Arc::new(ListenerContext::new(
+                context.address,
+                config,
+                hostname,
+                limits,
+                check_header_from,
+                // One budget for the server's life: a reload keeps the reservations in force.
+                Arc::clone(&context.session.memory),
+                context.tls.clone(),
+            ));
+        });
+    }
+}
+
 impl ListenerContext {
+    fn new(
+        address: SocketAddr,
+        config: &ListenerConfig,
+        hostname: &str,
+        limits: Limits,
+        check_header_from: bool,
+        memory: Arc<MemoryBudget>,
+        tls: Option<TlsAcceptor>,
+    ) -> ListenerContext {
+        let starttls_available =
+            config.mode == ListenerMode::Submission && config.starttls && tls.is_some();
+        let session = SessionConfig {
+            hostname: config
+                .hostname
+                .clone()
+                .unwrap_or_else(|| hostname.to_string()),
+            starttls_available,
+            limits,
+            check_header_from,
+            clock: std::time::SystemTime::now,
+            memory,
+        };
+        ListenerContext {
+            address,
+            mode: config.mode,
+            trusted_networks: config.trusted_networks.clone(),
+            session: Arc::new(session),
+            tls: tls.filter(|_| starttls_available || config.mode == ListenerMode::Submissions),
+        }
+    }
+
     fn is_trusted(&self, ip: IpAddr) -> bool {
         self.trusted_networks
             .iter()

@@ -21,6 +21,9 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::interner::Interner;
 
 use super::schedule::{self, DestinationState, RetryPolicy, TimerId, Timers, Verdict};
 use super::state::{self, Event, RecipientState, Record};
@@ -172,7 +175,7 @@ pub enum Effect {
 #[derive(Debug)]
 struct Recipient {
     address: Box<str>,
-    destination: Box<str>,
+    destination: Arc<str>,
     notify: Option<Notify>,
     state: RecipientState,
     /// In a ready queue, on a connection, or waiting for its DSN to be spooled.
@@ -223,7 +226,7 @@ const MAX_COPIES_IN_FLIGHT: usize = 100;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Timer {
-    Retry(String),
+    Retry(u64),
     Resume(String),
 }
 
@@ -233,7 +236,8 @@ pub type DestinationOf = Box<dyn Fn(&str) -> String + Send>;
 pub struct Queue {
     settings: Settings,
     destination_of: DestinationOf,
-    messages: HashMap<String, Message>,
+    /// Keyed by the queue id's two numbers packed in one ([`key`]): no string per message.
+    messages: HashMap<u64, Message>,
     destinations: HashMap<String, Destination>,
     timers: Timers<Timer>,
     /// What each spool segment holds, for reclaiming and copying forward.
@@ -248,6 +252,8 @@ pub struct Queue {
     worker_jobs: HashMap<WorkerId, u32>,
     records: Vec<Record>,
     effects: Vec<Effect>,
+    /// One copy of each destination, reply and relay that recipients share.
+    strings: Interner,
 }
 
 impl Queue {
@@ -268,6 +274,7 @@ impl Queue {
             worker_jobs: HashMap::new(),
             records: Vec::new(),
             effects: Vec::new(),
+            strings: Interner::default(),
         }
     }
 
@@ -283,7 +290,7 @@ impl Queue {
         }
         info.live += 1;
         // make_ready queues what is due and arms the retry timer for the rest.
-        self.messages.insert(message.id.clone(), entry);
+        self.messages.insert(key(&message.id), entry);
         self.make_ready(&message.id, now);
     }
 
@@ -323,10 +330,10 @@ impl Queue {
         }
         for timer in self.timers.pop_due(now) {
             match timer {
-                Timer::Retry(id) => {
-                    if let Some(message) = self.messages.get_mut(&id) {
+                Timer::Retry(message_key) => {
+                    if let Some(message) = self.messages.get_mut(&message_key) {
                         message.retry_timer = None;
-                        self.make_ready(&id, now);
+                        self.make_ready(&queue_id(message_key), now);
                     }
                 }
                 Timer::Resume(destination) => {
@@ -378,24 +385,27 @@ impl Queue {
     /// What a compacted state log holds for the unfinished messages: each recipient's state
     /// as it stands, in the fewest records ([`state::summary`]).
     pub fn state_summary(&self, now: u64) -> impl Iterator<Item = Record> + '_ {
-        self.messages.iter().flat_map(move |(id, message)| {
-            message
-                .recipients
-                .iter()
-                .enumerate()
-                .flat_map(move |(rcpt, r)| state::summary(id, rcpt as u32, now, &r.state))
-        })
+        self.messages
+            .iter()
+            .flat_map(move |(&message_key, message)| {
+                let id = queue_id(message_key);
+                message
+                    .recipients
+                    .iter()
+                    .enumerate()
+                    .flat_map(move |(rcpt, r)| state::summary(&id, rcpt as u32, now, &r.state))
+            })
     }
 
     /// A finished message whose segment is still on disk: a compacted log keeps its records,
     /// or a restart would find it queued again.
     pub fn finished_but_spooled(&self, id: &str) -> bool {
-        !self.messages.contains_key(id) && self.segments.contains_key(&segment_of(id))
+        !self.messages.contains_key(&key(id)) && self.segments.contains_key(&segment_of(id))
     }
 
     /// The message is unfinished.
     pub fn is_live(&self, id: &str) -> bool {
-        self.messages.contains_key(id)
+        self.messages.contains_key(&key(id))
     }
 
     pub fn queued_messages(&self) -> usize {
@@ -412,7 +422,7 @@ impl Queue {
             }
             self.reclaim_sealed();
         }
-        if self.messages.contains_key(&message.id) {
+        if self.messages.contains_key(&key(&message.id)) {
             return;
         }
         self.segments.entry(segment).or_default().total += 1;
@@ -423,7 +433,7 @@ impl Queue {
         let states = vec![RecipientState::default(); message.envelope.to.len()];
         let entry = self.message_entry(message, states);
         self.segments.entry(segment).or_default().live += 1;
-        self.messages.insert(message.id.clone(), entry);
+        self.messages.insert(key(&message.id), entry);
         self.make_ready(&message.id, now);
     }
 
@@ -447,12 +457,13 @@ impl Queue {
             return;
         }
         let mut started = self.messages.values().filter(|m| m.moving).count();
-        for (id, message) in &mut self.messages {
+        for (&message_key, message) in &mut self.messages {
             if started >= MAX_COPIES_IN_FLIGHT {
                 break;
             }
             let idle = message.recipients.iter().all(|r| !r.busy);
-            if message.moving || !idle || !worth_emptying.contains(&segment_of(id)) {
+            let segment = (message_key >> 32) as u32;
+            if message.moving || !idle || !worth_emptying.contains(&segment) {
                 continue;
             }
             message.moving = true;
@@ -468,7 +479,7 @@ impl Queue {
             }
             started += 1;
             self.effects.push(Effect::CopyForward {
-                id: id.clone(),
+                id: queue_id(message_key),
                 recipients,
             });
         }
@@ -478,14 +489,14 @@ impl Queue {
     /// copy's recipients are the original's unfinished ones, in order), and the original ends.
     /// A copy whose original is gone (deleted meanwhile) or was not being moved is dropped.
     fn complete_move(&mut self, original: &str, copy: &QueuedMessage, now: u64) {
-        let moving = self.messages.get(original).is_some_and(|m| m.moving);
+        let moving = self.messages.get(&key(original)).is_some_and(|m| m.moving);
         if !moving {
             self.records
                 .push(Record::plain(&copy.id, None, now, Event::Deleted));
             self.reclaim_sealed();
             return;
         }
-        let carried: Vec<RecipientState> = self.messages[original]
+        let carried: Vec<RecipientState> = self.messages[&key(original)]
             .recipients
             .iter()
             .filter(|r| !r.state.status.is_final())
@@ -502,12 +513,12 @@ impl Queue {
         tracing::info!(id = original, to = %copy.id, "copied forward to free its spool segment");
         let entry = self.message_entry(copy, carried);
         self.segments.entry(segment_of(&copy.id)).or_default().live += 1;
-        self.messages.insert(copy.id.clone(), entry);
+        self.messages.insert(key(&copy.id), entry);
         self.make_ready(&copy.id, now);
     }
 
     fn copy_failed(&mut self, id: &str, now: u64) {
-        let Some(message) = self.messages.get_mut(id) else {
+        let Some(message) = self.messages.get_mut(&key(id)) else {
             return;
         };
         message.moving = false;
@@ -517,22 +528,28 @@ impl Queue {
         self.make_ready(id, now);
     }
 
-    fn message_entry(&self, message: &QueuedMessage, states: Vec<RecipientState>) -> Message {
+    fn message_entry(&mut self, message: &QueuedMessage, states: Vec<RecipientState>) -> Message {
         let envelope = &message.envelope;
         let recipients = envelope
             .to
             .iter()
             .zip(states)
             .enumerate()
-            .map(|(index, (address, state))| Recipient {
+            .map(|(index, (address, mut state))| Recipient {
                 address: address.as_str().into(),
-                destination: (self.destination_of)(domain_of(address)).into(),
+                destination: self
+                    .strings
+                    .intern(&(self.destination_of)(domain_of(address))),
                 notify: envelope
                     .dsn
                     .get(index)
                     .and_then(|dsn| dsn.notify.as_deref())
                     .and_then(|notify| Notify::parse(notify).ok()),
-                state,
+                state: {
+                    self.strings.share(&mut state.last_reply);
+                    self.strings.share(&mut state.last_relay);
+                    state
+                },
                 busy: false,
             })
             .collect();
@@ -549,10 +566,10 @@ impl Queue {
     /// Puts every recipient of `id` that is due and idle into its destination's ready queue,
     /// in jobs of at most `recipients_per_transaction`.
     fn make_ready(&mut self, id: &str, now: u64) {
-        let Some(message) = self.messages.get_mut(id) else {
+        let Some(message) = self.messages.get_mut(&key(id)) else {
             return;
         };
-        let mut groups: BTreeMap<(Box<str>, String), Vec<u32>> = BTreeMap::new();
+        let mut groups: BTreeMap<(Arc<str>, String), Vec<u32>> = BTreeMap::new();
         for (index, recipient) in message.recipients.iter_mut().enumerate() {
             let state = &recipient.state;
             let due = state.next_attempt_at.is_none_or(|at| at <= now);
@@ -695,7 +712,7 @@ impl Queue {
         not_before: u64,
     ) {
         let policy = self.settings.retry.clone();
-        let Some(message) = self.messages.get_mut(id) else {
+        let Some(message) = self.messages.get_mut(&key(id)) else {
             return;
         };
         let (received_at, seed, sender) =
@@ -763,7 +780,7 @@ impl Queue {
     /// A permanent failure or expiry: the DSN first, the final record after it is spooled.
     /// Without anyone to notify, the record is written at once.
     fn fail(&mut self, id: &str, result: &RecipientResult, event: Event, status: String, now: u64) {
-        let message = &self.messages[id];
+        let message = &self.messages[&key(id)];
         let recipient = &message.recipients[result.rcpt as usize];
         let wanted = should_notify(
             &message.sender,
@@ -785,7 +802,7 @@ impl Queue {
 
     fn maybe_warn_delay(&mut self, id: &str, result: &RecipientResult, now: u64) {
         let policy = &self.settings.retry;
-        let message = &self.messages[id];
+        let message = &self.messages[&key(id)];
         let recipient = &message.recipients[result.rcpt as usize];
         if !schedule::delay_warning_due(
             policy,
@@ -845,7 +862,7 @@ impl Queue {
     fn command(&mut self, command: Command, now: u64) {
         match command {
             Command::Retry(None) => {
-                let ids: Vec<String> = self.messages.keys().cloned().collect();
+                let ids: Vec<String> = self.messages.keys().map(|&k| queue_id(k)).collect();
                 for destination in self.destinations.values_mut() {
                     destination.state = DestinationState::default();
                 }
@@ -856,7 +873,7 @@ impl Queue {
             Command::Retry(Some(id)) => {
                 let destinations: Vec<String> = self
                     .messages
-                    .get(&id)
+                    .get(&key(&id))
                     .map(|m| {
                         m.recipients
                             .iter()
@@ -877,7 +894,7 @@ impl Queue {
                 self.make_ready(&id, now);
             }
             Command::Delete(id) => {
-                if self.messages.contains_key(&id) {
+                if self.messages.contains_key(&key(&id)) {
                     self.records
                         .push(Record::plain(&id, None, now, Event::Deleted));
                     self.remove(&id);
@@ -895,7 +912,7 @@ impl Queue {
 
     /// Records a message-level event for each unfinished recipient.
     fn message_event(&mut self, id: &str, event: Event, now: u64) {
-        let Some(message) = self.messages.get(id) else {
+        let Some(message) = self.messages.get(&key(id)) else {
             return;
         };
         let indexes: Vec<u32> = (0..message.recipients.len() as u32)
@@ -927,11 +944,11 @@ impl Queue {
     }
 
     fn operator_bounce(&mut self, id: &str, now: u64) {
-        if !self.messages.contains_key(id) {
+        if !self.messages.contains_key(&key(id)) {
             return;
         }
         self.unqueue(id);
-        let message = &self.messages[id];
+        let message = &self.messages[&key(id)];
         let pending: Vec<u32> = (0..message.recipients.len() as u32)
             .filter(|&i| {
                 let r = &message.recipients[i as usize];
@@ -985,7 +1002,7 @@ impl Queue {
 
     /// Arms the message's retry timer at its earliest deferred recipient.
     fn schedule_retry(&mut self, id: &str, now: u64) {
-        let Some(message) = self.messages.get_mut(id) else {
+        let Some(message) = self.messages.get_mut(&key(id)) else {
             return;
         };
         let due = message
@@ -998,15 +1015,12 @@ impl Queue {
             self.timers.cancel(timer);
         }
         if let Some(at) = due {
-            message.retry_timer = Some(
-                self.timers
-                    .schedule(at.max(now), Timer::Retry(id.to_string())),
-            );
+            message.retry_timer = Some(self.timers.schedule(at.max(now), Timer::Retry(key(id))));
         }
     }
 
     fn finish_if_done(&mut self, id: &str) {
-        if self.messages.get(id).is_some_and(Message::finished) {
+        if self.messages.get(&key(id)).is_some_and(Message::finished) {
             self.remove(id);
         }
     }
@@ -1015,7 +1029,7 @@ impl Queue {
     /// nothing left to try, a deleted one was unqueued); a sealed segment left without live
     /// messages is reclaimed.
     fn remove(&mut self, id: &str) {
-        let Some(message) = self.messages.remove(id) else {
+        let Some(message) = self.messages.remove(&key(id)) else {
             return;
         };
         if let Some(timer) = message.retry_timer {
@@ -1044,7 +1058,7 @@ impl Queue {
     fn mark_busy(&mut self, id: &str, rcpt: u32, busy: bool) {
         if let Some(recipient) = self
             .messages
-            .get_mut(id)
+            .get_mut(&key(id))
             .and_then(|m| m.recipients.get_mut(rcpt as usize))
         {
             recipient.busy = busy;
@@ -1053,10 +1067,12 @@ impl Queue {
 
     /// Queues `record` for the log and folds it into the recipient's state.
     fn apply(&mut self, record: Record) {
-        if let (Some(message), Some(rcpt)) = (self.messages.get_mut(&record.id), record.rcpt)
+        if let (Some(message), Some(rcpt)) = (self.messages.get_mut(&key(&record.id)), record.rcpt)
             && let Some(recipient) = message.recipients.get_mut(rcpt as usize)
         {
             recipient.state.apply(&record);
+            self.strings.share(&mut recipient.state.last_reply);
+            self.strings.share(&mut recipient.state.last_relay);
         }
         self.records.push(record);
     }
@@ -1106,6 +1122,18 @@ pub fn enhanced_of(reply: &str, fallback: &str) -> String {
 }
 
 /// The spool segment of a queue id (0 for what is not one: nothing the spool made).
+/// A queue id as one number: segment and offset. An id that is not ours (a typo in an
+/// operator's command) maps to one no message has.
+fn key(id: &str) -> u64 {
+    crate::spool::log::parse_queue_id(id).map_or(u64::MAX, |(segment, offset)| {
+        (u64::from(segment) << 32) | offset
+    })
+}
+
+fn queue_id(key: u64) -> String {
+    crate::spool::log::queue_id((key >> 32) as u32, key & 0xffff_ffff)
+}
+
 pub fn segment_of(id: &str) -> u32 {
     crate::spool::log::parse_queue_id(id).map_or(0, |(segment, _)| segment)
 }

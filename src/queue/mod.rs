@@ -2,6 +2,7 @@
 //! the operators' view of the queue.
 
 pub mod driver;
+mod interner;
 pub mod manager;
 pub mod schedule;
 pub mod state;
@@ -46,7 +47,7 @@ impl RecipientView {
             address: address.to_string(),
             status: status_name(state),
             attempts: state.attempts,
-            last_reply: state.last_reply.clone(),
+            last_reply: state.last_reply.as_deref().map(String::from),
             next_attempt_at: state.next_attempt_at.map(crate::timefmt::rfc3339_unix),
         }
     }

@@ -23,6 +23,7 @@ use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -126,8 +127,10 @@ pub struct RecipientState {
     pub held: bool,
     /// Delivery attempts that ended (deferred, delivered or bounced).
     pub attempts: u32,
-    pub last_reply: Option<String>,
-    pub last_relay: Option<String>,
+    /// Shared, not owned: the queue manager keeps one copy of each reply and relay its
+    /// recipients have in common (see `super::interner`).
+    pub last_reply: Option<Arc<str>>,
+    pub last_relay: Option<Arc<str>>,
     /// `None`: due as soon as possible (queued, retried or released).
     pub next_attempt_at: Option<u64>,
     pub delay_warned: bool,
@@ -142,8 +145,8 @@ impl RecipientState {
         }
         let attempt_ended = |state: &mut RecipientState| {
             state.attempts += 1;
-            state.last_reply.clone_from(&record.reply);
-            state.last_relay.clone_from(&record.relay);
+            state.last_reply = shared(&record.reply);
+            state.last_relay = shared(&record.relay);
         };
         match record.event {
             Event::Deferred { next_attempt_at } => {
@@ -155,7 +158,7 @@ impl RecipientState {
                 // An expiry is the verdict on earlier attempts, not an attempt of its own.
                 if record.event == Event::Expired {
                     if record.reply.is_some() {
-                        self.last_reply.clone_from(&record.reply);
+                        self.last_reply = shared(&record.reply);
                     }
                 } else {
                     attempt_ended(self);
@@ -186,13 +189,21 @@ impl RecipientState {
                 self.next_attempt_at = next_attempt_at;
                 self.delay_warned = delay_warned;
                 self.held = held;
-                self.last_reply.clone_from(&record.reply);
-                self.last_relay.clone_from(&record.relay);
+                self.last_reply = shared(&record.reply);
+                self.last_relay = shared(&record.relay);
             }
             // Handled at the message level.
             Event::Deleted => {}
         }
     }
+}
+
+fn shared(text: &Option<String>) -> Option<Arc<str>> {
+    text.as_deref().map(Arc::from)
+}
+
+fn owned(text: &Option<Arc<str>>) -> Option<String> {
+    text.as_deref().map(String::from)
 }
 
 /// The state of one message's recipients, as far as the log knows it.
@@ -471,8 +482,8 @@ pub fn carried(id: &str, rcpt: u32, at: u64, state: &RecipientState) -> Record {
             delay_warned: state.delay_warned,
             held: state.held,
         },
-        reply: state.last_reply.clone(),
-        relay: state.last_relay.clone(),
+        reply: owned(&state.last_reply),
+        relay: owned(&state.last_relay),
     }
 }
 
@@ -503,8 +514,8 @@ pub fn summary(id: &str, rcpt: u32, at: u64, state: &RecipientState) -> Vec<Reco
         records.push(carried(id, rcpt, at, &before));
     }
     records.push(Record {
-        reply: state.last_reply.clone(),
-        relay: state.last_relay.clone(),
+        reply: owned(&state.last_reply),
+        relay: owned(&state.last_relay),
         ..Record::plain(id, Some(rcpt), at, final_event)
     });
     records

@@ -323,7 +323,7 @@ fn spool_error(error: &io::Error) -> SpoolError {
     }
 }
 
-fn queue_id(segment: u32, offset: u64) -> String {
+pub fn queue_id(segment: u32, offset: u64) -> String {
     format!("{segment:08X}{offset:08X}")
 }
 

@@ -54,6 +54,8 @@ pub struct Options {
     /// Send the server's log to `server.log` in its directory at this level (read it with
     /// [`Server::log`]) instead of the test's standard error at `warn`.
     pub log: Option<&'static str>,
+    /// Extra environment variables of the server process (for example `NOTIFY_SOCKET`).
+    pub env: Vec<(&'static str, PathBuf)>,
 }
 
 impl Default for Options {
@@ -62,6 +64,7 @@ impl Default for Options {
             trusted_networks: "[]",
             extra: String::new(),
             log: None,
+            env: Vec::new(),
         }
     }
 }
@@ -73,6 +76,7 @@ pub struct Server {
     pub submissions: SocketAddr,
     pub config_path: PathBuf,
     log: Option<&'static str>,
+    env: Vec<(&'static str, PathBuf)>,
 }
 
 impl Server {
@@ -106,6 +110,7 @@ mode = "submissions"
             submissions: "127.0.0.1:1".parse().unwrap(),
             config_path,
             log: options.log,
+            env: options.env,
         };
         server.launch();
         server
@@ -127,6 +132,7 @@ mode = "submissions"
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .env("PORTCULLIS_LOG", self.log.unwrap_or("warn"))
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -242,13 +248,18 @@ impl Drop for Server {
 
 /// Sends SIGTERM to a child process; panics if it cannot be sent (a wait would then hang).
 pub fn sigterm(child: &Child) {
+    signal(child, libc::SIGTERM);
+}
+
+/// Sends `signal` to a child process; panics if it cannot be sent.
+pub fn signal(child: &Child, signal: libc::c_int) {
     let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
     // SAFETY: kill(2) takes no pointers; the pid is our own child, not yet waited for.
-    let result = unsafe { libc::kill(pid, libc::SIGTERM) };
+    let result = unsafe { libc::kill(pid, signal) };
     assert_eq!(
         result,
         0,
-        "kill -TERM {pid}: {}",
+        "kill -{signal} {pid}: {}",
         std::io::Error::last_os_error()
     );
 }
