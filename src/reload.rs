@@ -44,6 +44,16 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
             "limits.max_memory_in_flight",
             running.limits.max_memory_in_flight == new.limits.max_memory_in_flight,
         ),
+        // The connection limiter counts the connections open now under the limits it was
+        // built with.
+        (
+            "limits.max_connections",
+            running.limits.max_connections == new.limits.max_connections,
+        ),
+        (
+            "limits.max_connections_per_ip",
+            running.limits.max_connections_per_ip == new.limits.max_connections_per_ip,
+        ),
     ];
     let needs_restart = differing(&restart_only);
     if !needs_restart.is_empty() {
@@ -150,6 +160,16 @@ mod tests {
         assert_eq!(
             plan(&base(), &new),
             Plan::NeedsRestart(vec!["limits.max_memory_in_flight"])
+        );
+        let mut new = base();
+        new.limits.max_connections += 1;
+        new.limits.max_connections_per_ip += 1;
+        assert_eq!(
+            plan(&base(), &new),
+            Plan::NeedsRestart(vec![
+                "limits.max_connections",
+                "limits.max_connections_per_ip"
+            ])
         );
     }
 }
