@@ -184,11 +184,10 @@ struct Recipient {
 
 #[derive(Debug)]
 struct Message {
-    sender: Box<str>,
+    sender: Arc<str>,
     received_at: u64,
-    recipients: Vec<Recipient>,
+    recipients: Box<[Recipient]>,
     retry_timer: Option<TimerId>,
-    seed: u64,
     /// Being copied forward: nothing is tried until the copy takes over (or fails).
     moving: bool,
 }
@@ -554,11 +553,10 @@ impl Queue {
             })
             .collect();
         Message {
-            sender: envelope.from.as_str().into(),
+            sender: self.strings.intern(&envelope.from),
             received_at: crate::timefmt::parse_rfc3339(&envelope.received_at).unwrap_or(0),
             recipients,
             retry_timer: None,
-            seed: u64::from(crc32fast::hash(message.id.as_bytes())),
             moving: false,
         }
     }
@@ -716,7 +714,7 @@ impl Queue {
             return;
         };
         let (received_at, seed, sender) =
-            (message.received_at, message.seed, message.sender.clone());
+            (message.received_at, seed_of(id), message.sender.clone());
         let Some(recipient) = message.recipients.get_mut(result.rcpt as usize) else {
             return;
         };
@@ -1128,6 +1126,11 @@ fn key(id: &str) -> u64 {
     crate::spool::log::parse_queue_id(id).map_or(u64::MAX, |(segment, offset)| {
         (u64::from(segment) << 32) | offset
     })
+}
+
+/// The message's own jitter seed, so its retries spread the same way after a restart.
+fn seed_of(id: &str) -> u64 {
+    u64::from(crc32fast::hash(id.as_bytes()))
 }
 
 fn queue_id(key: u64) -> String {
