@@ -162,6 +162,16 @@ pub fn syntax_error(usage: &'static str) -> Reply {
     )
 }
 
+/// An EHLO/HELO argument that is neither a domain nor an address literal; `reason` is ASCII
+/// text of ours, never the client's input.
+pub fn bad_client_name(reason: &'static str) -> Reply {
+    Reply::owned(
+        501,
+        Some(Status(5, 5, 4)),
+        format!("Invalid client name: {reason}"),
+    )
+}
+
 pub const EHLO_FIRST: Reply = Reply::fixed(
     503,
     Status(5, 5, 1),
