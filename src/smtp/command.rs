@@ -276,6 +276,8 @@ pub struct MailFrom {
     pub declared_size: Option<u64>,
     pub body: Body,
     pub smtputf8: bool,
+    /// `AUTH=` was given (RFC 4954 §5); its value is not used, the session's login is recorded.
+    pub auth: bool,
     /// RFC 3461 `RET=`, upper-cased: `FULL` or `HDRS`.
     pub ret: Option<String>,
     /// RFC 3461 `ENVID=`, xtext-decoded.
@@ -284,7 +286,7 @@ pub struct MailFrom {
 
 impl MailFrom {
     /// The first parameter given that needs an extension of EHLO (RFC 5321 §4.1.1.1); `AUTH=`
-    /// is not one, since this server ignores it.
+    /// is not one: the session checks it against AUTH being offered (RFC 4954 §5).
     pub fn extension_parameter(&self) -> Option<&'static str> {
         [
             (self.declared_size.is_some(), "SIZE"),
@@ -379,7 +381,7 @@ fn mail_parameter(mail: &mut MailFrom, param: &Parameter<'_>) -> Result<(), Repl
         ("BODY", _) => return Err(reply::syntax_error("BODY=7BIT or BODY=8BITMIME")),
         ("SMTPUTF8", None) => mail.smtputf8 = true,
         // RFC 4954 §5: AUTH= on MAIL is allowed; this server records the login instead.
-        ("AUTH", Some(_)) => {}
+        ("AUTH", Some(_)) => mail.auth = true,
         ("RET", value) => mail.ret = Some(dsn::ret(value)?),
         ("ENVID", value) => mail.envid = Some(dsn::envid(value)?),
         _ => return Err(reply::unknown_parameter(param.text)),

@@ -190,6 +190,11 @@ pub fn parameter_needs_ehlo(parameter: &str) -> Reply {
         format!("Parameter {parameter} needs the session to start with EHLO, not HELO"),
     )
 }
+pub const AUTH_PARAMETER_NOT_OFFERED: Reply = Reply::fixed(
+    555,
+    Status(5, 5, 4),
+    "MAIL parameter AUTH= is not allowed: this session was not offered AUTH (it needs EHLO after TLS)",
+);
 pub const EXPN_DISABLED: Reply = Reply::fixed(
     502,
     Status(5, 5, 1),
