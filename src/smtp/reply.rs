@@ -292,6 +292,12 @@ pub const AUTH_BAD_BASE64: Reply = Reply::fixed(
     Status(5, 5, 2),
     "Cannot decode the authentication response; it must be valid base64 (RFC 4954)",
 );
+/// Valid base64 (or `=`, empty) that is not a PLAIN message.
+pub const AUTH_BAD_PLAIN: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 2),
+    "The PLAIN response decodes, but is not authzid NUL user NUL password in UTF-8 (RFC 4616)",
+);
 pub const AUTH_CANCELLED: Reply = Reply::fixed(
     501,
     Status(5, 7, 0),
