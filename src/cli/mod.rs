@@ -317,6 +317,8 @@ bad configuration
 .PP
 \fBcheck\fR exits 0 when every step passes, 1 on a failure and 2 on a usage error.
 .PP
+A command whose standard output is closed before it is done is ended by SIGPIPE (status 141 in the shell), as coreutils are.
+.PP
 Each command has its own help: \fBportcullis help COMMAND\fR.
 "#;
 
