@@ -711,3 +711,47 @@ fn the_default_server_generates_a_certificate_for_a_tls_server_and_renews_an_old
         assert!(text.contains("Subject: CN=mail.example.test"), "{text}");
     }
 }
+
+/// `portcullis ARGS` with its standard output a pipe whose reader is already gone, as when
+/// `head -1` has read its line and exited: the exit status and standard error.
+fn with_closed_stdout(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = std::process::Command::new(BINARY)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    (output.status, stderr(&output))
+}
+
+#[test]
+fn a_closed_pipe_ends_every_command_by_sigpipe_not_a_panic() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = TempDir::new("sigpipe");
+    let data = dir.0.join("data");
+    cli_in_ok(
+        &data,
+        &["accounts", "add", "alice@example.com", "--password-stdin"],
+        Some("pw-123456789\n"),
+    );
+    let data = data.to_str().unwrap();
+    for args in [
+        &["queue", "list", "--data-dir", data][..],
+        &["queue", "list", "--json", "--data-dir", data],
+        &["accounts", "show", "alice@example.com", "--data-dir", data],
+        &["accounts", "list", "--data-dir", data],
+        &["config", "example"],
+        &["man"],
+    ] {
+        let (status, stderr) = with_closed_stdout(args);
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {status} {stderr}"
+        );
+        assert_eq!(stderr, "", "{args:?}");
+    }
+}

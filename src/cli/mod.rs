@@ -181,6 +181,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
     let done = |result: Result<(), Failure>| result.map(|()| 0);
     // The server logs as its configuration says; every other command as text.
     if !matches!(cli.command, Command::Serve { .. }) {
+        die_on_closed_pipe();
         init_logging(LogFormat::Text);
     }
     match cli.command {
@@ -218,6 +219,17 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Queue { place, command } => done(queue::run(command, &settings(place)?)),
         Command::Completions { shell } => done(completions(shell)),
         Command::Man => done(man_page()),
+    }
+}
+
+/// A command whose output is cut short (`queue list | head -1`) ends the way coreutils and
+/// Postfix do, killed by SIGPIPE (status 141 in the shell), instead of `println!` panicking on
+/// EPIPE (exit 101). The Rust runtime ignores SIGPIPE; the server keeps that, so a client that
+/// goes away is an error value there, but a one-shot command has nothing left to do.
+fn die_on_closed_pipe() {
+    // SAFETY: restoring the default disposition of one signal, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -302,6 +314,8 @@ temporary failure; try again
 bad configuration
 .PP
 \fBcheck\fR exits 0 when every step passes, 1 on a failure and 2 on a usage error.
+.PP
+A command whose standard output is closed before it is done is ended by SIGPIPE (status 141 in the shell), as coreutils are.
 .PP
 Each command has its own help: \fBportcullis help COMMAND\fR.
 "#;

@@ -187,17 +187,55 @@ fn required(argument: &str, usage: &'static str) -> Result<String, Reply> {
 /// §4.1.1.1). Underscores and unqualified names are tolerated because real clients send them;
 /// anything else (spaces, parentheses, control characters) is refused, since the name goes
 /// into the Received: header.
+/// An EHLO/HELO argument: a domain (RFC 5321 §4.1.2, ASCII only, so an IDN must come in its
+/// A-label form per RFC 6531 §3.7.1) or an IPv4 / `IPv6:` address literal (§4.1.3). Underscores
+/// are allowed in labels because Windows clients send their NetBIOS name (`DESKTOP_7Q`).
+/// Anything else is refused with the reason, so nothing malformed reaches Received:.
 fn client_name(argument: &str, usage: &'static str) -> Result<String, Reply> {
-    let plausible = !argument.is_empty()
-        && argument.len() <= 255
-        && argument
-            .chars()
-            .all(|c| c.is_alphanumeric() || "-._[]:".contains(c));
-    if plausible {
-        Ok(argument.to_string())
+    let problem = if argument.is_empty() {
+        None
+    } else if let Some(literal) = argument.strip_prefix('[') {
+        address_literal_problem(literal)
     } else {
-        Err(reply::syntax_error(usage))
+        domain_problem(argument)
+    };
+    match (argument.is_empty(), problem) {
+        (true, _) => Err(reply::syntax_error(usage)),
+        (false, None) => Ok(argument.to_string()),
+        (false, Some(reason)) => Err(reply::bad_client_name(reason)),
     }
+}
+
+/// Why `literal` (after its `[`) is not an IPv4 or `IPv6:` address literal, if it is not.
+fn address_literal_problem(literal: &str) -> Option<&'static str> {
+    let Some(inside) = literal.strip_suffix(']') else {
+        return Some("an address literal ends with ]");
+    };
+    let valid = match inside.get(..5) {
+        Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => {
+            inside[5..].parse::<std::net::Ipv6Addr>().is_ok()
+        }
+        _ => inside.parse::<std::net::Ipv4Addr>().is_ok(),
+    };
+    (!valid).then_some("an address literal is [IPv4] or [IPv6:address]")
+}
+
+/// Why `name` is not a domain, if it is not.
+fn domain_problem(name: &str) -> Option<&'static str> {
+    if !name.is_ascii() {
+        return Some("write an internationalized domain name in its A-label (xn--) form");
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let valid = name.len() <= 255 && name.split('.').all(label_ok);
+    (!valid).then_some("a domain is letters, digits and hyphens in dot-separated labels")
 }
 
 fn from_prefix(argument: &str, prefix: &str, usage: &'static str) -> Result<String, Reply> {
@@ -238,6 +276,8 @@ pub struct MailFrom {
     pub declared_size: Option<u64>,
     pub body: Body,
     pub smtputf8: bool,
+    /// `AUTH=` was given (RFC 4954 §5); its value is not used, the session's login is recorded.
+    pub auth: bool,
     /// RFC 3461 `RET=`, upper-cased: `FULL` or `HDRS`.
     pub ret: Option<String>,
     /// RFC 3461 `ENVID=`, xtext-decoded.
@@ -246,7 +286,7 @@ pub struct MailFrom {
 
 impl MailFrom {
     /// The first parameter given that needs an extension of EHLO (RFC 5321 §4.1.1.1); `AUTH=`
-    /// is not one, since this server ignores it.
+    /// is not one: the session checks it against AUTH being offered (RFC 4954 §5).
     pub fn extension_parameter(&self) -> Option<&'static str> {
         [
             (self.declared_size.is_some(), "SIZE"),
@@ -341,7 +381,7 @@ fn mail_parameter(mail: &mut MailFrom, param: &Parameter<'_>) -> Result<(), Repl
         ("BODY", _) => return Err(reply::syntax_error("BODY=7BIT or BODY=8BITMIME")),
         ("SMTPUTF8", None) => mail.smtputf8 = true,
         // RFC 4954 §5: AUTH= on MAIL is allowed; this server records the login instead.
-        ("AUTH", Some(_)) => {}
+        ("AUTH", Some(_)) => mail.auth = true,
         ("RET", value) => mail.ret = Some(dsn::ret(value)?),
         ("ENVID", value) => mail.envid = Some(dsn::envid(value)?),
         _ => return Err(reply::unknown_parameter(param.text)),
@@ -446,16 +486,58 @@ mod tests {
             "[IPv6:2001:db8::1]",
             "DESKTOP_7Q",
             "localhost",
-            "bücher.example",
+            "xn--bcher-kva.example",
         ] {
             assert_eq!(
                 Command::parse(format!("EHLO {name}").as_bytes()),
                 Ok(Command::Ehlo(name.into()))
             );
         }
-        for name in ["evil (by mx.google.com)", "a\x00b", "x;y", "\x1b[2J"] {
+        for (name, reason) in [
+            (
+                "evil (by mx.google.com)",
+                "a domain is letters, digits and hyphens in dot-separated labels",
+            ),
+            (
+                "a\x00b",
+                "a domain is letters, digits and hyphens in dot-separated labels",
+            ),
+            (
+                "x;y",
+                "a domain is letters, digits and hyphens in dot-separated labels",
+            ),
+            (
+                "a..example",
+                "a domain is letters, digits and hyphens in dot-separated labels",
+            ),
+            (
+                "-a.example",
+                "a domain is letters, digits and hyphens in dot-separated labels",
+            ),
+            (
+                "\x1b[2J",
+                "a domain is letters, digits and hyphens in dot-separated labels",
+            ),
+            (
+                "é.example",
+                "write an internationalized domain name in its A-label (xn--) form",
+            ),
+            ("[", "an address literal ends with ]"),
+            (
+                "[999.1.1.1]",
+                "an address literal is [IPv4] or [IPv6:address]",
+            ),
+            (
+                "[IPv6:2001:db8::g]",
+                "an address literal is [IPv4] or [IPv6:address]",
+            ),
+        ] {
             let reply = Command::parse(format!("HELO {name}").as_bytes()).unwrap_err();
-            assert_eq!(code(&reply), (501, Some(Status(5, 5, 4))), "{name:?}");
+            assert_eq!(
+                reply.to_string(),
+                format!("501 5.5.4 Invalid client name: {reason}"),
+                "{name:?}"
+            );
         }
     }
 

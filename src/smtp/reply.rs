@@ -162,6 +162,16 @@ pub fn syntax_error(usage: &'static str) -> Reply {
     )
 }
 
+/// An EHLO/HELO argument that is neither a domain nor an address literal; `reason` is ASCII
+/// text of ours, never the client's input.
+pub fn bad_client_name(reason: &'static str) -> Reply {
+    Reply::owned(
+        501,
+        Some(Status(5, 5, 4)),
+        format!("Invalid client name: {reason}"),
+    )
+}
+
 pub const EHLO_FIRST: Reply = Reply::fixed(
     503,
     Status(5, 5, 1),
@@ -180,6 +190,11 @@ pub fn parameter_needs_ehlo(parameter: &str) -> Reply {
         format!("Parameter {parameter} needs the session to start with EHLO, not HELO"),
     )
 }
+pub const AUTH_PARAMETER_NOT_OFFERED: Reply = Reply::fixed(
+    555,
+    Status(5, 5, 4),
+    "MAIL parameter AUTH= is not allowed: this session was not offered AUTH (it needs EHLO after TLS)",
+);
 pub const EXPN_DISABLED: Reply = Reply::fixed(
     502,
     Status(5, 5, 1),
@@ -276,6 +291,12 @@ pub const AUTH_BAD_BASE64: Reply = Reply::fixed(
     501,
     Status(5, 5, 2),
     "Cannot decode the authentication response; it must be valid base64 (RFC 4954)",
+);
+/// Valid base64 (or `=`, empty) that is not a PLAIN message.
+pub const AUTH_BAD_PLAIN: Reply = Reply::fixed(
+    501,
+    Status(5, 5, 2),
+    "The PLAIN response decodes, but is not authzid NUL user NUL password in UTF-8 (RFC 4616)",
 );
 pub const AUTH_CANCELLED: Reply = Reply::fixed(
     501,

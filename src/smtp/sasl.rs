@@ -127,14 +127,14 @@ fn plain(message: &[u8]) -> Step {
     let (Some(authzid), Some(authcid), Some(password), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Step::Refuse(reply::AUTH_BAD_BASE64);
+        return Step::Refuse(reply::AUTH_BAD_PLAIN);
     };
     let (Ok(authzid), Ok(username), Ok(password)) = (
         std::str::from_utf8(authzid),
         std::str::from_utf8(authcid),
         std::str::from_utf8(password),
     ) else {
-        return Step::Refuse(reply::AUTH_BAD_BASE64);
+        return Step::Refuse(reply::AUTH_BAD_PLAIN);
     };
     // Acting as another user is not supported: only an empty authzid or one equal to the user.
     if !authzid.is_empty() && authzid != username {
@@ -244,11 +244,15 @@ mod tests {
         );
         assert_eq!(
             Exchange::start("PLAIN", Some(&b64("no nul bytes"))).1,
-            Step::Refuse(reply::AUTH_BAD_BASE64)
+            Step::Refuse(reply::AUTH_BAD_PLAIN)
         );
         assert_eq!(
             Exchange::start("PLAIN", Some("=")).1,
-            Step::Refuse(reply::AUTH_BAD_BASE64)
+            Step::Refuse(reply::AUTH_BAD_PLAIN)
+        );
+        assert_eq!(
+            reply::AUTH_BAD_PLAIN.to_string(),
+            "501 5.5.2 The PLAIN response decodes, but is not authzid NUL user NUL password in UTF-8 (RFC 4616)"
         );
         let (exchange, _) = Exchange::start("LOGIN", None);
         assert_eq!(

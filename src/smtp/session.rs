@@ -588,6 +588,7 @@ impl Session {
             extensions.push("STARTTLS".to_string());
         }
         if self.tls.is_some() {
+            // Keep in step with `auth_offered`.
             extensions.push("AUTH PLAIN LOGIN".to_string());
         }
         let reply = reply::ehlo(&self.config.hostname, &client, &extensions);
@@ -595,6 +596,11 @@ impl Session {
         self.helo = Some(client);
         self.esmtp = true;
         self.send(reply);
+    }
+
+    /// EHLO advertised AUTH on this session: after EHLO (not HELO), once TLS is on.
+    fn auth_offered(&self) -> bool {
+        self.esmtp && self.tls.is_some()
     }
 
     fn helo(&mut self, client: String) {
@@ -710,6 +716,10 @@ impl Session {
         };
         if let Some(parameter) = mail.extension_parameter().filter(|_| !self.esmtp) {
             return self.send(reply::parameter_needs_ehlo(parameter));
+        }
+        // RFC 4954 §5: AUTH= is ignored only where AUTH is supported; elsewhere it is 555.
+        if mail.auth && !self.auth_offered() {
+            return self.send(reply::AUTH_PARAMETER_NOT_OFFERED);
         }
         if !mail.smtputf8 && mail.sender.as_ref().is_some_and(|s| !s.is_ascii()) {
             return self.send(reply::NON_ASCII_WITHOUT_SMTPUTF8);

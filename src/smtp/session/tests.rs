@@ -1562,3 +1562,20 @@ fn each_reply_is_attributed_to_the_command_it_answers() {
     assert_eq!(session.answering(), "TIMEOUT");
     assert!(session.command_counts().get(Verb::Unknown) == 0);
 }
+
+#[test]
+fn mail_auth_parameter_is_555_5_5_4_where_auth_is_not_offered() {
+    let text = "555 5.5.4 MAIL parameter AUTH= is not allowed: this session was not offered AUTH (it needs EHLO after TLS)";
+    let mut session = trusted();
+    assert_eq!(
+        outcome(&mut session, "EHLO c\r\nMAIL FROM:<a@b.c> AUTH=<>\r\n"),
+        ["250", "555 5.5.4"]
+    );
+    let replies = replies_text(&mut session, "MAIL FROM:<a@b.c> AUTH=<>\r\n");
+    assert_eq!(replies[0].to_string(), text);
+    let mut session = authenticated();
+    assert_eq!(
+        outcome(&mut session, "MAIL FROM:<a@b.c> AUTH=<>\r\n"),
+        ["250 2.1.0"]
+    );
+}
