@@ -981,7 +981,8 @@ impl Queue {
                     "451 4.4.1 Delivery to {destination} is suspended: it did not answer recently"
                 )
             });
-        let jobs: Vec<Job> = entry.ready.drain(..).collect();
+        // Taken, not drained: a queue that held a burst gives its capacity back.
+        let jobs = std::mem::take(&mut entry.ready);
         for job in jobs {
             for &rcpt in &job.recipients {
                 let result = RecipientResult {
