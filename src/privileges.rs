@@ -6,6 +6,9 @@ use std::ffi::CString;
 use std::io;
 use std::path::Path;
 
+/// Room for one passwd or group entry (glibc's own default for these calls is smaller).
+const LOOKUP_BUFFER: usize = 16 * 1024;
+
 /// The user and group to become.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
@@ -41,7 +44,7 @@ fn c_name(name: &str) -> Result<CString, String> {
 fn user_ids(user: &str) -> Result<(libc::uid_t, libc::gid_t), String> {
     let name = c_name(user)?;
     let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut buffer = vec![0 as libc::c_char; LOOKUP_BUFFER];
     let mut found: *mut libc::passwd = std::ptr::null_mut();
     // SAFETY: every pointer is valid for the call; the buffer's length is passed with it.
     let status = unsafe {
@@ -53,20 +56,14 @@ fn user_ids(user: &str) -> Result<(libc::uid_t, libc::gid_t), String> {
             &mut found,
         )
     };
-    match (status, found.is_null()) {
-        (0, false) => Ok((entry.pw_uid, entry.pw_gid)),
-        (0, true) => Err(format!("no such user {user:?}")),
-        (error, _) => Err(format!(
-            "cannot look up user {user:?}: {}",
-            io::Error::from_raw_os_error(error)
-        )),
-    }
+    found_or_why("user", user, status, found.is_null())?;
+    Ok((entry.pw_uid, entry.pw_gid))
 }
 
 fn group_id(group: &str) -> Result<libc::gid_t, String> {
     let name = c_name(group)?;
     let mut entry: libc::group = unsafe { std::mem::zeroed() };
-    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    let mut buffer = vec![0 as libc::c_char; LOOKUP_BUFFER];
     let mut found: *mut libc::group = std::ptr::null_mut();
     // SAFETY: as in user_ids.
     let status = unsafe {
@@ -78,11 +75,17 @@ fn group_id(group: &str) -> Result<libc::gid_t, String> {
             &mut found,
         )
     };
-    match (status, found.is_null()) {
-        (0, false) => Ok(entry.gr_gid),
-        (0, true) => Err(format!("no such group {group:?}")),
+    found_or_why("group", group, status, found.is_null())?;
+    Ok(entry.gr_gid)
+}
+
+/// What a `getpwnam_r`/`getgrnam_r` call said: found, no such entry, or an error.
+fn found_or_why(kind: &str, name: &str, status: libc::c_int, missing: bool) -> Result<(), String> {
+    match (status, missing) {
+        (0, false) => Ok(()),
+        (0, true) => Err(format!("no such {kind} {name:?}")),
         (error, _) => Err(format!(
-            "cannot look up group {group:?}: {}",
+            "cannot look up {kind} {name:?}: {}",
             io::Error::from_raw_os_error(error)
         )),
     }
