@@ -13,10 +13,10 @@ use tokio_rustls::TlsAcceptor;
 use crate::accounts::SqliteStore;
 use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
-use crate::config::{Config, ListenerMode};
+use crate::config::{Config, ListenerConfig, ListenerMode};
 use crate::delivery::Agent;
 use crate::delivery::client::{ClientSettings, PlaintextFallback};
-use crate::listener::{Listener, Phase, Shared};
+use crate::listener::{Listener, Phase, ServerSettings, Shared};
 use crate::policy::{ConnectionLimiter, HostPolicy, QuotaBook, StoreHostPolicy, StoreSenderPolicy};
 use crate::privileges;
 use crate::queue::driver::{self, QueueManager};
@@ -118,16 +118,15 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     let acceptor = TlsAcceptor::from(server_tls.config);
     let origin = server_tls.origin;
 
-    let limits = session_limits(&config);
+    let implicit_tls_port = implicit_tls_port(&sockets, &config.listeners);
+    let server_settings = server_settings(&config, implicit_tls_port);
     let memory = MemoryBudget::new(config.limits.max_memory_in_flight);
     let mut listeners = Vec::new();
     for (socket, listener) in sockets.into_iter().zip(&config.listeners) {
         let bound = Listener::new(
             socket,
             listener,
-            &config.hostname,
-            limits.clone(),
-            config.policy.check_header_from,
+            &server_settings,
             Arc::clone(&memory),
             Some(acceptor.clone()),
         )
@@ -157,6 +156,7 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     }));
     let mut live = Live {
         config,
+        implicit_tls_port,
         listeners: listeners.iter().map(Listener::settings).collect(),
         shared: shared_sender,
         reread,
@@ -359,6 +359,25 @@ fn return_large_allocations_to_the_system() {
     }
 }
 
+fn server_settings(config: &Config, implicit_tls_port: Option<u16>) -> ServerSettings {
+    ServerSettings {
+        hostname: config.hostname.clone(),
+        limits: session_limits(config),
+        check_header_from: config.policy.check_header_from,
+        implicit_tls_port,
+    }
+}
+
+/// The port clients reach implicit TLS on, as bound (the configuration may say port 0).
+fn implicit_tls_port(sockets: &[TcpListener], listeners: &[ListenerConfig]) -> Option<u16> {
+    sockets
+        .iter()
+        .zip(listeners)
+        .find(|(_, listener)| listener.mode == ListenerMode::Submissions)
+        .and_then(|(socket, _)| socket.local_addr().ok())
+        .map(|address| address.port())
+}
+
 fn session_limits(config: &Config) -> Limits {
     let limits = &config.limits;
     Limits {
@@ -447,6 +466,8 @@ fn announce(config: &Config, listeners: &[Listener], origin: &tls::Origin, recov
 /// What the running server can change on a reload, and how to read the file again.
 struct Live {
     config: Config,
+    /// A reload keeps the listeners, so the port to name stays the one bound at start.
+    implicit_tls_port: Option<u16>,
     listeners: Vec<crate::listener::Settings>,
     shared: watch::Sender<Arc<Shared>>,
     reread: Reread,
@@ -482,14 +503,9 @@ impl Live {
 
     /// New sessions get `new`'s settings; sessions in progress keep theirs.
     fn apply(&mut self, new: Config) {
-        let limits = session_limits(&new);
+        let server = server_settings(&new, self.implicit_tls_port);
         for (settings, listener) in self.listeners.iter().zip(&new.listeners) {
-            settings.update(
-                listener,
-                &new.hostname,
-                limits.clone(),
-                new.policy.check_header_from,
-            );
+            settings.update(listener, &server);
         }
         self.shared.send_modify(|shared| {
             *shared = Arc::new(Shared {

@@ -114,7 +114,8 @@ fn fifty_provisioned_mailboxes_import_into_a_second_data_dir_and_all_log_in_with
     assert_eq!(result["failed"], serde_json::json!([]), "{result}");
     assert_eq!(result["ok"], 50, "{result}");
     assert_eq!(result["hosts"], serde_json::json!(["mail.example.test"]));
-    assert_eq!(result["ports"], serde_json::json!(["587"]));
+    // The embedded default's STARTTLS listener is on 2587.
+    assert_eq!(result["ports"], serde_json::json!(["2587"]));
 }
 
 #[test]
@@ -392,6 +393,8 @@ fn provision_writes_a_private_file_of_n_rows_and_never_overwrites_by_accident() 
             "3",
             "--out",
             out_name,
+            "--port",
+            "465",
         ],
     );
     assert_eq!(
@@ -408,7 +411,7 @@ fn provision_writes_a_private_file_of_n_rows_and_never_overwrites_by_accident() 
             fields[..3],
             [
                 "mail.example.test",
-                "587",
+                "465",
                 &format!("mbox{:04}@example.test", n + 1)
             ]
         );
@@ -502,7 +505,7 @@ fn provision_writes_a_private_file_of_n_rows_and_never_overwrites_by_accident() 
     );
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(
-        text.contains(",587,team0001@new.test,") && text.contains(",587,team0002@new.test,"),
+        text.contains(",2587,team0001@new.test,") && text.contains(",2587,team0002@new.test,"),
         "{text}"
     );
     assert_eq!(text.lines().count(), 3);
@@ -541,16 +544,17 @@ fn export_writes_host_port_username_of_enabled_accounts_without_passwords() {
     let text = std::fs::read_to_string(&out).unwrap();
     // plain.test has no configured host: the server's host name (here the system's) is used.
     let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+    // The port is the embedded default's STARTTLS listener's, 2587.
     assert_eq!(
         lines[..3],
         [
             "host,port,username",
-            "mail.example.test,587,a@example.test",
-            "mail.example.test,587,keep@example.test"
+            "mail.example.test,2587,a@example.test",
+            "mail.example.test,2587,keep@example.test"
         ],
         "{text}"
     );
-    assert!(lines[3].ends_with(",587,z@plain.test"), "{text}");
+    assert!(lines[3].ends_with(",2587,z@plain.test"), "{text}");
     assert_eq!(lines.len(), 4, "{text}");
     assert!(!text.contains(GOOD));
 
@@ -567,6 +571,8 @@ fn export_writes_host_port_username_of_enabled_accounts_without_passwords() {
             "-",
             "--domain",
             "example.test",
+            "--port",
+            "587",
         ],
     );
     assert_eq!(
@@ -579,5 +585,12 @@ fn export_writes_host_port_username_of_enabled_accounts_without_passwords() {
             &["accounts", "export", "--out", "-", "--domain", "nope.test"]
         )),
         67
+    );
+    let odd_port = run(&data, &["accounts", "export", "--out", "-", "--port", "25"]);
+    assert_eq!(status(&odd_port), 64);
+    assert!(
+        stderr(&odd_port).contains("--port 25 is not a submission port an import accepts"),
+        "{}",
+        stderr(&odd_port)
     );
 }

@@ -131,6 +131,9 @@ pub enum Command {
         /// Host column (default: the domain's configured host, else the server's hostname)
         #[arg(long)]
         host: Option<String>,
+        /// Port column: 587, 465, 2587 or 2465 (default: this server's STARTTLS listener's)
+        #[arg(long)]
+        port: Option<u16>,
         /// Local parts are PREFIX0001, PREFIX0002, ...
         #[arg(long, default_value = "mbox")]
         prefix: String,
@@ -146,6 +149,9 @@ pub enum Command {
         /// Only the accounts of this domain
         #[arg(long)]
         domain: Option<String>,
+        /// Port column: 587, 465, 2587 or 2465 (default: this server's STARTTLS listener's)
+        #[arg(long)]
+        port: Option<u16>,
         /// Replace FILE if it exists
         #[arg(long)]
         force: bool,
@@ -331,6 +337,7 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             count,
             out,
             host,
+            port,
             prefix,
             force,
         } => provisioning::provision(
@@ -341,13 +348,26 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
                 count: count as usize,
                 out: &out,
                 host: host.as_deref(),
+                port,
                 prefix: &prefix,
                 force,
             },
         ),
-        Command::Export { out, domain, force } => {
-            provisioning::export(&store, config, &out, domain.as_deref(), force)
-        }
+        Command::Export {
+            out,
+            domain,
+            port,
+            force,
+        } => provisioning::export(
+            &store,
+            config,
+            &provisioning::Export {
+                out: &out,
+                domain: domain.as_deref(),
+                port,
+                force,
+            },
+        ),
     }
 }
 

@@ -28,7 +28,7 @@ use crate::client::Reply;
 use connection::{Log, Smtp};
 use password::Password;
 use report::{Report, Status, Step};
-use target::Mode;
+use target::{Choice, Mode};
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -121,6 +121,9 @@ struct Plan {
     host: String,
     port: u16,
     mode: Mode,
+    /// The port says nothing about the mode: the first connection finds out.
+    detect_mode: bool,
+    /// How the mode was detected, for the report.
     mode_note: Option<String>,
     /// Absent with --plain.
     tls: Option<tls::Tls>,
@@ -140,7 +143,12 @@ impl Plan {
     fn new(args: &CheckArgs) -> Result<Plan, String> {
         let (host, port) = target::parse(&args.target)?;
         check_combinations(args)?;
-        let (mode, mode_note) = target::mode(args.starttls, args.tls, args.plain, port);
+        let choice = target::mode(args.starttls, args.tls, args.plain, port);
+        // Detection starts as STARTTLS: the server's greeting is what it waits for.
+        let (mode, detect_mode) = match choice {
+            Choice::Settled(mode) => (mode, false),
+            Choice::Detect => (Mode::StartTls, true),
+        };
         let from = args
             .from
             .clone()
@@ -162,7 +170,8 @@ impl Plan {
             host,
             port,
             mode,
-            mode_note,
+            detect_mode,
+            mode_note: None,
             tls,
             insecure: args.insecure,
             user: args.user.clone(),

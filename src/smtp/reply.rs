@@ -208,11 +208,25 @@ pub const VRFY_CANNOT_VERIFY: Reply = Reply::fixed(
 
 // ---- TLS (RFC 3207) ----------------------------------------------------------------------------
 
-pub const MUST_STARTTLS: Reply = Reply::fixed(
-    530,
-    Status(5, 7, 0),
-    "Must issue a STARTTLS command first. Set the client to use STARTTLS on this port (587), or implicit TLS (SSL/TLS) on port 465",
-);
+/// The refusal of mail or credentials in clear, naming the ports this server really listens on
+/// (a client configured for "587" on a server that listens on 2587 needs the right number).
+pub fn must_starttls(ports: Ports) -> Reply {
+    let mut text = format!(
+        "Must issue a STARTTLS command first. Set the client to use STARTTLS on this port ({})",
+        ports.own
+    );
+    if let Some(implicit) = ports.implicit_tls {
+        text.push_str(&format!(", or implicit TLS (SSL/TLS) on port {implicit}"));
+    }
+    Reply::owned(530, Some(Status(5, 7, 0)), text)
+}
+
+/// The ports a session's replies name: its own listener's and the server's implicit-TLS one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub own: u16,
+    pub implicit_tls: Option<u16>,
+}
 pub const READY_FOR_TLS: Reply = Reply::fixed(
     220,
     Status(2, 0, 0),
@@ -679,7 +693,10 @@ pub fn catalogue() -> Vec<Reply> {
         parameter_needs_ehlo("SIZE"),
         EXPN_DISABLED,
         VRFY_CANNOT_VERIFY,
-        MUST_STARTTLS,
+        must_starttls(Ports {
+            own: 587,
+            implicit_tls: Some(465),
+        }),
         READY_FOR_TLS,
         STARTTLS_ARGUMENTS,
         ALREADY_TLS,
