@@ -143,7 +143,7 @@ fn import_is_all_or_nothing_when_one_row_is_bad() {
         "{message}"
     );
     assert!(
-        message.contains(&format!("{bad}: 1 bad line; nothing was imported")),
+        message.contains(&format!("{bad}: 1 bad row; nothing was imported")),
         "{message}"
     );
     assert_eq!(accounts(&data), ["keep@example.test"]);
@@ -265,7 +265,7 @@ fn every_bad_row_is_reported_with_its_line_and_reason() {
         );
     }
     assert!(
-        message.contains(&format!("{file}: 7 bad lines; nothing was imported")),
+        message.contains(&format!("{file}: 7 bad rows; nothing was imported")),
         "{message}"
     );
     assert!(
@@ -592,5 +592,57 @@ fn export_writes_host_port_username_of_enabled_accounts_without_passwords() {
         stderr(&odd_port).contains("--port 25 is not a submission port an import accepts"),
         "{}",
         stderr(&odd_port)
+    );
+}
+
+#[test]
+fn a_refused_import_into_a_fresh_data_dir_says_it_once_and_leaves_nothing_behind() {
+    let dir = TempDir::new("import-fresh");
+    let data = dir.0.join("data");
+    let mut text = String::from("host,port,username,password\r\n");
+    for n in 1..=200 {
+        text.push_str(&format!(
+            "mail.example.test,587,m{n}@example.test,{GOOD}\r\n"
+        ));
+    }
+    let file = write(&dir, "m.csv", &text);
+    let refused = run(&data, &["accounts", "import", &file]);
+    assert_eq!(status(&refused), 65);
+    let message = stderr(&refused);
+    assert_eq!(
+        message.matches("not found").count(),
+        1,
+        "one line for the domain: {message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "{file}:2: error: domain example.test not found (200 rows, the first here)"
+        )) && message.contains(&format!("{file}: 200 bad rows; nothing was imported")),
+        "{message}"
+    );
+    assert!(!data.exists(), "the data directory was not created");
+
+    // A dry run leaves nothing either; a real import creates the store.
+    let dry = run(
+        &data,
+        &["accounts", "import", "--dry-run", "--create-domains", &file],
+    );
+    assert_eq!(status(&dry), 0, "{}", stderr(&dry));
+    assert!(!data.exists());
+    ok(&data, &["accounts", "import", "--create-domains", &file]);
+    assert_eq!(accounts(&data).len(), 200);
+
+    // A semicolon-separated file (a European spreadsheet's "CSV") is named as such.
+    let semicolons = write(
+        &dir,
+        "s.csv",
+        &format!("host;port;username;password\r\nmail.example.test;587;a@example.test;{GOOD}\r\n"),
+    );
+    let refused = run(&data, &["accounts", "import", &semicolons]);
+    assert_eq!(status(&refused), 65);
+    assert!(
+        stderr(&refused).contains("the file is separated by semicolons"),
+        "{}",
+        stderr(&refused)
     );
 }

@@ -10,7 +10,7 @@ pub mod csv;
 pub mod provisioning;
 mod store;
 
-pub use store::{SqliteStore, WriteSummary};
+pub use store::{STORE_FILE, SqliteStore, WriteSummary};
 
 /// An account as the CLI shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

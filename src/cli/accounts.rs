@@ -8,11 +8,12 @@ use clap::Subcommand;
 use super::provisioning;
 use super::quota::{self, Limit};
 use super::{
-    EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, Failure,
+    EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE,
+    Failure,
 };
-use crate::accounts::{APP_PASSWORD_PREFIX, Account, CertificateFiles, SqliteStore};
+use crate::accounts::{APP_PASSWORD_PREFIX, Account, CertificateFiles, STORE_FILE, SqliteStore};
 use crate::auth::{StoreError, canonical_username, password};
-use crate::config::Config;
+use crate::config::{Config, ListenerMode};
 use crate::smtp::address;
 use crate::timefmt::{self, unix_now};
 use crate::tls;
@@ -40,13 +41,17 @@ pub enum Command {
         /// The account's email address
         email: String,
     },
-    /// Set a new password; without --password-stdin one is generated and shown once
+    /// Set a new password: from standard input, or generated and shown once
     Passwd {
         /// The account's email address
         email: String,
         /// Read the new password from the first line of standard input
-        #[arg(long)]
+        #[arg(long, conflicts_with = "generate")]
         password_stdin: bool,
+        /// Replace the password with a generated one (the default on a terminal; a script must
+        /// say so, so that a forgotten --password-stdin never replaces a working password)
+        #[arg(long)]
+        generate: bool,
     },
     /// Refuse every login of the account (its data is kept)
     Disable {
@@ -220,22 +225,67 @@ pub enum DomainsCommand {
     List,
 }
 
+/// What existed before the account store was opened (which creates it).
+struct Fresh {
+    /// The data directory did not exist.
+    dir: bool,
+    /// The account store did not exist.
+    store: bool,
+}
+
+impl Fresh {
+    fn before_opening(data_dir: &Path) -> Fresh {
+        Fresh {
+            dir: !data_dir.exists(),
+            store: !data_dir.join(STORE_FILE).exists(),
+        }
+    }
+
+    /// Removes a store (and directory) that opening created: an import that changed nothing
+    /// (refused, or `--dry-run`) leaves no empty store behind in a directory that may be the
+    /// wrong one. An existing directory or store is never touched.
+    fn undo(self, data_dir: &Path) {
+        if !self.store {
+            return;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(data_dir.join(format!("{STORE_FILE}{suffix}")));
+        }
+        if self.dir {
+            // remove_dir removes only an empty directory.
+            let _ = std::fs::remove_dir(data_dir);
+        }
+    }
+}
+
 fn open(config: &Config) -> Result<SqliteStore, Failure> {
     SqliteStore::open(&config.data_dir).map_err(store_failure)
 }
 
 pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
+    let fresh = Fresh::before_opening(&config.data_dir);
     let store = open(config)?;
     match command {
         Command::Add {
             email,
             password_stdin,
-        } => add(&store, &email, password_stdin),
+        } => add(&store, config, &email, password_stdin),
         Command::Passwd {
             email,
             password_stdin,
+            generate,
         } => {
             let email = login_name(&email)?;
+            if !password_stdin && !generate && !std::io::stdin().is_terminal() {
+                return Err(Failure::new(
+                    EX_USAGE,
+                    format!(
+                        "standard input is not a terminal, so the password of {email} is left \
+                         as it is: give --password-stdin to set it from standard input, or \
+                         --generate to replace it with a generated one"
+                    ),
+                ));
+            }
             let (password, generated) = obtain_password(password_stdin)?;
             store
                 .set_password(&email, &hash(&password)?)
@@ -331,7 +381,14 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             file,
             dry_run,
             create_domains,
-        } => provisioning::import(&store, &file, dry_run, create_domains),
+        } => {
+            let result = provisioning::import(&store, &file, dry_run, create_domains);
+            if result.is_err() || dry_run {
+                drop(store);
+                fresh.undo(&config.data_dir);
+            }
+            result
+        }
         Command::Provision {
             domain,
             count,
@@ -482,7 +539,12 @@ fn check_certificate(
     Ok(())
 }
 
-fn add(store: &SqliteStore, email: &str, password_stdin: bool) -> Result<(), Failure> {
+fn add(
+    store: &SqliteStore,
+    config: &Config,
+    email: &str,
+    password_stdin: bool,
+) -> Result<(), Failure> {
     let email = login_name(email)?;
     let (password, generated) = obtain_password(password_stdin)?;
     let new_domain = store
@@ -497,9 +559,33 @@ fn add(store: &SqliteStore, email: &str, password_stdin: bool) -> Result<(), Fai
     }
     show_generated(&email, &password, generated);
     println!(
-        "Clients log in with user name {email} after STARTTLS (port 587 style) or on implicit TLS (port 465 style)."
+        "Clients log in with user name {email} at {}: {}.",
+        config.hostname,
+        client_ports(config)
     );
     Ok(())
+}
+
+/// How this server's listeners are reached, as a mail client's settings call it.
+fn client_ports(config: &Config) -> String {
+    let ports: Vec<String> = config
+        .listeners
+        .iter()
+        .filter_map(|listener| {
+            let port = listener.address.port();
+            match listener.mode {
+                ListenerMode::Submission if listener.starttls => {
+                    Some(format!("STARTTLS on port {port}"))
+                }
+                ListenerMode::Submission => None,
+                ListenerMode::Submissions => Some(format!("SSL/TLS on port {port}")),
+            }
+        })
+        .collect();
+    if ports.is_empty() {
+        return "no listener offers TLS, so only trusted networks can submit".to_string();
+    }
+    ports.join(" or ")
 }
 
 fn set_enabled(store: &SqliteStore, email: &str, enabled: bool) -> Result<(), Failure> {
@@ -706,6 +792,13 @@ fn obtain_password(from_stdin: bool) -> Result<(String, bool), Failure> {
         return Err(Failure::new(
             EX_DATAERR,
             "the password on standard input is empty",
+        ));
+    }
+    // The rule `accounts import` applies: one policy, whichever way a password arrives.
+    if let Some(weakness) = password::weakness(&password) {
+        return Err(Failure::new(
+            EX_DATAERR,
+            format!("the password on standard input is too weak: {weakness}"),
         ));
     }
     for issue in password::inspect(password.as_bytes()) {

@@ -56,15 +56,11 @@ pub fn import(
         eprintln!("{name}:{line}: {kind}: {message}");
     }
     if !checked.errors.is_empty() {
-        let mut lines: Vec<usize> = checked.errors.iter().map(|e| e.line).collect();
-        lines.dedup();
+        // A header or encoding error stops before any row is read: it counts as one.
+        let bad = checked.bad_rows.max(1);
         return Err(Failure::new(
             EX_DATAERR,
-            format!(
-                "{name}: {} bad line{}; nothing was imported",
-                lines.len(),
-                plural(lines.len())
-            ),
+            format!("{name}: {bad} bad row{}; nothing was imported", plural(bad)),
         ));
     }
     if checked.rows.is_empty() {
