@@ -71,13 +71,18 @@ pub struct Checked {
     pub bad_rows: usize,
 }
 
+/// What an import may do beyond the strict rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    /// Create the domains not known yet, instead of refusing their rows.
+    pub create_domains: bool,
+    /// Import weak passwords with a warning, instead of refusing their rows.
+    pub allow_weak: bool,
+}
+
 /// Checks the content of a provisioning file. `domains` maps every known domain (lower case)
 /// to its configured host.
-pub fn check(
-    bytes: &[u8],
-    domains: &HashMap<String, Option<String>>,
-    create_domains: bool,
-) -> Checked {
+pub fn check(bytes: &[u8], domains: &HashMap<String, Option<String>>, rules: &Rules) -> Checked {
     let mut checked = Checked::default();
     let records = match csv::decode(bytes).and_then(csv::parse) {
         Ok(records) => records,
@@ -113,7 +118,7 @@ pub fn check(
             header.fields.len(),
             &columns,
             domains,
-            create_domains,
+            rules,
             &mut seen,
             &mut checked,
         );
@@ -220,7 +225,7 @@ fn check_row(
     width: usize,
     columns: &[usize; 4],
     domains: &HashMap<String, Option<String>>,
-    create_domains: bool,
+    rules: &Rules,
     seen: &mut Seen,
     checked: &mut Checked,
 ) -> Option<Row> {
@@ -261,7 +266,7 @@ fn check_row(
     let domain = address.as_deref().and_then(domain_of);
     let mut domain_unknown = false;
     let configured = match domain.map(|d| (d, domains.get(d))) {
-        Some((domain, None)) if !create_domains => {
+        Some((domain, None)) if !rules.create_domains => {
             domain_unknown = true;
             match seen
                 .unknown_domains
@@ -311,7 +316,16 @@ fn check_row(
     if password.is_empty() {
         error(format!("the password of {who} is empty"));
     } else if let Some(reason) = password::weakness(password) {
-        error(format!("weak password for {who}: {reason}"));
+        if rules.allow_weak {
+            checked.warnings.push(Issue::new(
+                line,
+                format!("weak password for {who}: {reason}; imported anyway (--allow-weak)"),
+            ));
+        } else {
+            error(format!(
+                "weak password for {who}: {reason} (--allow-weak imports it anyway)"
+            ));
+        }
     }
     // An empty password is already an error above; inspect would only say so again.
     let issues = if password.is_empty() {
@@ -411,7 +425,7 @@ mod tests {
     }
 
     fn run(text: &str) -> Checked {
-        check(text.as_bytes(), &domains(), false)
+        check(text.as_bytes(), &domains(), &Rules::default())
     }
 
     /// The errors as (line, message), for matching.
@@ -427,6 +441,32 @@ mod tests {
         let checked = run(text);
         assert_eq!(checked.errors.len(), 1, "{:?}", checked.errors);
         (checked.errors[0].line, checked.errors[0].message.clone())
+    }
+
+    #[test]
+    fn allow_weak_turns_a_weak_password_into_a_warning() {
+        let text = "host,port,username,password\nmail.example.test,587,a@example.test,short\n";
+        let strict = run(text);
+        assert!(
+            strict.errors[0]
+                .message
+                .ends_with("(--allow-weak imports it anyway)")
+        );
+        let lenient = check(
+            text.as_bytes(),
+            &domains(),
+            &Rules {
+                allow_weak: true,
+                ..Rules::default()
+            },
+        );
+        assert!(lenient.errors.is_empty(), "{:?}", lenient.errors);
+        assert_eq!(lenient.rows.len(), 1);
+        assert!(
+            lenient.warnings[0]
+                .message
+                .starts_with("weak password for a@example.test: it has 5 characters")
+        );
     }
 
     #[test]
@@ -538,7 +578,7 @@ mod tests {
         let checked = check(
             b"host,port,username,password\nh,587,a@example.test,caf\xe9\n",
             &domains(),
-            false,
+            &Rules::default(),
         );
         assert_eq!(errors(&checked), [(2, checked.errors[0].message.as_str())]);
         assert!(checked.errors[0].message.contains("UTF-8"));
@@ -625,7 +665,11 @@ mod tests {
         let text = format!(
             "host,port,username,password\nh.test,587,a@new.test,{GOOD}\nh.test,587,b@new.test,{GOOD}\nh.test,587,c@open.test,{GOOD}\n"
         );
-        let checked = check(text.as_bytes(), &domains(), true);
+        let rules = Rules {
+            create_domains: true,
+            ..Rules::default()
+        };
+        let checked = check(text.as_bytes(), &domains(), &rules);
         assert!(checked.errors.is_empty(), "{:?}", checked.errors);
         assert_eq!(checked.new_domains, ["new.test"]);
         assert_eq!(checked.rows.len(), 3);

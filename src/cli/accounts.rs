@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
+use super::prompt;
 use super::provisioning;
 use super::quota::{self, Limit};
 use super::{
@@ -27,6 +28,9 @@ pub enum Command {
         /// Read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
+        /// Accept a password the rule refuses (short, one class of characters, or common)
+        #[arg(long)]
+        allow_weak: bool,
     },
     /// List the accounts
     List,
@@ -41,17 +45,19 @@ pub enum Command {
         /// The account's email address
         email: String,
     },
-    /// Set a new password: from standard input, or generated and shown once
+    /// Set a new password: typed twice on a terminal, from standard input, or generated
     Passwd {
         /// The account's email address
         email: String,
         /// Read the new password from the first line of standard input
         #[arg(long, conflicts_with = "generate")]
         password_stdin: bool,
-        /// Replace the password with a generated one (the default on a terminal; a script must
-        /// say so, so that a forgotten --password-stdin never replaces a working password)
+        /// Replace the password with a generated one, shown once
         #[arg(long)]
         generate: bool,
+        /// Accept a password the rule refuses (short, one class of characters, or common)
+        #[arg(long)]
+        allow_weak: bool,
     },
     /// Refuse every login of the account (its data is kept)
     Disable {
@@ -122,6 +128,9 @@ pub enum Command {
         /// Create the domains that are not known yet (otherwise their rows are errors)
         #[arg(long)]
         create_domains: bool,
+        /// Import weak passwords with a warning instead of refusing the file
+        #[arg(long)]
+        allow_weak: bool,
     },
     /// Create N mailboxes with generated passwords and write them as a provisioning CSV
     Provision {
@@ -269,24 +278,24 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
         Command::Add {
             email,
             password_stdin,
-        } => add(&store, config, &email, password_stdin),
+            allow_weak,
+        } => {
+            let source = if password_stdin {
+                Source::Stdin
+            } else {
+                Source::Generate
+            };
+            add(&store, config, &email, source.checked(allow_weak))
+        }
         Command::Passwd {
             email,
             password_stdin,
             generate,
+            allow_weak,
         } => {
             let email = login_name(&email)?;
-            if !password_stdin && !generate && !std::io::stdin().is_terminal() {
-                return Err(Failure::new(
-                    EX_USAGE,
-                    format!(
-                        "standard input is not a terminal, so the password of {email} is left \
-                         as it is: give --password-stdin to set it from standard input, or \
-                         --generate to replace it with a generated one"
-                    ),
-                ));
-            }
-            let (password, generated) = obtain_password(password_stdin)?;
+            let source = Source::for_passwd(&email, password_stdin, generate)?;
+            let (password, generated) = obtain_password(&source.checked(allow_weak), &email)?;
             store
                 .set_password(&email, &hash(&password)?)
                 .map_err(store_failure)?;
@@ -381,8 +390,13 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             file,
             dry_run,
             create_domains,
+            allow_weak,
         } => {
-            let result = provisioning::import(&store, &file, dry_run, create_domains);
+            let rules = crate::accounts::provisioning::Rules {
+                create_domains,
+                allow_weak,
+            };
+            let result = provisioning::import(&store, &file, dry_run, &rules);
             if result.is_err() || dry_run {
                 drop(store);
                 fresh.undo(&config.data_dir);
@@ -543,10 +557,10 @@ fn add(
     store: &SqliteStore,
     config: &Config,
     email: &str,
-    password_stdin: bool,
+    source: NewPassword,
 ) -> Result<(), Failure> {
     let email = login_name(email)?;
-    let (password, generated) = obtain_password(password_stdin)?;
+    let (password, generated) = obtain_password(&source, &email)?;
     let new_domain = store
         .add_account(&email, &hash(&password)?)
         .map_err(store_failure)?;
@@ -773,38 +787,109 @@ pub(super) fn domain_name(text: &str) -> Result<String, Failure> {
         })
 }
 
-fn obtain_password(from_stdin: bool) -> Result<(String, bool), Failure> {
-    if !from_stdin {
-        return password::generate()
-            .map(|p| (p, true))
-            .map_err(|e| Failure::new(EX_SOFTWARE, e));
+/// Where a new password comes from.
+enum Source {
+    Stdin,
+    Generate,
+    /// Typed twice on the terminal, without echo.
+    Prompt,
+}
+
+/// A source with the rule its password must pass.
+struct NewPassword {
+    source: Source,
+    allow_weak: bool,
+}
+
+impl Source {
+    fn checked(self, allow_weak: bool) -> NewPassword {
+        NewPassword {
+            source: self,
+            allow_weak,
+        }
     }
+
+    /// `passwd` replaces a working password, so without a flag it asks on a terminal and
+    /// refuses elsewhere: a script that forgot --password-stdin changes nothing.
+    fn for_passwd(email: &str, stdin: bool, generate: bool) -> Result<Source, Failure> {
+        match (stdin, generate) {
+            (true, _) => Ok(Source::Stdin),
+            (_, true) => Ok(Source::Generate),
+            _ if std::io::stdin().is_terminal() => Ok(Source::Prompt),
+            _ => Err(Failure::new(
+                EX_USAGE,
+                format!(
+                    "standard input is not a terminal, so the password of {email} is left as \
+                     it is: give --password-stdin to set it from standard input, or --generate \
+                     to replace it with a generated one"
+                ),
+            )),
+        }
+    }
+}
+
+fn obtain_password(wanted: &NewPassword, email: &str) -> Result<(String, bool), Failure> {
+    let password = match wanted.source {
+        Source::Generate => {
+            return password::generate()
+                .map(|p| (p, true))
+                .map_err(|e| Failure::new(EX_SOFTWARE, e));
+        }
+        Source::Stdin => stdin_line()?,
+        Source::Prompt => typed_twice(email)?,
+    };
+    if password.is_empty() {
+        return Err(Failure::new(EX_DATAERR, "the password is empty"));
+    }
+    // The rule `accounts import` applies: one policy, whichever way a password arrives.
+    match password::weakness(&password) {
+        Some(weakness) if !wanted.allow_weak => {
+            return Err(Failure::new(
+                EX_DATAERR,
+                format!("the password is too weak: {weakness} (--allow-weak accepts it anyway)"),
+            ));
+        }
+        Some(weakness) => eprintln!("warning: weak password accepted (--allow-weak): {weakness}"),
+        None => {}
+    }
+    // Whitespace or invisible characters may be part of the password, but they are the
+    // commonest cause of 535, so name each one.
+    for issue in password::inspect(password.as_bytes()) {
+        eprintln!("warning: {issue}; it is stored exactly, and clients must send it exactly");
+    }
+    Ok((password, false))
+}
+
+/// The first line of standard input; only the line ending is removed.
+fn stdin_line() -> Result<String, Failure> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .map_err(|e| Failure::new(EX_IOERR, format!("cannot read the password: {e}")))?;
-    // Only the line ending is removed; whitespace or invisible characters may be part of the
-    // password, but they are the commonest cause of 535, so name each one.
     let password = line.strip_suffix('\n').unwrap_or(&line);
-    let password = password.strip_suffix('\r').unwrap_or(password).to_string();
-    if password.is_empty() {
+    Ok(password.strip_suffix('\r').unwrap_or(password).to_string())
+}
+
+fn typed_twice(email: &str) -> Result<String, Failure> {
+    let read = |prompt: &str| {
+        prompt::hidden_line(prompt)
+            .map_err(|e| Failure::new(EX_IOERR, format!("cannot read the password: {e}")))
+    };
+    let first = read(&format!("New password for {email}: "))?;
+    if first.is_empty() {
         return Err(Failure::new(
             EX_DATAERR,
-            "the password on standard input is empty",
+            "the password is empty; nothing was changed (--generate makes one)",
         ));
     }
-    // The rule `accounts import` applies: one policy, whichever way a password arrives.
-    if let Some(weakness) = password::weakness(&password) {
+    if read("Again: ")? != first {
         return Err(Failure::new(
             EX_DATAERR,
-            format!("the password on standard input is too weak: {weakness}"),
+            "the two passwords differ; nothing was changed",
         ));
     }
-    for issue in password::inspect(password.as_bytes()) {
-        eprintln!("warning: {issue}; it is stored exactly, and clients must send it exactly");
-    }
-    Ok((password, false))
+    Ok(first)
 }
 
 fn hash(password: &str) -> Result<String, Failure> {

@@ -14,18 +14,19 @@ use super::{
     EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, EX_USAGE, Failure,
 };
 use crate::accounts::provisioning::{
-    self, DEFAULT_PORT, SUBMISSION_PORTS, mailbox_names, parse_address, render, render_export,
+    self, DEFAULT_PORT, Rules, SUBMISSION_PORTS, mailbox_names, parse_address, render,
+    render_export,
 };
 use crate::accounts::{SqliteStore, same_host};
 use crate::auth::password;
 use crate::config::{Config, ListenerMode};
 
-/// `accounts import FILE [--dry-run] [--create-domains]`.
+/// `accounts import FILE [--dry-run] [--create-domains] [--allow-weak]`.
 pub fn import(
     store: &SqliteStore,
     file: &Path,
     dry_run: bool,
-    create_domains: bool,
+    rules: &Rules,
 ) -> Result<(), Failure> {
     let name = file.display();
     let bytes = std::fs::read(file)
@@ -36,7 +37,7 @@ pub fn import(
         .into_iter()
         .map(|d| (d.name, d.host))
         .collect();
-    let checked = provisioning::check(&bytes, &domains, create_domains);
+    let checked = provisioning::check(&bytes, &domains, rules);
 
     // Errors and warnings in line order, as FILE:LINE: ... like a compiler.
     let mut issues: Vec<(usize, bool, &str)> = checked
@@ -105,7 +106,7 @@ pub fn import(
         .zip(hashes)
         .collect();
     let summary = store
-        .upsert_accounts(&accounts, create_domains)
+        .upsert_accounts(&accounts, rules.create_domains)
         .map_err(store_failure)?;
     println!(
         "Imported {} account{} from {name} in {:.1} s: {} created, {} updated (new password){}.",
