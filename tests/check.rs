@@ -335,6 +335,39 @@ fn an_unusual_port_that_waits_for_a_handshake_is_checked_with_tls() {
     assert_step(&output, "tls", "PASS", &[]);
 }
 
+/// Without a port, 587 comes first; a host that answers only on 465 is checked there.
+#[test]
+fn without_a_port_465_is_tried_when_587_does_not_answer() {
+    let server = Server::start(
+        "check-465",
+        Options {
+            // A privileged port: the tests run as root, as .ci/run does.
+            extra: "[[listener]]\naddress = \"127.0.0.77:465\"\nmode = \"submissions\"\n".into(),
+            ..Options::default()
+        },
+    );
+    server.add_account(USER, PASSWORD);
+    let (status, output) = check(
+        &[
+            "127.0.0.77",
+            "--insecure",
+            "--user",
+            USER,
+            "--password-stdin",
+        ],
+        format!("{PASSWORD}\n").as_bytes(),
+    );
+    assert_eq!(status, 0, "{output}");
+    assert_contains(
+        &output,
+        &[
+            "no port was given and port 587 refused the connection; port 465 answered, so this \
+             check uses implicit TLS there",
+        ],
+    );
+    assert_step(&output, "login", "PASS", &[]);
+}
+
 /// The 530 names the ports this server listens on, not the textbook 587 and 465.
 #[test]
 fn the_530_names_the_ports_the_server_listens_on() {

@@ -123,6 +123,8 @@ struct Plan {
     mode: Mode,
     /// The port says nothing about the mode: the first connection finds out.
     detect_mode: bool,
+    /// No port was given: if 587 cannot be reached, 465 (implicit TLS) is tried.
+    try_submissions: bool,
     /// How the mode was detected, for the report.
     mode_note: Option<String>,
     /// Absent with --plain.
@@ -141,7 +143,8 @@ struct Plan {
 
 impl Plan {
     fn new(args: &CheckArgs) -> Result<Plan, String> {
-        let (host, port) = target::parse(&args.target)?;
+        let (host, given_port) = target::split(&args.target)?;
+        let port = given_port.unwrap_or(target::SUBMISSION_PORT);
         check_combinations(args)?;
         let choice = target::mode(args.starttls, args.tls, args.plain, port);
         // Detection starts as STARTTLS: the server's greeting is what it waits for.
@@ -149,6 +152,8 @@ impl Plan {
             Choice::Settled(mode) => (mode, false),
             Choice::Detect => (Mode::StartTls, true),
         };
+        // Without a port or a mode, 465 is the alternative when 587 does not answer.
+        let try_submissions = given_port.is_none() && !(args.starttls || args.tls || args.plain);
         let from = args
             .from
             .clone()
@@ -171,6 +176,7 @@ impl Plan {
             port,
             mode,
             detect_mode,
+            try_submissions,
             mode_note: None,
             tls,
             insecure: args.insecure,

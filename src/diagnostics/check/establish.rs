@@ -13,6 +13,8 @@ use super::target::{Mode, SUBMISSION_PORT, SUBMISSIONS_PORT};
 use super::{Checker, Session, auth_line, offers, tls};
 use crate::client::Reply;
 
+type Connected = Result<(TcpStream, SocketAddr), ConnectError>;
+
 /// How long an unusual port has to greet before it is taken for implicit TLS. Servers greet at
 /// once unless they pause on purpose (a "greet pause" of several seconds is rare on submission).
 const DETECT_WAIT: Duration = Duration::from_secs(3);
@@ -89,7 +91,12 @@ impl Checker {
 
     async fn connect(&mut self) -> Option<TcpStream> {
         let plan = &self.plan;
-        match tcp_connect(&plan.host, plan.port, plan.timeout).await {
+        let mut outcome = tcp_connect(&plan.host, plan.port, plan.timeout).await;
+        if outcome.is_err() && std::mem::take(&mut self.plan.try_submissions) {
+            outcome = self.try_submissions_port(outcome).await;
+        }
+        let plan = &self.plan;
+        match outcome {
             Ok((stream, address)) => {
                 self.log
                     .borrow_mut()
@@ -103,6 +110,28 @@ impl Checker {
                 None
             }
         }
+    }
+
+    /// No port was given and 587 did not answer: a server may offer only implicit TLS on 465.
+    /// If 465 answers, the check goes on there; if not, the failure on 587 is the one reported.
+    async fn try_submissions_port(&mut self, on_submission: Connected) -> Connected {
+        let plan = &self.plan;
+        let Ok(found) = tcp_connect(&plan.host, SUBMISSIONS_PORT, plan.timeout).await else {
+            return on_submission;
+        };
+        let why = match &on_submission {
+            Err(ConnectError::Refused(_)) => "refused the connection",
+            Err(ConnectError::TimedOut(_)) => "did not answer",
+            _ => "could not be reached",
+        };
+        self.plan.port = SUBMISSIONS_PORT;
+        self.plan.mode = Mode::Implicit;
+        self.plan.detect_mode = false;
+        self.plan.mode_note = Some(format!(
+            "no port was given and port {SUBMISSION_PORT} {why}; port {SUBMISSIONS_PORT} \
+             answered, so this check uses implicit TLS there"
+        ));
+        Ok(found)
     }
 
     /// `--helo`, else this host's name when it is fully qualified, else the address literal

@@ -32,15 +32,8 @@ impl Mode {
 pub const SUBMISSION_PORT: u16 = 587;
 pub const SUBMISSIONS_PORT: u16 = 465;
 
-/// Splits `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address. The port defaults
-/// to 587, the submission port.
-pub fn parse(target: &str) -> Result<(String, u16), String> {
-    let (host, port) = split(target)?;
-    Ok((host, port.unwrap_or(SUBMISSION_PORT)))
-}
-
-/// The host (without IPv6 brackets) and the port, if `target` names one; `bench`, which needs
-/// the port, uses this too.
+/// Splits `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address into the host
+/// (without IPv6 brackets) and the port, if `target` names one; `check` and `bench` use it.
 pub(crate) fn split(target: &str) -> Result<(String, Option<u16>), String> {
     let invalid = |why: &str| format!("{target:?} is not HOST[:PORT]: {why}");
     if let Some(rest) = target.strip_prefix('[') {
@@ -119,16 +112,16 @@ mod tests {
     #[test]
     fn host_and_port_forms() {
         assert_eq!(
-            parse("mail.example.com").unwrap(),
-            ("mail.example.com".into(), 587)
+            split("mail.example.com").unwrap(),
+            ("mail.example.com".into(), None)
         );
         assert_eq!(
-            parse("mail.example.com:465").unwrap(),
-            ("mail.example.com".into(), 465)
+            split("mail.example.com:465").unwrap(),
+            ("mail.example.com".into(), Some(465))
         );
-        assert_eq!(parse("[::1]:2587").unwrap(), ("::1".into(), 2587));
-        assert_eq!(parse("[::1]").unwrap(), ("::1".into(), 587));
-        assert_eq!(parse("2001:db8::1").unwrap(), ("2001:db8::1".into(), 587));
+        assert_eq!(split("[::1]:2587").unwrap(), ("::1".into(), Some(2587)));
+        assert_eq!(split("[::1]").unwrap(), ("::1".into(), None));
+        assert_eq!(split("2001:db8::1").unwrap(), ("2001:db8::1".into(), None));
         for bad in [
             "",
             ":587",
@@ -139,7 +132,7 @@ mod tests {
             "[::1",
             "[::1]x",
         ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+            assert!(split(bad).is_err(), "{bad:?}");
         }
     }
 
