@@ -112,6 +112,7 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
         .map(|t| (t.certificate.as_path(), t.key.as_path()));
     let server_tls = tls::server_config(tls_files, data_dir, &config.hostname)
         .map_err(|e| fail(EX_CONFIG, e))?;
+    let default_certificate = Arc::clone(&server_tls.resolver);
     let mut certificates = DomainCertificates::new(server_tls.resolver);
     refresh_certificates(&store, &mut certificates);
     let refresh_now = keep_certificates_fresh(Arc::clone(&store), certificates)?;
@@ -157,6 +158,7 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     let mut live = Live {
         config,
         implicit_tls_port,
+        default_certificate,
         listeners: listeners.iter().map(Listener::settings).collect(),
         shared: shared_sender,
         reread,
@@ -468,6 +470,8 @@ struct Live {
     config: Config,
     /// A reload keeps the listeners, so the port to name stays the one bound at start.
     implicit_tls_port: Option<u16>,
+    /// Serves `[tls]`'s certificate (or the generated one), read again at each reload.
+    default_certificate: Arc<tls::SniResolver>,
     listeners: Vec<crate::listener::Settings>,
     shared: watch::Sender<Arc<Shared>>,
     reread: Reread,
@@ -490,6 +494,11 @@ impl Live {
                 "reload refused: these change only with a restart; the running configuration is kept"
             ),
             reload::Plan::Apply(changed) => {
+                // Read first: a certificate that cannot be used refuses the whole reload.
+                if let Err(reason) = self.reread_certificate(&new) {
+                    tracing::error!(%reason, "reload refused: the running configuration and certificate are kept");
+                    return;
+                }
                 self.apply(new);
                 let changed = if changed.is_empty() {
                     "nothing".to_owned()
@@ -499,6 +508,19 @@ impl Live {
                 tracing::info!(%changed, "reloaded the configuration");
             }
         }
+    }
+
+    /// Reads `new`'s default certificate (the same files renewed in place, or others) and
+    /// serves it from the next handshake on.
+    fn reread_certificate(&self, new: &Config) -> Result<(), String> {
+        let files = new
+            .tls
+            .as_ref()
+            .map(|t| (t.certificate.as_path(), t.key.as_path()));
+        let (certificate, _) = tls::default_certificate(files, &new.data_dir, &new.hostname)?;
+        self.default_certificate
+            .replace_default(Arc::new(certificate));
+        Ok(())
     }
 
     /// New sessions get `new`'s settings; sessions in progress keep theirs.
