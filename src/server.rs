@@ -77,6 +77,7 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     fs::create_dir_all(data_dir)
         .map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", data_dir.display())))?;
     let _lock = lock_data_dir(data_dir)?;
+    keep_private(data_dir);
     let spool_dir = data_dir.join("spool");
     let (announcer, inbox) = driver::channel();
     let (spool, recovery) = SegmentLog::open_notifying(&spool_dir, Some(announcer.notifier()))
@@ -406,6 +407,33 @@ pub fn is_running(data_dir: &Path) -> bool {
 }
 
 /// Two servers on one data directory would interleave spool writes: refuse the second.
+/// The data directory holds password hashes and every message: only the server's user may
+/// enter it. New files are private already (the umask, see `cli::main`); a directory made by an
+/// older version or by hand is tightened once, saying so.
+fn keep_private(data_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = fs::metadata(data_dir) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    match fs::set_permissions(data_dir, fs::Permissions::from_mode(mode & 0o700)) {
+        Ok(()) => tracing::warn!(
+            data_dir = %data_dir.display(),
+            was = format!("{mode:o}"),
+            "the data directory was open to other users; it is now {:o}",
+            mode & 0o700
+        ),
+        Err(error) => tracing::warn!(
+            data_dir = %data_dir.display(),
+            %error,
+            "the data directory is open to other users and cannot be made private"
+        ),
+    }
+}
+
 fn lock_data_dir(data_dir: &Path) -> Result<File, StartError> {
     let path = data_dir.join("portcullis.lock");
     let file = OpenOptions::new()
