@@ -7,6 +7,8 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordVerifier
 use argon2::{Argon2, Block, Params};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::invisible::invisible;
+
 /// Hashes with argon2id at the crate's defaults (m = 19 MiB, t = 2, p = 1: the OWASP baseline).
 pub fn hash(password: &str) -> Result<String, String> {
     Hasher::new().hash(password)
@@ -279,28 +281,6 @@ fn edge_name(c: char) -> Option<&'static str> {
         '\r' => Some("a carriage return (\\r)"),
         _ => invisible(c).or_else(|| c.is_whitespace().then_some("a whitespace character")),
     }
-}
-
-/// Characters that look like nothing, or like an ordinary space, but are different bytes.
-/// Shared with `portcullis check`, which retries a refused login without them.
-pub(crate) fn invisible(c: char) -> Option<&'static str> {
-    let name = match c {
-        '\u{00A0}' => "a no-break space (U+00A0, looks like a space)",
-        '\u{202F}' | '\u{2007}' => "a narrow or figure no-break space (looks like a space)",
-        '\u{200B}' => "a zero-width space (U+200B, invisible)",
-        '\u{200C}' => "a zero-width non-joiner (U+200C, invisible)",
-        '\u{200D}' => "a zero-width joiner (U+200D, invisible)",
-        '\u{2060}' => "a word joiner (U+2060, invisible)",
-        '\u{FEFF}' => "a byte order mark (U+FEFF, invisible)",
-        '\u{00AD}' => "a soft hyphen (U+00AD, usually invisible)",
-        '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
-            "a text-direction mark (invisible)"
-        }
-        c if c.is_control() => "a control character (tab, CR, LF or similar)",
-        c if c.is_whitespace() && c != ' ' => "an unusual whitespace character",
-        _ => return None,
-    };
-    Some(name)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::invisible::invisible;
+
 /// An enhanced status code `class.subject.detail` (RFC 3463).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status(pub u8, pub u16, pub u16);
@@ -407,13 +409,24 @@ pub fn recipient_quota_reached(user: &str, limit: u64, resets: &str) -> Reply {
     )
 }
 
-/// Client text quoted in a reply: control characters become `?` and it is cut to `limit`
-/// characters, so a reply stays printable and within RFC 5321's 512 octets a line.
+/// Client text quoted in a reply: control and invisible characters (see [`invisible`]) become
+/// `?` and it is cut to `limit` characters, so a reply stays printable, shows what is there and
+/// stays within RFC 5321's 512 octets a line.
 fn echo(text: &str, limit: usize) -> String {
+    quote(text, limit, |c| c.is_control() || invisible(c).is_some())
+}
+
+/// Like [`echo`], for text that is not an address (a parameter, a HELP topic): nothing but
+/// printable ASCII belongs there, so anything else becomes `?`.
+fn echo_ascii(text: &str, limit: usize) -> String {
+    quote(text, limit, |c| !(' '..='~').contains(&c))
+}
+
+fn quote(text: &str, limit: usize, hidden: impl Fn(char) -> bool) -> String {
     let mut echoed: String = text
         .chars()
         .take(limit)
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if hidden(c) { '?' } else { c })
         .collect();
     if text.chars().count() > limit {
         echoed.push_str("...");
@@ -480,7 +493,7 @@ pub fn unknown_parameter(parameter: &str) -> Reply {
         Some(Status(5, 5, 4)),
         format!(
             "Parameter {} not recognized or not implemented",
-            echo(parameter, 64)
+            echo_ascii(parameter, 64)
         ),
     )
 }
@@ -628,7 +641,7 @@ pub fn help(topic: Option<&str>) -> Reply {
             Some(Status(5, 5, 4)),
             format!(
                 "No help for \"{}\"; send HELP for the list of commands",
-                echo(topic, 64)
+                echo_ascii(topic, 64)
             ),
         ),
     }

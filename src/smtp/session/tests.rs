@@ -958,6 +958,36 @@ fn bad_sender_is_501_5_1_7_and_bad_recipient_501_5_1_3() {
 }
 
 #[test]
+fn a_non_ascii_parameter_is_not_echoed() {
+    let mut session = authenticated();
+    let replies = replies_text(&mut session, "MAIL FROM:<a@b.c> X-\u{202E}é=1\r\n");
+    assert_eq!(
+        replies[0].to_wire(),
+        "555 5.5.4 Parameter X-??=1 not recognized or not implemented\r\n"
+    );
+}
+
+#[test]
+fn a_sender_with_a_text_direction_mark_is_501_5_1_7() {
+    let mut session = authenticated();
+    let replies = replies_text(
+        &mut session,
+        "EHLO c\r\nMAIL FROM:<ad\u{202E}nim@b.c> SMTPUTF8\r\n",
+    );
+    let refusal = replies.last().unwrap();
+    assert_eq!(
+        (refusal.code(), refusal.status()),
+        (501, Some(reply::Status(5, 1, 7)))
+    );
+    assert!(
+        refusal
+            .text()
+            .contains("invisible or text-direction character")
+    );
+    assert!(!refusal.text().contains('\u{202E}'));
+}
+
+#[test]
 fn unknown_mail_parameter_is_555_5_5_4() {
     let mut session = authenticated();
     assert_eq!(
