@@ -27,6 +27,7 @@ use super::interner::Interner;
 
 use super::schedule::{self, DestinationState, RetryPolicy, TimerId, Timers, Verdict};
 use super::state::{self, Event, RecipientState, Record};
+use super::table::Table;
 use crate::bounce::{Kind, Notify, should_notify};
 use crate::spool::QueuedMessage;
 
@@ -200,9 +201,60 @@ impl Message {
 
 #[derive(Debug, Default)]
 struct Destination {
-    ready: VecDeque<Job>,
+    ready: VecDeque<Ready>,
     state: DestinationState,
     resume_timer: Option<TimerId>,
+}
+
+/// Work waiting in a destination's ready queue: which message and which of its recipients.
+/// The [`Job`] (its id, destination and domain as strings) is made when a connection takes it,
+/// so a million waiting recipients cost 24 bytes each here, not four allocations.
+#[derive(Debug)]
+struct Ready {
+    message: u64,
+    recipients: Indexes,
+}
+
+/// Recipient indexes, without an allocation for the common single one.
+#[derive(Debug)]
+enum Indexes {
+    One(u32),
+    Many(Box<[u32]>),
+}
+
+impl Indexes {
+    fn of(indexes: &[u32]) -> Indexes {
+        match indexes {
+            [one] => Indexes::One(*one),
+            many => Indexes::Many(many.into()),
+        }
+    }
+
+    fn as_slice(&self) -> &[u32] {
+        match self {
+            Indexes::One(one) => std::slice::from_ref(one),
+            Indexes::Many(many) => many,
+        }
+    }
+}
+
+impl Ready {
+    /// The job for a connection to `destination`; the domain is the first recipient's (all
+    /// of a job's recipients share it).
+    fn job(&self, messages: &Table<Message>, destination: &str) -> Job {
+        let recipients = self.recipients.as_slice();
+        let domain = messages
+            .get(&self.message)
+            .and_then(|message| message.recipients.get(*recipients.first()? as usize))
+            .map(|recipient| domain_of(&recipient.address).to_ascii_lowercase())
+            .unwrap_or_default();
+        Job {
+            id: queue_id(self.message),
+            destination: destination.to_string(),
+            domain,
+            recipients: recipients.to_vec(),
+        }
+    }
 }
 
 /// A spool segment as the manager sees it.
@@ -236,7 +288,7 @@ pub struct Queue {
     settings: Settings,
     destination_of: DestinationOf,
     /// Keyed by the queue id's two numbers packed in one ([`key`]): no string per message.
-    messages: HashMap<u64, Message>,
+    messages: Table<Message>,
     destinations: HashMap<String, Destination>,
     timers: Timers<Timer>,
     /// What each spool segment holds, for reclaiming and copying forward.
@@ -262,7 +314,7 @@ impl Queue {
         Queue {
             settings,
             destination_of,
-            messages: HashMap::new(),
+            messages: Table::default(),
             destinations: HashMap::new(),
             timers: Timers::new(),
             segments: BTreeMap::new(),
@@ -456,7 +508,7 @@ impl Queue {
             return;
         }
         let mut started = self.messages.values().filter(|m| m.moving).count();
-        for (&message_key, message) in &mut self.messages {
+        for (&message_key, message) in self.messages.iter_mut() {
             if started >= MAX_COPIES_IN_FLIGHT {
                 break;
             }
@@ -581,17 +633,16 @@ impl Queue {
                 .or_default()
                 .push(index as u32);
         }
-        for ((destination, domain), recipients) in groups {
+        // Grouped by domain too, so that a job's recipients share one (its Job names it).
+        for ((destination, _domain), recipients) in groups {
             let queue = self
                 .destinations
                 .entry(destination.to_string())
                 .or_default();
             for chunk in recipients.chunks(self.settings.recipients_per_transaction.max(1)) {
-                queue.ready.push_back(Job {
-                    id: id.to_string(),
-                    destination: destination.to_string(),
-                    domain: domain.clone(),
-                    recipients: chunk.to_vec(),
+                queue.ready.push_back(Ready {
+                    message: key(id),
+                    recipients: Indexes::of(chunk),
                 });
             }
         }
@@ -626,7 +677,11 @@ impl Queue {
                 {
                     break;
                 }
-                let job = entry.ready.pop_front().expect("not empty");
+                let job = entry
+                    .ready
+                    .pop_front()
+                    .expect("not empty")
+                    .job(&self.messages, &name);
                 let worker = self.next_worker;
                 self.next_worker += 1;
                 self.connections += 1;
@@ -684,7 +739,7 @@ impl Queue {
         if !entry.state.ready(now) {
             return None;
         }
-        let job = entry.ready.pop_front()?;
+        let job = entry.ready.pop_front()?.job(&self.messages, destination);
         self.worker_jobs.insert(worker, sent + 1);
         Some(job)
     }
@@ -927,11 +982,12 @@ impl Queue {
     /// Takes a message's jobs out of the ready queues (they are not on a connection yet).
     fn unqueue(&mut self, id: &str) {
         let mut freed = Vec::new();
+        let message = key(id);
         for destination in self.destinations.values_mut() {
-            destination.ready.retain(|job| {
-                let keep = job.id != id;
+            destination.ready.retain(|ready| {
+                let keep = ready.message != message;
                 if !keep {
-                    freed.extend(job.recipients.iter().copied());
+                    freed.extend(ready.recipients.as_slice().iter().copied());
                 }
                 keep
             });
@@ -982,9 +1038,10 @@ impl Queue {
                 )
             });
         // Taken, not drained: a queue that held a burst gives its capacity back.
-        let jobs = std::mem::take(&mut entry.ready);
-        for job in jobs {
-            for &rcpt in &job.recipients {
+        let waiting = std::mem::take(&mut entry.ready);
+        for ready in waiting {
+            let id = queue_id(ready.message);
+            for &rcpt in ready.recipients.as_slice() {
                 let result = RecipientResult {
                     rcpt,
                     outcome: Outcome::Temporary,
@@ -992,10 +1049,10 @@ impl Queue {
                     relay: None,
                     dsn_forwarded: false,
                 };
-                self.recipient_result(&job.id, &result, 0, now, until);
+                self.recipient_result(&id, &result, 0, now, until);
             }
-            self.schedule_retry(&job.id, now);
-            self.finish_if_done(&job.id);
+            self.schedule_retry(&id, now);
+            self.finish_if_done(&id);
         }
     }
 

@@ -6,6 +6,7 @@ mod interner;
 pub mod manager;
 pub mod schedule;
 pub mod state;
+mod table;
 
 use std::io;
 use std::path::Path;
