@@ -21,6 +21,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use super::interner::Interner;
@@ -278,7 +279,9 @@ const MAX_COPIES_IN_FLIGHT: usize = 100;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Timer {
     Retry(u64),
-    Resume(String),
+    /// Boxed: one timer per deferred message is the common case, and a `String` here would
+    /// make every entry of the timer tree 8 bytes bigger.
+    Resume(Box<str>),
 }
 
 /// How a recipient's domain maps to a destination (a relay shared by many domains is one).
@@ -388,7 +391,7 @@ impl Queue {
                     }
                 }
                 Timer::Resume(destination) => {
-                    if let Some(entry) = self.destinations.get_mut(&destination) {
+                    if let Some(entry) = self.destinations.get_mut(&*destination) {
                         entry.resume_timer = None;
                     }
                 }
@@ -622,7 +625,7 @@ impl Queue {
         let mut groups: BTreeMap<(Arc<str>, String), Vec<u32>> = BTreeMap::new();
         for (index, recipient) in message.recipients.iter_mut().enumerate() {
             let state = &recipient.state;
-            let due = state.next_attempt_at.is_none_or(|at| at <= now);
+            let due = state.next_attempt_at.is_none_or(|at| at.get() <= now);
             if recipient.busy || state.held || state.status.is_final() || !due {
                 continue;
             }
@@ -711,7 +714,8 @@ impl Queue {
         if let Some(until) = entry.state.suspended_until().filter(|until| *until > now)
             && entry.resume_timer.is_none()
         {
-            entry.resume_timer = Some(self.timers.schedule(until, Timer::Resume(destination)));
+            let timer = Timer::Resume(destination.into_boxed_str());
+            entry.resume_timer = Some(self.timers.schedule(until, timer));
         }
         for result in &attempt.results {
             self.recipient_result(&attempt.job.id, result, attempt.elapsed_ms, now, now);
@@ -935,7 +939,7 @@ impl Queue {
                     })
                     .unwrap_or_default();
                 for destination in destinations {
-                    if let Some(entry) = self.destinations.get_mut(&destination) {
+                    if let Some(entry) = self.destinations.get_mut(&*destination) {
                         entry.state.on_success(now);
                     }
                 }
@@ -1066,6 +1070,7 @@ impl Queue {
             .iter()
             .filter(|r| !r.busy && !r.state.held && !r.state.status.is_final())
             .filter_map(|r| r.state.next_attempt_at)
+            .map(NonZeroU64::get)
             .min();
         if let Some(timer) = message.retry_timer.take() {
             self.timers.cancel(timer);

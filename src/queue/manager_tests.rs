@@ -496,7 +496,7 @@ fn recovery_schedules_deferred_recipients_and_skips_finished_ones() {
     let deferred = RecipientState {
         status: Status::Deferred,
         attempts: 1,
-        next_attempt_at: Some(NOW + 100),
+        next_attempt_at: NonZeroU64::new(NOW + 100),
         ..Default::default()
     };
     let delivered = RecipientState {

@@ -49,7 +49,9 @@ impl RecipientView {
             status: status_name(state),
             attempts: state.attempts,
             last_reply: state.last_reply.as_deref().map(String::from),
-            next_attempt_at: state.next_attempt_at.map(crate::timefmt::rfc3339_unix),
+            next_attempt_at: state
+                .next_attempt_at
+                .map(|at| crate::timefmt::rfc3339_unix(at.get())),
         }
     }
 }

@@ -11,6 +11,7 @@
 //! * the due-queue itself ([`Timers`]).
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU64;
 
 /// Used when `retry_seconds` is empty: Postfix's `minimal_backoff_time`, so a misconfigured
 /// list still retries at a sane pace instead of never or in a loop.
@@ -332,13 +333,15 @@ fn mentions_rate(text: &str) -> bool {
 /// A handle to one scheduled entry, for [`Timers::cancel`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TimerId {
-    at: u64,
+    /// Never 0 (a time long past is due at once either way), so `Option<TimerId>`, which every
+    /// queued message holds, costs no extra bytes.
+    at: NonZeroU64,
     seq: u64,
 }
 
 impl TimerId {
     pub fn at(&self) -> u64 {
-        self.at
+        self.at.get()
     }
 }
 
@@ -372,13 +375,14 @@ impl<K> Timers<K> {
         // take half a million years.
         let seq = self.next_seq;
         self.next_seq = self.next_seq.wrapping_add(1);
-        self.entries.insert((at, seq), key);
+        let at = NonZeroU64::new(at).unwrap_or(NonZeroU64::MIN);
+        self.entries.insert((at.get(), seq), key);
         TimerId { at, seq }
     }
 
     /// Removes an entry; `None` if it already came due or was cancelled.
     pub fn cancel(&mut self, id: TimerId) -> Option<K> {
-        self.entries.remove(&(id.at, id.seq))
+        self.entries.remove(&(id.at.get(), id.seq))
     }
 
     /// Everything due at or before `now`, in order.

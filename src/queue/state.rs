@@ -22,6 +22,7 @@
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::num::NonZeroU64;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -131,8 +132,9 @@ pub struct RecipientState {
     /// recipients have in common (see `super::interner`).
     pub last_reply: Option<Arc<str>>,
     pub last_relay: Option<Arc<str>>,
-    /// `None`: due as soon as possible (queued, retried or released).
-    pub next_attempt_at: Option<u64>,
+    /// `None`: due as soon as possible (queued, retried or released). Never 0 (a time long
+    /// past is due now anyway), so that the option costs no extra bytes per recipient.
+    pub next_attempt_at: Option<NonZeroU64>,
     pub delay_warned: bool,
 }
 
@@ -152,7 +154,7 @@ impl RecipientState {
             Event::Deferred { next_attempt_at } => {
                 attempt_ended(self);
                 self.status = Status::Deferred;
-                self.next_attempt_at = Some(next_attempt_at);
+                self.next_attempt_at = NonZeroU64::new(next_attempt_at);
             }
             Event::Delivered | Event::Bounced | Event::Expired => {
                 // An expiry is the verdict on earlier attempts, not an attempt of its own.
@@ -186,7 +188,7 @@ impl RecipientState {
                     Status::Queued
                 };
                 self.attempts = attempts;
-                self.next_attempt_at = next_attempt_at;
+                self.next_attempt_at = next_attempt_at.and_then(NonZeroU64::new);
                 self.delay_warned = delay_warned;
                 self.held = held;
                 self.last_reply = shared(&record.reply);
@@ -478,7 +480,7 @@ pub fn carried(id: &str, rcpt: u32, at: u64, state: &RecipientState) -> Record {
         at,
         event: Event::Carried {
             attempts: state.attempts,
-            next_attempt_at: state.next_attempt_at,
+            next_attempt_at: state.next_attempt_at.map(NonZeroU64::get),
             delay_warned: state.delay_warned,
             held: state.held,
         },
@@ -568,7 +570,7 @@ mod tests {
         ));
         let message = state.message(ID, 2);
         assert_eq!(message.recipients[0].status, Status::Deferred);
-        assert_eq!(message.recipients[0].next_attempt_at, Some(310));
+        assert_eq!(message.recipients[0].next_attempt_at, NonZeroU64::new(310));
         assert_eq!(message.recipients[0].attempts, 1);
         assert_eq!(message.recipients[1].status, Status::Bounced);
         assert!(!message.is_finished(2));
