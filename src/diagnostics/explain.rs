@@ -150,10 +150,10 @@ pub fn explain(input: &str) -> Result<Explanation, ExplainError> {
     let basic = query.basic.map(|code| basic_part(kb, code));
     let enhanced = query.enhanced.map(|code| enhanced_part(kb, &code));
     require_something_known(kb, basic.as_ref(), enhanced.as_ref())?;
-    let combination = query.basic.and_then(|code| {
-        let text = query.text.as_deref().unwrap_or("");
-        kb.combination(code, query.enhanced.as_ref(), text).cloned()
-    });
+    let text = query.text.as_deref().unwrap_or("");
+    let combination = kb
+        .combination(query.basic, query.enhanced.as_ref(), text)
+        .cloned();
     let mut notes = Vec::new();
     let consistent = check_classes(&query, &mut notes);
     note_unknown_parts(basic.as_ref(), enhanced.as_ref(), &mut notes);

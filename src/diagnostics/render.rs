@@ -26,11 +26,17 @@ pub fn text(explanation: &Explanation, color: bool) -> String {
         combination_section(&mut out, combination);
     }
     retry_section(&mut out, &explanation.retry);
+    // A specific meaning makes the codes' general sections noise (and their generic causes
+    // misleading), so they shrink to what each code is, with the command that shows the rest.
+    let brief = explanation.combination.is_some();
     if let Some(basic) = &explanation.basic {
-        basic_section(&mut out, basic);
+        basic_section(&mut out, basic, brief);
     }
     if let Some(enhanced) = &explanation.enhanced {
-        enhanced_section(&mut out, enhanced);
+        enhanced_section(&mut out, enhanced, brief);
+    }
+    if brief {
+        general_pointer(&mut out, explanation);
     }
     if !explanation.notes.is_empty() {
         out.heading("Notes");
@@ -89,6 +95,9 @@ fn sort_key(entry: &EnhancedEntry) -> (bool, u16, u16) {
 fn combination_section(out: &mut Out, combination: &Combination) {
     out.heading(&format!("What this reply means: {}", combination.title));
     out.paragraph(&combination.means);
+    if let Some(provider) = &combination.provider {
+        out.field("Seen from", provider);
+    }
     out.list_field("Fix", &combination.fix);
     if let Some(portcullis) = &combination.portcullis {
         out.field("Portcullis", portcullis);
@@ -110,15 +119,39 @@ fn retry_section(out: &mut Out, retry: &Retry) {
     out.paragraph(&retry.when);
 }
 
-fn basic_section(out: &mut Out, part: &BasicPart) {
+/// The commands that explain each code of a reply on its own, in full.
+fn general_pointer(out: &mut Out, explanation: &Explanation) {
+    let commands: Vec<String> = [
+        explanation.reply.basic.map(|code| code.to_string()),
+        explanation.reply.enhanced.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|code| format!("`portcullis explain {code}`"))
+    .collect();
+    out.line("");
+    out.paragraph(&format!(
+        "Each code in general, with its usual causes: {}.",
+        commands.join(" and ")
+    ));
+}
+
+fn basic_section(out: &mut Out, part: &BasicPart, brief: bool) {
     let title = part
         .entry
         .as_ref()
         .map_or("not a defined reply code", |e| &e.title);
     out.heading(&format!("Reply code {}: {title}", part.code));
-    digits(out, &part.digits);
-    if let Some(entry) = &part.entry {
-        basic_entry(out, entry);
+    match (&part.entry, brief) {
+        (Some(entry), true) => {
+            out.field("Meaning", &entry.meaning);
+            out.field("Defined in", &entry.rfc);
+        }
+        (Some(entry), false) => {
+            digits(out, &part.digits);
+            basic_entry(out, entry);
+        }
+        (None, _) => digits(out, &part.digits),
     }
 }
 
@@ -138,7 +171,7 @@ fn basic_entry(out: &mut Out, entry: &BasicEntry) {
     out.list_field("In the wild", &entry.in_the_wild);
 }
 
-fn enhanced_section(out: &mut Out, part: &EnhancedPart) {
+fn enhanced_section(out: &mut Out, part: &EnhancedPart, brief: bool) {
     let title = part
         .entry
         .as_ref()
@@ -149,9 +182,22 @@ fn enhanced_section(out: &mut Out, part: &EnhancedPart) {
         false => format!("{} ({})", part.code, part.pattern),
     };
     out.heading(&format!("Enhanced status code {code}: {title}"));
-    digits(out, &part.digits);
-    if let Some(entry) = &part.entry {
-        enhanced_entry(out, entry);
+    match (&part.entry, brief) {
+        (Some(entry), true) => {
+            out.field("Meaning", &entry.meaning);
+            out.field("Defined in", &entry.rfc);
+            if let Some(vendor) = &entry.vendor {
+                out.field(
+                    "Vendor",
+                    &format!("{vendor}; not in the IANA registry, not standard"),
+                );
+            }
+        }
+        (Some(entry), false) => {
+            digits(out, &part.digits);
+            enhanced_entry(out, entry);
+        }
+        (None, _) => digits(out, &part.digits),
     }
 }
 
