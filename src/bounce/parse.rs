@@ -269,7 +269,9 @@ fn quoted_printable(body: &str) -> String {
         let raw = line.as_bytes();
         let mut i = 0;
         while i < raw.len() {
-            let hex = raw.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+            let hex = raw
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
             match (raw[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
                 (b'=', Some(octet)) => {
                     bytes.push(octet);
@@ -347,7 +349,8 @@ fn from_dsn(status: &str, from_text: &[BouncedRecipient]) -> Result<Bounce, Pars
         recipients.push(BouncedRecipient {
             address,
             action,
-            status: field(&fields, "status").and_then(|s| s.split_whitespace().next().map(str::to_string)),
+            status: field(&fields, "status")
+                .and_then(|s| s.split_whitespace().next().map(str::to_string)),
             remote_mta: field(&fields, "remote-mta").map(typed_value),
             reply,
         });

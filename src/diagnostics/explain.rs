@@ -199,8 +199,12 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub json: bool,
     /// List every known code with a short title
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bounce")]
     pub list: bool,
+    /// Read a bounce message (a DSN or a provider's notice; - for standard input) and explain
+    /// each failed recipient: retry, fix DNS, remove the address...
+    #[arg(long, value_name = "FILE|-", conflicts_with = "code")]
+    pub bounce: Option<String>,
 }
 
 /// Runs the command; returns the text to print on stdout, or an error message (the CLI maps Err

@@ -1,11 +1,13 @@
 //! Terminal output for `portcullis explain`: labelled, wrapped sections, with ANSI colours only
 //! when the caller asks for them (the CLI decides from the terminal and NO_COLOR).
 
+use super::bounce::{BounceExplanation, RecipientExplanation, verdict_label};
 use super::explain::{BasicPart, DigitMeaning, EnhancedPart, Explanation};
 use super::knowledge::{
-    BasicEntry, Combination, Confusion, EnhancedEntry, Knowledge, Retry, RetryAdvice, Side,
+    BasicEntry, Combination, Confusion, EnhancedEntry, Knowledge, Retry, RetryAdvice, Side, Verdict,
 };
 use super::query;
+use crate::bounce::parse::Form;
 
 /// Total line width; fits a default 100-column terminal with room to spare.
 const WIDTH: usize = 96;
@@ -45,6 +47,85 @@ pub fn text(explanation: &Explanation, color: bool) -> String {
         }
     }
     out.finish()
+}
+
+/// `explain --bounce`: one section per failed recipient, the verdict first.
+pub fn bounce(report: &BounceExplanation, color: bool) -> String {
+    let mut out = Out::new(color);
+    let form = match report.form {
+        Form::Rfc3464 => "a delivery status notification (RFC 3464)",
+        Form::Text => "a bounce in free text",
+    };
+    let from = report
+        .reporting_mta
+        .as_ref()
+        .map(|mta| format!(" from {mta}"))
+        .unwrap_or_default();
+    let count = report.recipients.len();
+    let plural = if count == 1 { "" } else { "s" };
+    out.title(&format!(
+        "Read as {form}{from}: {count} recipient{plural} not delivered."
+    ));
+    for recipient in &report.recipients {
+        bounced_recipient(&mut out, recipient);
+    }
+    out.finish()
+}
+
+fn bounced_recipient(out: &mut Out, explained: &RecipientExplanation) {
+    let recipient = &explained.recipient;
+    let colour = match explained.verdict {
+        Verdict::RetryLater | Verdict::SlowDown => YELLOW,
+        Verdict::ReadReply => CYAN,
+        _ => RED,
+    };
+    out.buf.push('\n');
+    let verdict = out.paint(colour, &verdict_label(explained.verdict).to_uppercase());
+    let address = out.paint(HEADING, &recipient.address);
+    out.line(&format!("{address}: {verdict}"));
+    out.paragraph(explained.advice);
+    out.field("What", &explained.title);
+    let state = [
+        recipient.action.clone(),
+        recipient.status.clone(),
+        recipient
+            .remote_mta
+            .as_ref()
+            .map(|mta| format!("from {mta}")),
+    ];
+    let state: Vec<String> = state.into_iter().flatten().collect();
+    if !state.is_empty() {
+        out.field("Status", &state.join(", "));
+    }
+    if let Some(reply) = &recipient.reply {
+        for (index, line) in reply.lines().enumerate() {
+            out.field(if index == 0 { "Reply" } else { "" }, line);
+        }
+    }
+    let Some(explanation) = &explained.explanation else {
+        return;
+    };
+    match &explanation.combination {
+        Some(combination) => {
+            out.field("Means", &combination.means);
+            out.list_field("Fix", &combination.fix);
+        }
+        None => general_meaning(out, explanation),
+    }
+    out.field("Retry", &explanation.retry.when);
+}
+
+/// Without a specific meaning, the enhanced code's (else the reply code's) own entry.
+fn general_meaning(out: &mut Out, explanation: &Explanation) {
+    let enhanced = explanation.enhanced.as_ref().and_then(|e| e.entry.as_ref());
+    let basic = explanation.basic.as_ref().and_then(|b| b.entry.as_ref());
+    if let Some(entry) = enhanced {
+        out.field("Means", &entry.meaning);
+        out.list_field("Fix", &entry.fix);
+    } else if let Some(entry) = basic {
+        out.field("Means", &entry.meaning);
+        out.list_field("Fix", &entry.fix);
+    }
 }
 
 /// The reply as understood, without the quotes and prefixes it was pasted with.

@@ -60,7 +60,11 @@ fn text_with_no_address_and_reply_is_nothing_found() {
         parse(b"Subject: hello\n\nJust a letter to bob@example.com.\n"),
         Err(ParseError::NothingFound)
     );
-    assert!(ParseError::NothingFound.to_string().contains("portcullis explain"));
+    assert!(
+        ParseError::NothingFound
+            .to_string()
+            .contains("portcullis explain")
+    );
 }
 
 #[test]
@@ -74,8 +78,14 @@ fn a_joined_multi_line_reply_is_split_back_into_lines() {
 
 #[test]
 fn utf8_addresses_and_types_are_decoded() {
-    assert_eq!(decode_utf8_addr("j\\x{F6}rg@example.com"), "jörg@example.com");
-    assert_eq!(typed_value("rfc822; <bob@example.com>"), "<bob@example.com>");
+    assert_eq!(
+        decode_utf8_addr("j\\x{F6}rg@example.com"),
+        "jörg@example.com"
+    );
+    assert_eq!(
+        typed_value("rfc822; <bob@example.com>"),
+        "<bob@example.com>"
+    );
     assert_eq!(typed_value("smtp; 550 5.1.1 x; y"), "550 5.1.1 x; y");
 }
 
@@ -94,7 +104,10 @@ fn exim_text_with_a_multi_line_gmail_reply() {
     let reply = bob.reply.as_deref().unwrap_or_default();
     assert_eq!(reply.lines().count(), 3, "{reply}");
     assert!(reply.starts_with("550-5.7.26 Unauthenticated"), "{reply}");
-    assert_eq!(bob.remote_mta.as_deref(), Some("gmail-smtp-in.l.google.example"));
+    assert_eq!(
+        bob.remote_mta.as_deref(),
+        Some("gmail-smtp-in.l.google.example")
+    );
 }
 
 #[test]
@@ -118,7 +131,9 @@ fn exchange_text_pairs_each_address_with_its_remote_server_reply() {
     );
     assert_eq!(
         bounce.recipients[0].reply.as_deref(),
-        Some("550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup")
+        Some(
+            "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup"
+        )
     );
     assert!(
         bounce.recipients[1]
@@ -168,7 +183,13 @@ fn header_lines_and_the_returned_original_name_no_recipient() {
 
 #[test]
 fn prose_numbers_are_not_replies() {
-    assert_eq!(reply_start("We waited 450 minutes for bob@example.com"), None);
+    assert_eq!(
+        reply_start("We waited 450 minutes for bob@example.com"),
+        None
+    );
     assert_eq!(reply_start("(reason: 550 5.1.1 User unknown)"), Some(9));
-    assert_eq!(reply_start("Remote host said: 554 delivery error"), Some(18));
+    assert_eq!(
+        reply_start("Remote host said: 554 delivery error"),
+        Some(18)
+    );
 }
