@@ -55,7 +55,10 @@ fn verdicts(output: &Output) -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
-fn expect(output: &Output, expected: &[(&str, &str, Option<&str>)]) {
+/// The recipients a bounce should give: address, verdict, and the DSN's Action (None in text).
+type Expected<'a> = &'a [(&'a str, &'a str, Option<&'a str>)];
+
+fn expect(output: &Output, expected: Expected<'_>) {
     let got = verdicts(output);
     let want: Vec<(String, String, Option<String>)> = expected
         .iter()
@@ -66,7 +69,7 @@ fn expect(output: &Output, expected: &[(&str, &str, Option<&str>)]) {
 
 #[test]
 fn each_sample_bounce_gives_each_recipient_and_verdict() {
-    let cases: &[(&str, &[(&str, &str, Option<&str>)])] = &[
+    let cases: &[(&str, Expected<'_>)] = &[
         (
             "rfc3464.eml",
             &[
