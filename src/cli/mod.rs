@@ -76,7 +76,7 @@ enum Command {
         #[command(subcommand)]
         command: queue::Command,
     },
-    /// Explain an SMTP reply code, enhanced status code or pasted reply line
+    /// Explain an SMTP reply code, enhanced status code, pasted reply line, or a bounce message
     Explain(crate::diagnostics::explain::ExplainArgs),
     /// Diagnose a submission server: TLS, AUTH, sender, recipient, optionally a test message
     Check(Box<crate::diagnostics::check::CheckArgs>),

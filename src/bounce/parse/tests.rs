@@ -193,3 +193,22 @@ fn prose_numbers_are_not_replies() {
         Some(18)
     );
 }
+
+#[test]
+fn a_pasted_bounce_without_headers_is_read_as_text() {
+    let pasted = b"Your message wasn't delivered to x@example.com because the address couldn't be found.\n\nThe response was:\n\n550 5.1.1 The email account that you tried to reach does not exist.\n";
+    let bounce = parsed(pasted);
+    assert_eq!(bounce.form, Form::Text);
+    assert_eq!(addresses_of(&bounce), ["x@example.com"]);
+}
+
+#[test]
+fn an_html_only_bounce_is_read_without_its_tags() {
+    let html = b"Content-Type: text/html\n\n<p><b>bob@example.com</b></p><p>Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found'</p>";
+    let bounce = parsed(html);
+    assert_eq!(addresses_of(&bounce), ["bob@example.com"]);
+    assert_eq!(
+        bounce.recipients[0].reply.as_deref(),
+        Some("550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found")
+    );
+}
