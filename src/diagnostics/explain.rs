@@ -101,7 +101,7 @@ pub enum ExplainError {
     KnowledgeBase(String),
 }
 
-const FORMS: &str = "Try 530, 5.7.8, \"530 5.7.0\" or a whole reply line; `portcullis explain --list` lists every code";
+const FORMS: &str = "Try 530, 5.7.8, \"530 5.7.0\" or a whole reply line; `portcullis explain --list` lists every code, and `portcullis explain --bounce FILE` reads a whole bounce message";
 
 impl fmt::Display for ExplainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
