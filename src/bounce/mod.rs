@@ -22,6 +22,7 @@
 //!   line over 998 octets; otherwise, and by default, only its header section.
 
 mod notify;
+pub mod parse;
 
 #[cfg(test)]
 mod tests;

@@ -77,7 +77,7 @@ enum Command {
         #[command(subcommand)]
         command: queue::Command,
     },
-    /// Explain an SMTP reply code, enhanced status code or pasted reply line
+    /// Explain an SMTP reply code, enhanced status code, pasted reply line, or a bounce message
     Explain(crate::diagnostics::explain::ExplainArgs),
     /// Diagnose a submission server: TLS, AUTH, sender, recipient, optionally a test message
     Check(Box<crate::diagnostics::check::CheckArgs>),
@@ -205,8 +205,11 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             // Colour only on a terminal, and never when NO_COLOR is set.
             let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
                 && std::env::var_os("NO_COLOR").is_none();
-            let text = crate::diagnostics::explain::run(&args, color)
-                .map_err(|message| Failure::new(EX_DATAERR, message))?;
+            let text = match &args.bounce {
+                Some(place) => explain_bounce(place, args.json, color)?,
+                None => crate::diagnostics::explain::run(&args, color)
+                    .map_err(|message| Failure::new(EX_DATAERR, message))?,
+            };
             print!("{text}");
             Ok(0)
         }
@@ -333,6 +336,48 @@ fn write_stdout(bytes: &[u8]) -> Result<(), Failure> {
         .lock()
         .write_all(bytes)
         .map_err(|e| Failure::new(EX_IOERR, format!("standard output: {e}")))
+}
+
+/// A bounce is a few kilobytes (with the returned original, at most the message size limit); a
+/// cap keeps a wrong file (a disk image, /dev/zero) from exhausting memory.
+const MAX_BOUNCE: u64 = 64 * 1024 * 1024;
+
+/// `explain --bounce FILE|-`: reads the message, then explains it (sans-IO, in diagnostics).
+fn explain_bounce(place: &str, json: bool, color: bool) -> Result<String, Failure> {
+    use crate::diagnostics::bounce;
+    use std::io::Read;
+    let name = if place == "-" {
+        "standard input"
+    } else {
+        place
+    };
+    let mut message = Vec::new();
+    let read = match place {
+        "-" => std::io::stdin()
+            .take(MAX_BOUNCE + 1)
+            .read_to_end(&mut message),
+        path => std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_BOUNCE + 1).read_to_end(&mut message)),
+    };
+    match read {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Failure::new(EX_NOINPUT, format!("{name}: no such file")));
+        }
+        Err(e) => return Err(Failure::new(EX_IOERR, format!("{name}: {e}"))),
+        Ok(_) if message.len() as u64 > MAX_BOUNCE => {
+            return Err(Failure::new(
+                EX_DATAERR,
+                format!("{name}: larger than {MAX_BOUNCE} octets, so not a bounce message"),
+            ));
+        }
+        Ok(_) => {}
+    }
+    let report = bounce::explain_bounce(&message)
+        .map_err(|e| Failure::new(EX_DATAERR, format!("{name}: {e}")))?;
+    Ok(match json {
+        true => bounce::render_json(&report),
+        false => bounce::render_text(&report, color),
+    })
 }
 
 /// The configuration in effect: the file (or the embedded default), then command-line overrides.

@@ -101,7 +101,7 @@ pub enum ExplainError {
     KnowledgeBase(String),
 }
 
-const FORMS: &str = "Try 530, 5.7.8, \"530 5.7.0\" or a whole reply line; `portcullis explain --list` lists every code";
+const FORMS: &str = "Try 530, 5.7.8, \"530 5.7.0\" or a whole reply line; `portcullis explain --list` lists every code, and `portcullis explain --bounce FILE` reads a whole bounce message";
 
 impl fmt::Display for ExplainError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -150,10 +150,10 @@ pub fn explain(input: &str) -> Result<Explanation, ExplainError> {
     let basic = query.basic.map(|code| basic_part(kb, code));
     let enhanced = query.enhanced.map(|code| enhanced_part(kb, &code));
     require_something_known(kb, basic.as_ref(), enhanced.as_ref())?;
-    let combination = query.basic.and_then(|code| {
-        let text = query.text.as_deref().unwrap_or("");
-        kb.combination(code, query.enhanced.as_ref(), text).cloned()
-    });
+    let text = query.text.as_deref().unwrap_or("");
+    let combination = kb
+        .combination(query.basic, query.enhanced.as_ref(), text)
+        .cloned();
     let mut notes = Vec::new();
     let consistent = check_classes(&query, &mut notes);
     note_unknown_parts(basic.as_ref(), enhanced.as_ref(), &mut notes);
@@ -199,8 +199,12 @@ pub struct ExplainArgs {
     #[arg(long)]
     pub json: bool,
     /// List every known code with a short title
-    #[arg(long)]
+    #[arg(long, conflicts_with = "bounce")]
     pub list: bool,
+    /// Read a bounce message (a DSN or a provider's notice; - for standard input) and explain
+    /// each failed recipient: retry, fix DNS, remove the address...
+    #[arg(long, value_name = "FILE|-", conflicts_with = "code")]
+    pub bounce: Option<String>,
 }
 
 /// Runs the command; returns the text to print on stdout, or an error message (the CLI maps Err

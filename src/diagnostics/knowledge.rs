@@ -125,44 +125,104 @@ impl EnhancedEntry {
     }
 }
 
-/// A reply whose meaning is more specific than its basic and enhanced codes taken apart.
+/// What the sender of a bounced message should do about one recipient: the one-word answer
+/// `explain --bounce` gives before the details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Temporary: the mail system retries by itself; nothing to change.
+    RetryLater,
+    /// The receiver limits the rate: retry later, and send to it more slowly.
+    SlowDown,
+    /// Sender authentication (SPF, DKIM, DMARC, reverse DNS) failed: publish or correct records.
+    FixDns,
+    /// The address does not exist: take it off the list.
+    RemoveAddress,
+    /// The message is larger than the receiver accepts.
+    ShrinkMessage,
+    /// The sending IP is on a blocklist: remove the cause, then request delisting.
+    GetDelisted,
+    /// Refused for the sender's reputation or the content (spam judgement).
+    FixReputation,
+    /// Nothing known decides it: the reply's text says what to change.
+    ReadReply,
+}
+
+/// A reply whose meaning is more specific than its basic and enhanced codes taken apart: one of
+/// the standard combinations, or a provider's well-known reply recognised by its codes and text.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Combination {
-    pub basic: u16,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enhanced: Option<String>,
+    /// The reply codes it is seen with; one must match.
+    #[serde(deserialize_with = "one_or_many")]
+    pub basic: Vec<u16>,
+    /// Enhanced codes (with their class); when given, one must match.
+    #[serde(
+        default,
+        deserialize_with = "one_or_many",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub enhanced: Vec<String>,
     /// Lower-case fragments; one must occur in the reply text.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub text: Vec<String>,
+    /// Whose reply this is, for a provider's own wording (Gmail, Microsoft, Yahoo, Spamhaus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
     pub title: String,
     pub means: String,
     pub fix: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
+    /// What a bounced sender should do; without it, `explain --bounce` derives it from the codes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub portcullis: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub in_the_wild: Vec<String>,
 }
 
+/// A field written either as one value or as a list (`basic = 550` or `basic = [550, 554]`).
+fn one_or_many<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany<T> {
+        One(T),
+        Many(Vec<T>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(value) => vec![value],
+        OneOrMany::Many(values) => values,
+    })
+}
+
 impl Combination {
     /// How well this combination fits a reply, or None when it does not apply. The text is the
     /// strongest evidence of what happened (530 5.7.0 means two things), then the enhanced code.
-    pub fn score(&self, basic: u16, enhanced: Option<&Enhanced>, text: &str) -> Option<u8> {
-        if self.basic != basic {
+    /// A reply known only by its enhanced code and text (a DSN's Status with a diagnostic that
+    /// carries no reply code) fits only through its text.
+    pub fn score(&self, basic: Option<u16>, enhanced: Option<&Enhanced>, text: &str) -> Option<u8> {
+        if basic.is_some_and(|code| !self.basic.contains(&code)) {
             return None;
         }
-        let enhanced_matches = match &self.enhanced {
-            None => false,
-            Some(wanted) if enhanced.is_some_and(|e| e.to_string() == *wanted) => true,
-            Some(_) => return None,
+        let enhanced_matches = match self.enhanced.is_empty() {
+            true => false,
+            false if enhanced.is_some_and(|e| self.enhanced.contains(&e.to_string())) => true,
+            false => return None,
         };
         let text_matches = match self.text.is_empty() {
             true => false,
             false if self.text.iter().any(|t| text.contains(t.as_str())) => true,
             false => return None,
         };
+        if basic.is_none() && !text_matches {
+            return None;
+        }
         Some(2 * u8::from(text_matches) + u8::from(enhanced_matches))
     }
 }
@@ -198,7 +258,7 @@ impl Knowledge {
     /// The combination that best fits the reply; ties go to the first in the file.
     pub fn combination(
         &self,
-        basic: u16,
+        basic: Option<u16>,
         enhanced: Option<&Enhanced>,
         text: &str,
     ) -> Option<&Combination> {
@@ -281,21 +341,29 @@ impl Knowledge {
 
     fn check_combination(&self, combination: &Combination) -> Result<(), String> {
         let name = format!(
-            "combination {} {}",
+            "combination {:?} {}: {}",
             combination.basic,
-            combination.enhanced.as_deref().unwrap_or("")
+            combination.enhanced.join(","),
+            combination.title
         );
-        if combination.enhanced.is_none() && combination.text.is_empty() {
+        if combination.basic.is_empty() {
+            return Err(format!("{name}: needs a reply code"));
+        }
+        if combination.enhanced.is_empty() && combination.text.is_empty() {
             return Err(format!("{name}: needs an enhanced code or a text"));
         }
         if combination.text.iter().any(|t| *t != t.to_lowercase()) {
             return Err(format!("{name}: text fragments must be lower case"));
         }
-        let reference = match &combination.enhanced {
-            Some(enhanced) => format!("{} {enhanced}", combination.basic),
-            None => combination.basic.to_string(),
-        };
-        self.check_reference(&name, &reference)
+        for basic in &combination.basic {
+            if combination.enhanced.is_empty() {
+                self.check_reference(&name, &basic.to_string())?;
+            }
+            for enhanced in &combination.enhanced {
+                self.check_reference(&name, &format!("{basic} {enhanced}"))?;
+            }
+        }
+        Ok(())
     }
 
     fn check_references(&self, name: &str, confusions: &[Confusion]) -> Result<(), String> {

@@ -5,6 +5,7 @@
 //! `portcullis check` walks any submission server through connect, TLS, AUTH and a submission
 //! and names the step and the cause when one fails.
 
+pub mod bounce;
 pub mod check;
 pub mod explain;
 mod knowledge;

@@ -1,11 +1,13 @@
 //! Terminal output for `portcullis explain`: labelled, wrapped sections, with ANSI colours only
 //! when the caller asks for them (the CLI decides from the terminal and NO_COLOR).
 
+use super::bounce::{BounceExplanation, RecipientExplanation, verdict_label};
 use super::explain::{BasicPart, DigitMeaning, EnhancedPart, Explanation};
 use super::knowledge::{
-    BasicEntry, Combination, Confusion, EnhancedEntry, Knowledge, Retry, RetryAdvice, Side,
+    BasicEntry, Combination, Confusion, EnhancedEntry, Knowledge, Retry, RetryAdvice, Side, Verdict,
 };
 use super::query;
+use crate::bounce::parse::Form;
 
 /// Total line width; fits a default 100-column terminal with room to spare.
 const WIDTH: usize = 96;
@@ -26,11 +28,17 @@ pub fn text(explanation: &Explanation, color: bool) -> String {
         combination_section(&mut out, combination);
     }
     retry_section(&mut out, &explanation.retry);
+    // A specific meaning makes the codes' general sections noise (and their generic causes
+    // misleading), so they shrink to what each code is, with the command that shows the rest.
+    let brief = explanation.combination.is_some();
     if let Some(basic) = &explanation.basic {
-        basic_section(&mut out, basic);
+        basic_section(&mut out, basic, brief);
     }
     if let Some(enhanced) = &explanation.enhanced {
-        enhanced_section(&mut out, enhanced);
+        enhanced_section(&mut out, enhanced, brief);
+    }
+    if brief {
+        general_pointer(&mut out, explanation);
     }
     if !explanation.notes.is_empty() {
         out.heading("Notes");
@@ -39,6 +47,85 @@ pub fn text(explanation: &Explanation, color: bool) -> String {
         }
     }
     out.finish()
+}
+
+/// `explain --bounce`: one section per failed recipient, the verdict first.
+pub fn bounce(report: &BounceExplanation, color: bool) -> String {
+    let mut out = Out::new(color);
+    let form = match report.form {
+        Form::Rfc3464 => "a delivery status notification (RFC 3464)",
+        Form::Text => "a bounce in free text",
+    };
+    let from = report
+        .reporting_mta
+        .as_ref()
+        .map(|mta| format!(" from {mta}"))
+        .unwrap_or_default();
+    let count = report.recipients.len();
+    let plural = if count == 1 { "" } else { "s" };
+    out.title(&format!(
+        "Read as {form}{from}: {count} recipient{plural} not delivered."
+    ));
+    for recipient in &report.recipients {
+        bounced_recipient(&mut out, recipient);
+    }
+    out.finish()
+}
+
+fn bounced_recipient(out: &mut Out, explained: &RecipientExplanation) {
+    let recipient = &explained.recipient;
+    let colour = match explained.verdict {
+        Verdict::RetryLater | Verdict::SlowDown => YELLOW,
+        Verdict::ReadReply => CYAN,
+        _ => RED,
+    };
+    out.buf.push('\n');
+    let verdict = out.paint(colour, &verdict_label(explained.verdict).to_uppercase());
+    let address = out.paint(HEADING, &recipient.address);
+    out.line(&format!("{address}: {verdict}"));
+    out.paragraph(explained.advice);
+    out.field("What", &explained.title);
+    let state = [
+        recipient.action.clone(),
+        recipient.status.clone(),
+        recipient
+            .remote_mta
+            .as_ref()
+            .map(|mta| format!("from {mta}")),
+    ];
+    let state: Vec<String> = state.into_iter().flatten().collect();
+    if !state.is_empty() {
+        out.field("Status", &state.join(", "));
+    }
+    if let Some(reply) = &recipient.reply {
+        for (index, line) in reply.lines().enumerate() {
+            out.field(if index == 0 { "Reply" } else { "" }, line);
+        }
+    }
+    let Some(explanation) = &explained.explanation else {
+        return;
+    };
+    match &explanation.combination {
+        Some(combination) => {
+            out.field("Means", &combination.means);
+            out.list_field("Fix", &combination.fix);
+        }
+        None => general_meaning(out, explanation),
+    }
+    out.field("Retry", &explanation.retry.when);
+}
+
+/// Without a specific meaning, the enhanced code's (else the reply code's) own entry.
+fn general_meaning(out: &mut Out, explanation: &Explanation) {
+    let enhanced = explanation.enhanced.as_ref().and_then(|e| e.entry.as_ref());
+    let basic = explanation.basic.as_ref().and_then(|b| b.entry.as_ref());
+    if let Some(entry) = enhanced {
+        out.field("Means", &entry.meaning);
+        out.list_field("Fix", &entry.fix);
+    } else if let Some(entry) = basic {
+        out.field("Means", &entry.meaning);
+        out.list_field("Fix", &entry.fix);
+    }
 }
 
 /// The reply as understood, without the quotes and prefixes it was pasted with.
@@ -89,6 +176,9 @@ fn sort_key(entry: &EnhancedEntry) -> (bool, u16, u16) {
 fn combination_section(out: &mut Out, combination: &Combination) {
     out.heading(&format!("What this reply means: {}", combination.title));
     out.paragraph(&combination.means);
+    if let Some(provider) = &combination.provider {
+        out.field("Seen from", provider);
+    }
     out.list_field("Fix", &combination.fix);
     if let Some(portcullis) = &combination.portcullis {
         out.field("Portcullis", portcullis);
@@ -110,15 +200,39 @@ fn retry_section(out: &mut Out, retry: &Retry) {
     out.paragraph(&retry.when);
 }
 
-fn basic_section(out: &mut Out, part: &BasicPart) {
+/// The commands that explain each code of a reply on its own, in full.
+fn general_pointer(out: &mut Out, explanation: &Explanation) {
+    let commands: Vec<String> = [
+        explanation.reply.basic.map(|code| code.to_string()),
+        explanation.reply.enhanced.clone(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|code| format!("`portcullis explain {code}`"))
+    .collect();
+    out.line("");
+    out.paragraph(&format!(
+        "Each code in general, with its usual causes: {}.",
+        commands.join(" and ")
+    ));
+}
+
+fn basic_section(out: &mut Out, part: &BasicPart, brief: bool) {
     let title = part
         .entry
         .as_ref()
         .map_or("not a defined reply code", |e| &e.title);
     out.heading(&format!("Reply code {}: {title}", part.code));
-    digits(out, &part.digits);
-    if let Some(entry) = &part.entry {
-        basic_entry(out, entry);
+    match (&part.entry, brief) {
+        (Some(entry), true) => {
+            out.field("Meaning", &entry.meaning);
+            out.field("Defined in", &entry.rfc);
+        }
+        (Some(entry), false) => {
+            digits(out, &part.digits);
+            basic_entry(out, entry);
+        }
+        (None, _) => digits(out, &part.digits),
     }
 }
 
@@ -138,7 +252,7 @@ fn basic_entry(out: &mut Out, entry: &BasicEntry) {
     out.list_field("In the wild", &entry.in_the_wild);
 }
 
-fn enhanced_section(out: &mut Out, part: &EnhancedPart) {
+fn enhanced_section(out: &mut Out, part: &EnhancedPart, brief: bool) {
     let title = part
         .entry
         .as_ref()
@@ -149,9 +263,22 @@ fn enhanced_section(out: &mut Out, part: &EnhancedPart) {
         false => format!("{} ({})", part.code, part.pattern),
     };
     out.heading(&format!("Enhanced status code {code}: {title}"));
-    digits(out, &part.digits);
-    if let Some(entry) = &part.entry {
-        enhanced_entry(out, entry);
+    match (&part.entry, brief) {
+        (Some(entry), true) => {
+            out.field("Meaning", &entry.meaning);
+            out.field("Defined in", &entry.rfc);
+            if let Some(vendor) = &entry.vendor {
+                out.field(
+                    "Vendor",
+                    &format!("{vendor}; not in the IANA registry, not standard"),
+                );
+            }
+        }
+        (Some(entry), false) => {
+            digits(out, &part.digits);
+            enhanced_entry(out, entry);
+        }
+        (None, _) => digits(out, &part.digits),
     }
 }
 

@@ -240,6 +240,171 @@ fn portcullis_replies_get_their_specific_meaning() {
     }
 }
 
+#[test]
+fn a_specific_meaning_keeps_the_general_sections_brief() {
+    let plain = render_text(
+        &explained("535 5.7.8 Authentication credentials invalid"),
+        false,
+    );
+    assert!(plain.contains("What this reply means: Wrong user name or password"));
+    assert!(plain.contains("Reply code 535: Authentication credentials invalid"));
+    assert!(!plain.contains("Causes"), "{plain}");
+    assert!(plain.contains("`portcullis explain 535` and"), "{plain}");
+}
+
+// ---- Issue 11's explain entries ------------------------------------------------------------------
+
+/// Rendered text with its line wrapping undone, to look for a phrase.
+fn flat(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn a_temporary_policy_refusal_is_not_explained_as_relaying() {
+    let explanation = explained("451 4.7.1");
+    assert_eq!(
+        explanation.combination.as_ref().map(|c| c.title.as_str()),
+        Some("Refused for now by policy")
+    );
+    assert_eq!(explanation.retry.advice, RetryAdvice::Yes);
+    let plain = render_text(&explanation, false);
+    assert!(
+        !plain.contains("Only useful as a permanent failure"),
+        "{plain}"
+    );
+    assert!(
+        !plain.contains("send through your own submission server"),
+        "{plain}"
+    );
+}
+
+#[test]
+fn five_five_four_five_seven_one_is_short_and_specific() {
+    let plain = render_text(&explained("554 5.7.1"), false);
+    assert!(plain.contains("What this reply means: Refused by policy"));
+    assert!(
+        plain.lines().count() < 40,
+        "{} lines:\n{plain}",
+        plain.lines().count()
+    );
+}
+
+#[test]
+fn five_seven_zero_names_the_failed_logins_lock() {
+    let plain = flat(&render_text(&explained("5.7.0"), false));
+    assert!(
+        plain.contains("454 4.7.0 Too many failed logins"),
+        "{plain}"
+    );
+}
+
+#[test]
+fn ehlo_first_says_to_send_ehlo_again_after_starttls() {
+    let line = portcullis_reply("503 5.5.1 Bad sequence of commands: send EHLO first");
+    let plain = flat(&render_text(&explained(&line), false));
+    assert!(plain.contains("send EHLO again after STARTTLS"), "{plain}");
+}
+
+#[test]
+fn a_failed_login_points_the_admin_at_the_log_and_accounts_show() {
+    for input in ["535", "535 5.7.8 Authentication credentials invalid"] {
+        let plain = flat(&render_text(&explained(input), false));
+        assert!(plain.contains("reason=REASON"), "{input}: {plain}");
+        assert!(
+            plain.contains("portcullis accounts show EMAIL"),
+            "{input}: {plain}"
+        );
+    }
+}
+
+// ---- The big providers' replies ------------------------------------------------------------------
+
+#[test]
+fn provider_replies_are_recognised_by_their_codes_and_text() {
+    let cases = [
+        (
+            "550-5.7.26 Unauthenticated email from example.org is not accepted due to the domain's DMARC policy",
+            "DMARC policy rejection (Gmail and others)",
+        ),
+        (
+            "550 5.7.26 This mail is unauthenticated",
+            "Unauthenticated sender (Gmail)",
+        ),
+        (
+            "421-4.7.28 Unusual rate of mail from your IP",
+            "Rate limited: unusual volume or spam rate (Gmail)",
+        ),
+        (
+            "550 5.7.28 unusual rate of unsolicited mail",
+            "Blocked: unusual rate of unsolicited mail (Gmail)",
+        ),
+        (
+            "550 5.7.25 The sending IP has no PTR record",
+            "Reverse DNS (PTR) check failed",
+        ),
+        (
+            "550 5.7.27 The sender does not pass SPF",
+            "SPF did not pass (Gmail)",
+        ),
+        (
+            "421 4.7.0 [TSS04] Messages from 192.0.2.1 temporarily deferred",
+            "Temporarily deferred for volume or complaints (Yahoo)",
+        ),
+        (
+            "554 5.7.9 Message not accepted for policy reasons",
+            "Not accepted for policy reasons (Yahoo)",
+        ),
+        (
+            "550 5.7.1 messages from [192.0.2.1] weren't sent (S3150)",
+            "Sending IP on Microsoft's block list (Outlook.com)",
+        ),
+        (
+            "451 4.7.650 The mail server has been temporarily rate limited",
+            "Rate limited for IP reputation (Microsoft)",
+        ),
+        (
+            "550 5.7.708 Service unavailable. Access denied, traffic not accepted from this IP",
+            "Traffic from this IP not accepted (Microsoft)",
+        ),
+        (
+            "550 5.7.509 Access denied, sending domain does not pass DMARC",
+            "DMARC policy rejection (Microsoft)",
+        ),
+        (
+            "554 5.7.1 Client host [192.0.2.1] blocked using zen.spamhaus.org",
+            "Sending IP or domain listed by Spamhaus",
+        ),
+        (
+            "554 5.7.1 Client host [192.0.2.1] blocked using bl.example.net",
+            "Sending IP on a blocklist",
+        ),
+        (
+            "554 delivery error: dd This user doesn't have an account",
+            "Recipient does not exist",
+        ),
+        (
+            "452-4.2.2 The recipient's inbox is out of storage space",
+            "Recipient's mailbox is full",
+        ),
+        (
+            "552 5.3.4 Your message exceeded the message size limits",
+            "Message too big",
+        ),
+    ];
+    for (line, title) in cases {
+        assert_eq!(combination_title(line).as_deref(), Some(title), "{line}");
+    }
+}
+
+#[test]
+fn an_enhanced_code_with_text_alone_fits_only_through_its_text() {
+    assert_eq!(
+        combination_title("5.7.26 unauthenticated").as_deref(),
+        Some("Unauthenticated sender (Gmail)")
+    );
+    assert_eq!(combination_title("5.7.26"), None);
+}
+
 // ---- Parsing every input form --------------------------------------------------------------------
 
 #[test]
@@ -533,12 +698,13 @@ fn a_well_formed_unknown_code_alone_is_an_error_that_reads_its_digits() {
 
 #[test]
 fn text_output_has_every_section_and_colours_only_when_asked() {
-    let explanation = explained("535 5.7.8 Authentication credentials invalid");
+    // No combination fits 550 with 5.7.8, so both codes are explained in full.
+    let explanation = explained("550 5.7.8 Authentication credentials invalid");
+    assert!(explanation.combination.is_none());
     let plain = render_text(&explanation, false);
     for section in [
-        "What this reply means:",
         "Retry?",
-        "Reply code 535: Authentication credentials invalid",
+        "Reply code 550: Mailbox unavailable",
         "Enhanced status code 5.7.8 (X.7.8): Authentication credentials invalid",
         "first 5",
         "subject 7",
