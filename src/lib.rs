@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod delivery;
 pub mod diagnostics;
+pub mod dkim;
 pub mod invisible;
 pub mod listener;
 pub mod policy;
