@@ -16,6 +16,7 @@ use crate::auth::guard::LoginProtection;
 use crate::config::{Config, ListenerConfig, ListenerMode};
 use crate::delivery::Agent;
 use crate::delivery::client::{ClientSettings, PlaintextFallback};
+use crate::dkim;
 use crate::listener::{Listener, Phase, ServerSettings, Shared};
 use crate::policy::{ConnectionLimiter, HostPolicy, QuotaBook, StoreHostPolicy, StoreSenderPolicy};
 use crate::privileges;
@@ -116,7 +117,8 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     let default_certificate = Arc::clone(&server_tls.resolver);
     let mut certificates = DomainCertificates::new(server_tls.resolver);
     refresh_certificates(&store, &mut certificates);
-    let refresh_now = keep_certificates_fresh(Arc::clone(&store), certificates)?;
+    let dkim = Arc::new(dkim::Signer::new(data_dir));
+    let refresh_now = keep_files_fresh(Arc::clone(&store), certificates, Arc::clone(&dkim))?;
     let acceptor = TlsAcceptor::from(server_tls.config);
     let origin = server_tls.origin;
 
@@ -151,6 +153,7 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
             .require_host_match
             .then(|| Arc::new(StoreHostPolicy(Arc::clone(&store))) as Arc<dyn HostPolicy>),
         sender_policy: Arc::new(StoreSenderPolicy(store)),
+        dkim,
         quotas: Arc::clone(&quotas),
         limiter: Arc::clone(&limiter),
         timeouts: config.timeouts.clone(),
@@ -172,7 +175,7 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     while signals.next().await == Signal::Reload {
         sd_notify::reloading();
         live.reload();
-        // Domain certificates are files named in the store: read them again too.
+        // Domain certificates and DKIM keys are files: read them again too.
         let _ = refresh_now.send(());
         sd_notify::ready();
     }
@@ -314,29 +317,31 @@ fn destination_of(table: &RouteTable, domain: &str) -> String {
     }
 }
 
-/// Refreshes the per-domain certificates from a thread of its own: it reads the store and the
-/// certificate files, which must not hold up the runtime's threads. It refreshes every
+/// Refreshes the per-domain certificates and the DKIM keys from a thread of its own: it reads
+/// the store and files, which must not hold up the runtime's threads. It refreshes every
 /// [`tls::REFRESH_INTERVAL`] and whenever the returned sender says so (a reload).
-fn keep_certificates_fresh(
+fn keep_files_fresh(
     store: Arc<SqliteStore>,
     mut certificates: DomainCertificates,
+    dkim: Arc<dkim::Signer>,
 ) -> Result<std::sync::mpsc::Sender<()>, StartError> {
     use std::sync::mpsc::RecvTimeoutError;
     let (refresh_now, asked) = std::sync::mpsc::channel();
     std::thread::Builder::new()
-        .name("certificates".into())
+        .name("refresh-files".into())
         .spawn(move || {
             while let Ok(()) | Err(RecvTimeoutError::Timeout) =
                 asked.recv_timeout(tls::REFRESH_INTERVAL)
             {
                 refresh_certificates(&store, &mut certificates);
+                dkim.refresh();
             }
         })
         .map(|_| refresh_now)
         .map_err(|e| {
             fail(
                 EX_OSERR,
-                format!("cannot start the certificate refresh: {e}"),
+                format!("cannot start the certificate and DKIM key refresh: {e}"),
             )
         })
 }

@@ -232,6 +232,28 @@ pub enum DomainsCommand {
     },
     /// List the domains
     List,
+    /// Manage the domain's DKIM signing keys
+    Dkim {
+        #[command(subcommand)]
+        command: super::dkim::DkimCommand,
+    },
+    /// Print the DNS records to publish for the domain: SPF, DKIM, DMARC, MTA-STS, TLS-RPT
+    Dns {
+        /// The domain
+        domain: String,
+        /// Print JSON: the records with name, type, value, strings and purpose, and the
+        /// MTA-STS policy file
+        #[arg(long)]
+        json: bool,
+        /// An address this server sends from, for SPF (repeat for more; default: `a:` of the
+        /// configured hostname)
+        #[arg(long = "ip", value_name = "ADDRESS")]
+        ips: Vec<std::net::IpAddr>,
+        /// A host name of the domain's inbound MX, for the MTA-STS policy (repeat for more;
+        /// default: the domain's --host, else the configured hostname)
+        #[arg(long = "mx", value_name = "HOST")]
+        mx: Vec<String>,
+    },
 }
 
 /// What existed before the account store was opened (which creates it).
@@ -469,6 +491,22 @@ pub fn run_domains(command: DomainsCommand, config: &Config) -> Result<(), Failu
             }
             Ok(())
         }
+        DomainsCommand::Dkim { command } => super::dkim::run(command, &store, config),
+        DomainsCommand::Dns {
+            domain,
+            json,
+            ips,
+            mx,
+        } => super::dkim::dns(
+            &super::dkim::DnsRequest {
+                domain: &domain,
+                json,
+                ips: &ips,
+                mx: &mx,
+            },
+            &store,
+            config,
+        ),
     }
 }
 

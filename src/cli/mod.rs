@@ -2,6 +2,7 @@
 
 mod accounts;
 mod config_check;
+mod dkim;
 mod prompt;
 mod provisioning;
 mod queue;

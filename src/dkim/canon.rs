@@ -152,7 +152,10 @@ mod tests {
 
     #[test]
     fn header_values_lose_blanks_at_their_ends_and_keep_one_between_words() {
-        assert_eq!(relaxed(b"Subject:   Is \t dinner  ready?\t"), "subject:Is dinner ready?");
+        assert_eq!(
+            relaxed(b"Subject:   Is \t dinner  ready?\t"),
+            "subject:Is dinner ready?"
+        );
         assert_eq!(relaxed(b"X-Empty:   "), "x-empty:");
         assert_eq!(relaxed(b"To: a,\r\n b"), "to:a, b");
     }

@@ -153,7 +153,9 @@ mod tests {
         let store = KeyStore::new(&data);
         for (selector, algorithm) in [("a-ed", Algorithm::Ed25519), ("a-rsa", Algorithm::Rsa2048)] {
             let pem = PrivateKey::generate(algorithm).unwrap();
-            store.create("example.test", selector, algorithm, &pem).unwrap();
+            store
+                .create("example.test", selector, algorithm, &pem)
+                .unwrap();
         }
         let signer = Signer::new(&data);
         let selectors: Vec<String> = signer

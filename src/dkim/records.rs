@@ -131,7 +131,11 @@ fn dkim(domain: &str, key: &PublishedKey) -> Record {
             key.selector, key.selector
         )
     };
-    txt(&format!("{}._domainkey.{domain}", key.selector), value, &purpose)
+    txt(
+        &format!("{}._domainkey.{domain}", key.selector),
+        value,
+        &purpose,
+    )
 }
 
 fn mta_sts_policy(domain: &str, mx_hosts: &[String]) -> MtaStsPolicy {

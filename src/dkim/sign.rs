@@ -288,7 +288,10 @@ Joe.\r
             .filter(|f| !f.is_empty())
             .collect();
         assert_eq!(fields.len(), 2, "{text}");
-        let (first, second) = (tags(&format!("x:{}", fields[0])), tags(&format!("x:{}", fields[1])));
+        let (first, second) = (
+            tags(&format!("x:{}", fields[0])),
+            tags(&format!("x:{}", fields[1])),
+        );
         assert_eq!(first["a"], "rsa-sha256");
         assert_eq!(second["a"], "ed25519-sha256");
         assert_eq!(first["bh"], second["bh"]);

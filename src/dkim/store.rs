@@ -34,8 +34,8 @@ pub struct StoredKey {
 impl StoredKey {
     /// The private key, read from its file.
     pub fn load(&self) -> Result<PrivateKey, String> {
-        let text = fs::read_to_string(&self.path)
-            .map_err(|e| format!("{}: {e}", self.path.display()))?;
+        let text =
+            fs::read_to_string(&self.path).map_err(|e| format!("{}: {e}", self.path.display()))?;
         PrivateKey::from_pem(&text, self.algorithm)
             .map_err(|e| format!("{}: {e}", self.path.display()))
     }
@@ -136,7 +136,8 @@ impl KeyStore {
         }
         let dir = self.dir.join(domain);
         for dir in [&self.dir, &dir] {
-            make_private_dir(dir).map_err(|e| CreateError::Io(format!("{}: {e}", dir.display())))?;
+            make_private_dir(dir)
+                .map_err(|e| CreateError::Io(format!("{}: {e}", dir.display())))?;
         }
         let path = dir.join(format!("{selector}.{}{ACTIVE_SUFFIX}", algorithm.name()));
         write_private_file(&path, pem.as_bytes())
@@ -276,10 +277,8 @@ mod tests {
     use super::*;
 
     fn temp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "portcullis-dkim-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-dkim-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir

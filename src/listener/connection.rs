@@ -15,6 +15,7 @@ use super::{ListenerContext, Phase, Shared, phase_reaches};
 use crate::accounts::canonical_host;
 use crate::auth::FailureReason;
 use crate::config::ListenerMode;
+use crate::dkim;
 use crate::policy::HostDecision;
 use crate::policy::hosts;
 use crate::policy::logins::Refusal;
@@ -471,6 +472,9 @@ fn next_deadline(session: &Session, shared: &Shared, message_deadline: Option<In
 /// Stores the message; logs `queued id=ID client=IP:PORT [user="NAME"] from="ADDRESS"
 /// recipients=N size=BYTES [tls=VERSION cipher=SUITE]` once it is.
 async fn spool(shared: &Shared, peer: Peer, submission: crate::smtp::Submission) -> SpoolOutcome {
+    let Some(submission) = dkim_sign(shared, peer, submission).await else {
+        return SpoolOutcome::Failed;
+    };
     let envelope = &submission.envelope;
     let (from, recipients, size) = (
         envelope.from.clone(),
@@ -502,6 +506,51 @@ async fn spool(shared: &Shared, peer: Peer, submission: crate::smtp::Submission)
         }
         Err(_) => SpoolOutcome::Failed,
     }
+}
+
+/// Puts the DKIM-Signature fields before the message when its From: domain has active keys
+/// and the sender may use that From: address: an account's mail is signed only as addresses
+/// it may send as (whether or not `check_header_from` refuses the others); a trusted-network
+/// client has no account and is trusted. Signing runs off the runtime's threads, since an RSA
+/// signature and the body hash of a large message take milliseconds. `None` only if the
+/// signing task died, taking the message with it: the client gets 452 and sends it again.
+async fn dkim_sign(
+    shared: &Shared,
+    peer: Peer,
+    mut submission: crate::smtp::Submission,
+) -> Option<crate::smtp::Submission> {
+    let Some((domain, address)) = dkim::signing_domain(&submission.message) else {
+        return Some(submission);
+    };
+    let keys = shared.dkim.keys_for(&domain);
+    if keys.is_empty() {
+        return Some(submission);
+    }
+    if let Some(user) = &submission.envelope.auth_user
+        && shared.sender_policy.authorize(user, &address) != SenderDecision::Allowed
+    {
+        tracing::warn!(client = %peer.client, %user, from = address.as_str(), "not DKIM-signed: the account may not send as its From: address");
+        return Some(submission);
+    }
+    let message = std::mem::take(&mut submission.message);
+    let now = crate::timefmt::unix_now();
+    let signing = tokio::task::spawn_blocking(move || {
+        let keys: Vec<&dkim::SigningKey> = keys.iter().map(AsRef::as_ref).collect();
+        let signed = dkim::signed_message(&message, &keys, now);
+        (message, signed)
+    });
+    match signing.await {
+        Ok((_, Ok(signed))) => submission.message = signed,
+        Ok((message, Err(error))) => {
+            tracing::error!(%error, client = %peer.client, %domain, "cannot DKIM-sign: the message is queued unsigned");
+            submission.message = message;
+        }
+        Err(error) => {
+            tracing::error!(%error, client = %peer.client, "DKIM signing failed: message refused with 452: not stored");
+            return None;
+        }
+    }
+    Some(submission)
 }
 
 /// Writes the pending replies. A client that stops reading gets the command timeout to take

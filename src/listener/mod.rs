@@ -41,6 +41,8 @@ pub struct Shared {
     /// Only with `[policy] require_host_match`.
     pub host_policy: Option<Arc<dyn HostPolicy>>,
     pub sender_policy: Arc<dyn SenderPolicy>,
+    /// The active DKIM keys, refreshed from their files by the server.
+    pub dkim: Arc<crate::dkim::Signer>,
     pub quotas: Arc<QuotaBook>,
     pub limiter: Arc<ConnectionLimiter>,
     pub timeouts: Timeouts,
