@@ -308,3 +308,70 @@ fn domains_dns_prints_every_record_as_zone_lines_and_json() {
         assert!(lines[at].ends_with(&quoted.join(" ")), "{}", lines[at]);
     }
 }
+
+#[test]
+fn an_account_s_mail_is_signed_only_as_addresses_it_may_send_as() {
+    let mx = Mx::start("127.0.0.4", &[]);
+    let server = server_relaying_to("dkim-accounts", &mx);
+    let password = "correct horse battery";
+    server.add_account("alice@example.test", password);
+    server.cli_ok(
+        &[
+            "domains",
+            "dkim",
+            "generate",
+            DOMAIN,
+            "--algorithm",
+            "ed25519",
+        ],
+        None,
+    );
+    signal(server.child.as_ref().unwrap(), libc::SIGHUP);
+    assert!(common::wait_until(LIMIT, || server
+        .log()
+        .contains("DKIM signing keys loaded")));
+    let port = server.submission.port().to_string();
+    let send_as = |header_from: &str| {
+        let report = smtplib(
+            &server,
+            &[
+                "--port",
+                &port,
+                "--mode",
+                "starttls",
+                "--user",
+                "alice@example.test",
+                "--password",
+                password,
+                "--from",
+                "alice@example.test",
+                "--to",
+                "bob@example.org",
+                "--header-from",
+                header_from,
+            ],
+        );
+        assert_eq!(report["data"][0], 250, "{report}");
+    };
+    send_as("Alice <alice@example.test>");
+    // `[policy] check_header_from` is off, so the message goes out, but not under the
+    // domain's signature: the account may not send as the CEO.
+    send_as("The Boss <ceo@example.test>");
+    let received = mx.wait_for(2, LIMIT);
+    let signed = |from: &str| {
+        let message = received
+            .iter()
+            .find(|m| m.header("From").is_some_and(|f| f.contains(from)))
+            .unwrap_or_else(|| panic!("no message from {from}"));
+        message.text().starts_with("DKIM-Signature: ")
+    };
+    assert!(signed("alice@example.test"));
+    assert!(!signed("ceo@example.test"));
+    assert!(
+        server
+            .log()
+            .contains("not DKIM-signed: the account may not send as its From: address"),
+        "{}",
+        server.log()
+    );
+}
