@@ -304,7 +304,7 @@ bad input (a malformed queue id, address, password or file)
 no such message, or an input file is missing
 .TP
 \fB67\fR
-no such account
+no such account, domain or DKIM key
 .TP
 \fB70\fR
 internal error
