@@ -17,6 +17,8 @@ pub struct Field<'a> {
 /// there is none).
 pub fn split(message: &[u8]) -> (Vec<Field<'_>>, &[u8]) {
     let mut fields: Vec<Field> = Vec::new();
+    // Where the field being read starts: a folded line extends it.
+    let mut field_start = 0;
     let mut at = 0;
     while at < message.len() {
         let end = find_crlf(message, at).unwrap_or(message.len());
@@ -26,11 +28,9 @@ pub fn split(message: &[u8]) -> (Vec<Field<'_>>, &[u8]) {
         }
         let continues = matches!(message[at], b' ' | b'\t');
         match fields.last_mut() {
-            Some(last) if continues => {
-                let start = last.raw.as_ptr() as usize - message.as_ptr() as usize;
-                last.raw = &message[start..end];
-            }
+            Some(last) if continues => last.raw = &message[field_start..end],
             _ => {
+                field_start = at;
                 let line = &message[at..end];
                 let name = line.split(|&b| b == b':').next().unwrap_or(line);
                 fields.push(Field {
