@@ -212,6 +212,9 @@ impl QueueManager {
 /// Recovery frees as much as it keeps (the fold of the log, each segment's bytes), scattered
 /// between what the queue holds; glibc keeps such memory mapped. Handing it back makes the
 /// resident size after a restart the queue's, not the recovery's peak.
+/// Records in one batch past which their memory is handed back to the system once written.
+const LARGE_BATCH: usize = 10_000;
+
 fn release_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only walks glibc's own free lists; it has no preconditions.
@@ -306,6 +309,12 @@ impl Runner {
             tracing::error!(%error, "cannot write the queue state log; delivery waits until it can");
             thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        // A wave (a suspended destination deferring everything it held, say) makes a record
+        // per recipient at once; once written they are freed, and the pages go back.
+        if records.len() >= LARGE_BATCH {
+            drop(records);
+            release_freed_memory();
         }
     }
 
