@@ -456,6 +456,11 @@ impl Cidr {
         }
     }
 
+    /// Whether `other` lies wholly within this network.
+    pub fn covers(&self, other: &Cidr) -> bool {
+        self.prefix <= other.prefix && self.contains(other.network)
+    }
+
     fn matches(&self, ip: IpAddr) -> bool {
         match (self.network, ip) {
             (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{FailureReason, StoreError};
+use crate::config::Cidr;
 use crate::policy::logins::{Failure, LoginGuard, LoginPolicy, Refusal, Ticket};
-use crate::timefmt::unix_seconds;
+use crate::timefmt::{rfc3339_unix, unix_seconds};
 
 /// Where the record of logins lives: the embedded default is [`crate::accounts::SqliteStore`].
 pub trait LoginJournal: Send + Sync {
@@ -91,9 +92,16 @@ const MAX_BATCH: usize = 1000;
 /// not recorded rather than piling up in memory; the guard in memory decides regardless.
 const MAX_QUEUED: usize = 100_000;
 
+/// How long an attempt waits for its turn (see [`Refusal::Busy`]) before it is answered as
+/// locked. A clean pair's turn comes after one password check; a burst of guesses sees the pair
+/// locked (or the network refused) long before this.
+const WAIT_FOR_TURN: Duration = Duration::from_secs(10);
+
 /// The guard shared by every connection of a server.
 pub struct LoginProtection {
     guard: Arc<Mutex<LoginGuard>>,
+    /// Woken whenever an attempt ends, for the attempts waiting their turn.
+    released: tokio::sync::Notify,
     events: Mutex<Option<mpsc::SyncSender<LoginEvent>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     clock: fn() -> SystemTime,
@@ -124,6 +132,7 @@ impl LoginProtection {
         };
         Ok(LoginProtection {
             guard,
+            released: tokio::sync::Notify::new(),
             events: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             clock,
@@ -136,41 +145,70 @@ impl LoginProtection {
         let guard = new_guard(policy).expect("the system random number generator works");
         LoginProtection {
             guard: Arc::new(Mutex::new(guard)),
+            released: tokio::sync::Notify::new(),
             events: Mutex::new(None),
             writer: Mutex::new(None),
             clock,
         }
     }
 
-    /// Before a password is checked: the attempt to carry out, or why it is refused (recorded
-    /// as a failure with reason `locked` or `network-refused`). `username` as the client sent it.
+    /// Before a password is checked: the attempt to carry out, waiting its turn while the guard
+    /// says [`Refusal::Busy`] (at most [`WAIT_FOR_TURN`], then answered as locked), or why it is
+    /// refused. `username` as the client sent it.
+    pub async fn admit_in_turn(
+        &self,
+        username: &str,
+        client: IpAddr,
+    ) -> Result<Attempt<'_>, Refusal> {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_TURN;
+        loop {
+            // Registered before asking, so a release between the two is not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.admit(username, client) {
+                Err(Refusal::Busy) => {}
+                other => return other,
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                let until = self.now() + WAIT_FOR_TURN.as_secs();
+                return Err(self.refused(username, client, Refusal::Locked { until }));
+            }
+        }
+    }
+
+    /// One try: the attempt, or why not (recorded as a failure with reason `locked` or
+    /// `network-refused`; [`Refusal::Busy`] is not recorded, the caller tries again).
     pub fn admit(&self, username: &str, client: IpAddr) -> Result<Attempt<'_>, Refusal> {
-        let username = recorded_name(username);
-        let now = self.now();
-        let admitted = lock(&self.guard).admit(&username, client, now);
+        let recorded = recorded_name(username);
+        let admitted = lock(&self.guard).admit(&recorded, client, self.now());
         match admitted {
             Ok(ticket) => Ok(Attempt {
                 protection: self,
                 ticket: Some(ticket),
-                username,
+                username: recorded,
                 client,
             }),
-            Err(refusal) => {
-                let reason = match refusal {
-                    Refusal::Locked { .. } => FailureReason::Locked,
-                    Refusal::NetworkRefused { .. } => FailureReason::NetworkRefused,
-                };
-                let network = lock(&self.guard).network_of(client).to_string();
-                self.record(LoginEvent {
-                    username,
-                    client,
-                    network,
-                    at: now,
-                    failure: Some(RecordedFailure::uncounted(reason)),
-                });
-                Err(refusal)
-            }
+            Err(Refusal::Busy) => Err(Refusal::Busy),
+            Err(refusal) => Err(self.refused(username, client, refusal)),
         }
+    }
+
+    /// Records a refusal as an uncounted failure, and returns it.
+    fn refused(&self, username: &str, client: IpAddr, refusal: Refusal) -> Refusal {
+        let reason = match refusal {
+            Refusal::NetworkRefused { .. } => FailureReason::NetworkRefused,
+            Refusal::Locked { .. } | Refusal::Busy => FailureReason::Locked,
+        };
+        let network = lock(&self.guard).network_of(client).to_string();
+        self.record(LoginEvent {
+            username: recorded_name(username),
+            client,
+            network,
+            at: self.now(),
+            failure: Some(RecordedFailure::uncounted(reason)),
+        });
+        refusal
     }
 
     /// Writes what is still queued and stops the writer (at shutdown).
@@ -227,6 +265,7 @@ impl Attempt<'_> {
         let now = self.protection.now();
         let ticket = self.ticket.as_ref().expect("a ticket until dropped");
         let failure = lock(&self.protection.guard).failed(ticket, password, now);
+        log_what_it_caused(&self.username, ticket.network(), &failure);
         self.protection.record(LoginEvent {
             username: self.username.clone(),
             client: self.client,
@@ -261,7 +300,20 @@ impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             lock(&self.protection.guard).release(ticket);
+            self.protection.released.notify_waiters();
         }
+    }
+}
+
+/// One line at the moment a pair is locked or a network refused (each refused attempt after it
+/// has its own `authentication failed` line).
+fn log_what_it_caused(username: &str, network: Cidr, failure: &Failure) {
+    if let Some(until) = failure.locked_until {
+        let scope = failure.scope;
+        tracing::warn!(user = username, %scope, until = %rfc3339_unix(until), "login locked");
+    }
+    if let Some(until) = failure.network_refused_until {
+        tracing::warn!(%network, until = %rfc3339_unix(until), "network refused");
     }
 }
 
@@ -516,6 +568,28 @@ mod tests {
         assert!(protection.admit("a@b.c", client()).is_err());
         drop(held);
         assert!(protection.admit("a@b.c", client()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_second_attempt_waits_for_the_first_then_meets_its_outcome() {
+        let protection = LoginProtection::in_memory(
+            LoginPolicy {
+                lock_after_failures: 1,
+                ..policy()
+            },
+            SystemTime::now,
+        );
+        let mut first = protection.admit_in_turn("a@b.c", client()).await.unwrap();
+        let second = protection.admit_in_turn("a@b.c", client());
+        tokio::pin!(second);
+        // Waiting while the first is in flight.
+        let waited = tokio::time::timeout(Duration::from_millis(100), second.as_mut()).await;
+        assert!(waited.is_err());
+        // The first fails and locks the pair; the second is then refused without a check.
+        first.failed("wrong", FailureReason::WrongPassword);
+        drop(first);
+        let outcome = tokio::time::timeout(Duration::from_secs(5), second).await;
+        assert!(matches!(outcome, Ok(Err(Refusal::Locked { .. }))));
     }
 
     #[test]
