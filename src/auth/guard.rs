@@ -21,15 +21,16 @@ use crate::timefmt::{rfc3339_unix, unix_seconds};
 pub trait LoginJournal: Send + Sync {
     /// Appends events, all in one transaction.
     fn record(&self, events: &[LoginEvent]) -> Result<(), StoreError>;
-    /// What rebuilds the guard, oldest first: failures that counted, since `failures_since`,
-    /// and the last success of each (user name, network), since `successes_since`.
+    /// What rebuilds the guard, oldest first: failures that counted and network unlocks, since
+    /// `failures_since`, and the last success of each (user name, network) and (user name,
+    /// address), since `successes_since`.
     fn history(
         &self,
         failures_since: u64,
         successes_since: u64,
     ) -> Result<Vec<LoginRecord>, StoreError>;
-    /// Unlocks made after the one numbered `after`: the newest number and the user names.
-    fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<String>), StoreError>;
+    /// Unlocks made after the one numbered `after`: the newest number and what was unlocked.
+    fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<Unlock>), StoreError>;
     /// Forgets failures before `failures_before` and successes before `successes_before`.
     fn prune(&self, failures_before: u64, successes_before: u64) -> Result<(), StoreError>;
 }
@@ -40,7 +41,8 @@ pub struct LoginEvent {
     /// Lower-cased and at most [`MAX_RECORDED_NAME`] bytes; not necessarily an account.
     pub username: String,
     pub client: IpAddr,
-    /// The network it was counted under, such as `192.0.2.0/24`.
+    /// What it was counted under: the network, such as `192.0.2.0/24`, or for a failure at an
+    /// address known for the user name, that address (`192.0.2.7/32`).
     pub network: String,
     pub at: u64,
     /// `None` for a success.
@@ -70,13 +72,32 @@ impl RecordedFailure {
     }
 }
 
-/// A past login that rebuilds the guard's state.
+/// A past event that rebuilds the guard's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginRecord {
-    pub username: String,
-    pub client: IpAddr,
-    pub at: u64,
-    pub succeeded: bool,
+pub enum LoginRecord {
+    Failed {
+        username: String,
+        client: IpAddr,
+        at: u64,
+    },
+    Succeeded {
+        username: String,
+        client: IpAddr,
+        at: u64,
+        /// Counted under the exact address (known before), not the network.
+        address_only: bool,
+    },
+    /// `portcullis accounts unlock --network` lifted the refusals within this network.
+    NetworkUnlocked { network: Cidr, at: u64 },
+}
+
+/// What `portcullis accounts unlock` cleared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unlock {
+    /// A user name's locks and counts, from every network and address.
+    User(String),
+    /// The refusals of the networks within this one.
+    Network(Cidr),
 }
 
 /// User names longer than this (no address is) are cut to it in the record and in the guard.
@@ -269,7 +290,7 @@ impl Attempt<'_> {
         self.protection.record(LoginEvent {
             username: self.username.clone(),
             client: self.client,
-            network: ticket.network().to_string(),
+            network: failure.scope.to_string(),
             at: now,
             failure: Some(RecordedFailure {
                 reason,
@@ -288,7 +309,7 @@ impl Attempt<'_> {
             self.protection.record(LoginEvent {
                 username: self.username.clone(),
                 client: self.client,
-                network: ticket.network().to_string(),
+                network: ticket.scope().to_string(),
                 at: now,
                 failure: None,
             });
@@ -325,10 +346,21 @@ pub fn replay(
 ) -> Result<(), StoreError> {
     let (failures_since, successes_since) = horizons(guard.policy()).since(now);
     for record in journal.history(failures_since, successes_since)? {
-        if record.succeeded {
-            guard.restore_success(&record.username, record.client, record.at);
-        } else {
-            guard.restore_failure(&record.username, record.client, record.at);
+        match record {
+            LoginRecord::Failed {
+                username,
+                client,
+                at,
+            } => guard.restore_failure(&username, client, at),
+            LoginRecord::Succeeded {
+                username,
+                client,
+                at,
+                address_only,
+            } => guard.restore_success(&username, client, at, address_only),
+            LoginRecord::NetworkUnlocked { network, at } => {
+                guard.unlock_network(network, at);
+            }
         }
     }
     Ok(())
@@ -415,12 +447,12 @@ fn write_loop(
         if last_poll.elapsed() >= UNLOCK_POLL {
             last_poll = Instant::now();
             match journal.unlocks_after(last_unlock) {
-                Ok((newest, usernames)) => {
+                Ok((newest, unlocks)) => {
                     last_unlock = newest;
+                    let now = unix_seconds(clock());
                     let mut guard = lock(&guard);
-                    for username in usernames {
-                        let cleared = guard.unlock(&username);
-                        tracing::info!(user = ?username, cleared, "logins unlocked");
+                    for unlock in unlocks {
+                        apply_unlock(&mut guard, unlock, now);
                     }
                 }
                 Err(error) => tracing::warn!(%error, "cannot read unlocks"),
@@ -441,6 +473,19 @@ fn write_loop(
     }
 }
 
+fn apply_unlock(guard: &mut LoginGuard, unlock: Unlock, now: u64) {
+    match unlock {
+        Unlock::User(username) => {
+            let cleared = guard.unlock(&username);
+            tracing::info!(user = ?username, cleared, "logins unlocked");
+        }
+        Unlock::Network(network) => {
+            let lifted = guard.unlock_network(network, now);
+            tracing::info!(%network, lifted, "network unlocked");
+        }
+    }
+}
+
 fn lock(guard: &Mutex<LoginGuard>) -> MutexGuard<'_, LoginGuard> {
     guard
         .lock()
@@ -455,7 +500,7 @@ mod tests {
     #[derive(Default)]
     struct Memory {
         events: Mutex<Vec<LoginEvent>>,
-        unlocks: Mutex<Vec<String>>,
+        unlocks: Mutex<Vec<Unlock>>,
     }
 
     impl LoginJournal for Memory {
@@ -469,16 +514,26 @@ mod tests {
             Ok(events
                 .iter()
                 .filter(|e| e.at >= since && e.failure.is_none_or(|f| f.counted))
-                .map(|e| LoginRecord {
-                    username: e.username.clone(),
-                    client: e.client,
-                    at: e.at,
-                    succeeded: e.failure.is_none(),
+                .map(|e| {
+                    let (username, client, at) = (e.username.clone(), e.client, e.at);
+                    match e.failure {
+                        None => LoginRecord::Succeeded {
+                            address_only: e.network.ends_with("/32"),
+                            username,
+                            client,
+                            at,
+                        },
+                        Some(_) => LoginRecord::Failed {
+                            username,
+                            client,
+                            at,
+                        },
+                    }
                 })
                 .collect())
         }
 
-        fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<String>), StoreError> {
+        fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<Unlock>), StoreError> {
             let unlocks = self.unlocks.lock().unwrap();
             let newest = unlocks.len() as i64;
             let start = usize::try_from(after.clamp(0, newest)).unwrap();
@@ -544,7 +599,7 @@ mod tests {
             .unlocks
             .lock()
             .unwrap()
-            .push("alice@example.test".into());
+            .push(Unlock::User("alice@example.test".into()));
         let start = Instant::now();
         while restarted.admit("alice@example.test", client()).is_err() {
             assert!(start.elapsed() < Duration::from_secs(10), "never unlocked");

@@ -108,6 +108,11 @@ impl Ticket {
     pub fn network(&self) -> Cidr {
         self.network
     }
+
+    /// What the attempt is counted under: the network, or the exact address.
+    pub fn scope(&self) -> Cidr {
+        self.scope
+    }
 }
 
 /// What a failed attempt changed.
@@ -316,11 +321,12 @@ impl LoginGuard {
         self.record_failure(account, scope, network, None, at);
     }
 
-    /// Replays a successful login from the durable record.
-    pub fn restore_success(&mut self, username: &str, ip: IpAddr, at: u64) {
+    /// Replays a successful login from the durable record, counted under the exact address
+    /// (`address_only`) or under the network, as it was then (see [`Ticket::scope`]).
+    pub fn restore_success(&mut self, username: &str, ip: IpAddr, at: u64, address_only: bool) {
         let account = self.account_key(username);
         let (network, host) = (self.network_of(ip), host_of(ip));
-        let scope = self.scope_of(account, host, network, at);
+        let scope = if address_only { host } else { network };
         self.record_success(account, scope, [network, host], at);
     }
 
@@ -996,7 +1002,8 @@ mod tests {
     #[test]
     fn a_known_address_survives_a_restart() {
         let mut guard = guard();
-        guard.restore_success(ALICE, ip("192.0.2.200"), T0);
+        guard.restore_success(ALICE, ip("192.0.2.200"), T0, false);
+        guard.restore_success(ALICE, ip("192.0.2.200"), T0 + 1, true);
         for n in 0..10 {
             guard.restore_failure(ALICE, ip("192.0.2.66"), T0 + n);
         }
@@ -1096,7 +1103,7 @@ mod tests {
         for n in 0..9 {
             guard.restore_failure(ALICE, ip("192.0.2.1"), T0 + n);
         }
-        guard.restore_success(ALICE, ip("192.0.2.1"), T0 + 10);
+        guard.restore_success(ALICE, ip("192.0.2.1"), T0 + 10, false);
         guard.restore_failure(ALICE, ip("192.0.2.1"), T0 + 11);
         assert!(guard.locks(ALICE, T0 + 12).is_empty());
     }
