@@ -210,7 +210,7 @@ impl LoginProtection {
                 username: recorded,
                 client,
             }),
-            Err(Refusal::Busy) => Err(Refusal::Busy),
+            Err(refusal @ (Refusal::Busy | Refusal::Probe)) => Err(refusal),
             Err(refusal) => Err(self.refused(username, client, refusal)),
         }
     }
@@ -219,7 +219,7 @@ impl LoginProtection {
     fn refused(&self, username: &str, client: IpAddr, refusal: Refusal) -> Refusal {
         let reason = match refusal {
             Refusal::NetworkRefused { .. } => FailureReason::NetworkRefused,
-            Refusal::Locked { .. } | Refusal::Busy => FailureReason::Locked,
+            Refusal::Locked { .. } | Refusal::Busy | Refusal::Probe => FailureReason::Locked,
         };
         let network = lock(&self.guard).network_of(client).to_string();
         self.record(LoginEvent {

@@ -350,6 +350,11 @@ async fn authenticate(
             log_failure(client_ip, &username, FailureReason::Locked.as_str());
             return AuthOutcome::Locked(SystemTime::now());
         }
+        // `portcullis check`'s made-up login: a 535 like any wrong password, at no cost.
+        Err(Refusal::Probe) => {
+            log_failure(client_ip, &username, "check-probe");
+            return AuthOutcome::Rejected;
+        }
         Err(Refusal::NetworkRefused { .. }) => {
             log_failure(client_ip, &username, FailureReason::NetworkRefused.as_str());
             return AuthOutcome::NetworkRefused;

@@ -71,6 +71,13 @@ pub struct LoginPolicy {
 pub const MAX_PAIRS: usize = 100_000;
 pub const MAX_NETWORKS: usize = 50_000;
 
+/// The made-up user name `portcullis check` logs in with to see that made-up credentials are
+/// refused. The guard answers it as a wrong password at once, without a password check, and
+/// never counts it: otherwise each run of `check` would be one more sprayed name, and a few
+/// dozen runs would refuse the operator's own network. It costs an attacker's guessing nothing
+/// either (no account has this name: `.invalid` is reserved, RFC 2606).
+pub const CHECK_PROBE_USER: &str = "portcullis-check-probe@example.invalid";
+
 /// A user name as the guard knows it: a keyed hash, so long or many names cost little.
 type AccountKey = [u8; 16];
 /// A keyed hash of (user name, wrong password).
@@ -87,6 +94,8 @@ pub enum Refusal {
     /// user names from this network are being checked to reach the spraying limit if they all
     /// fail. The driver asks again once an attempt in flight has ended.
     Busy,
+    /// [`CHECK_PROBE_USER`]: answer as a wrong password (535), uncounted and unchecked.
+    Probe,
 }
 
 /// An attempt let through to the password check. Give it back with [`LoginGuard::release`]
@@ -212,6 +221,9 @@ impl LoginGuard {
                     until: state.refused_until,
                 });
             }
+        }
+        if username == CHECK_PROBE_USER {
+            return Err(Refusal::Probe);
         }
         let busy_until = now + self.delay_for(usize::MAX).as_secs().max(1);
         let suspicious = self.policy.delay_after_failures.max(1) as usize;
@@ -1040,6 +1052,26 @@ mod tests {
         // Its names are forgotten: one more failure does not refuse it again.
         let failure = fail(&mut guard, "new@x.test", "192.0.2.1", "pw", T0 + 2);
         assert_eq!(failure.network_refused_until, None);
+    }
+
+    #[test]
+    fn the_check_probe_is_answered_uncounted_but_not_past_a_network_refusal() {
+        let mut guard = guard();
+        for _ in 0..100 {
+            assert_eq!(
+                guard.admit(CHECK_PROBE_USER, ip("192.0.2.1"), T0),
+                Err(Refusal::Probe)
+            );
+        }
+        assert_eq!(guard.tracked(), (0, 0));
+        assert!(admits(&mut guard, ALICE, "192.0.2.1", T0));
+        for n in 0..5 {
+            fail(&mut guard, &format!("u{n}@x.test"), "192.0.2.1", "pw", T0);
+        }
+        assert!(matches!(
+            guard.admit(CHECK_PROBE_USER, ip("192.0.2.1"), T0),
+            Err(Refusal::NetworkRefused { .. })
+        ));
     }
 
     #[test]
