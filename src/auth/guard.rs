@@ -199,7 +199,8 @@ impl LoginProtection {
     }
 
     /// One try: the attempt, or why not (recorded as a failure with reason `locked` or
-    /// `network-refused`; [`Refusal::Busy`] is not recorded, the caller tries again).
+    /// `network-refused`; [`Refusal::Busy`] is not recorded, the caller tries again, and
+    /// neither is [`Refusal::Probe`], which costs nothing by design).
     pub fn admit(&self, username: &str, client: IpAddr) -> Result<Attempt<'_>, Refusal> {
         let recorded = recorded_name(username);
         let admitted = lock(&self.guard).admit(&recorded, client, self.now());
