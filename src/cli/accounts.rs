@@ -13,7 +13,7 @@ use super::{
 };
 use crate::accounts::{APP_PASSWORD_PREFIX, Account, CertificateFiles, SqliteStore};
 use crate::auth::{StoreError, canonical_username, password};
-use crate::config::{Cidr, Config};
+use crate::config::Config;
 use crate::smtp::address;
 use crate::timefmt::{self, unix_now};
 use crate::tls;
@@ -523,7 +523,7 @@ fn require_account(store: &SqliteStore, email: &str) -> Result<(), Failure> {
 
 /// `accounts unlock --network CIDR`.
 fn unlock_network(store: &SqliteStore, network: &str) -> Result<(), Failure> {
-    let within: Cidr = network.parse().map_err(|error| {
+    let within: crate::config::Cidr = network.parse().map_err(|error| {
         Failure::new(
             EX_DATAERR,
             format!("{network:?} is not a network or an address ({error}); give one such as 192.0.2.0/24"),
