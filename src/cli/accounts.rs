@@ -46,8 +46,6 @@ pub enum Command {
         #[arg(long, value_name = "CIDR")]
         network: Option<String>,
     },
-    /// List the login locks and refused networks in force, as the server recorded them
-    Locks,
     /// Set a new password; without --password-stdin one is generated and shown once
     Passwd {
         /// The account's email address
@@ -71,6 +69,8 @@ pub enum Command {
         /// The account's email address
         email: String,
     },
+    /// List the login locks and refused networks in force, as the server recorded them
+    Locks,
     /// App passwords: separate, revocable passwords for devices and apps
     AppPassword {
         #[command(subcommand)]
