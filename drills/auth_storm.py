@@ -1,7 +1,8 @@
 """Auth-storm drill: many AUTH attempts with random credentials from one address, over implicit
 TLS, reconnecting whenever the server closes a session for too many errors. Other clients must
 stay served (login + send latency measured throughout) and the server's memory must stay flat.
-See drills/README.md."""
+Then two bursts of simultaneous AUTHs from fresh /24s, for one account and for many names, must
+cost no more password checks than the limits. See drills/README.md."""
 
 import argparse
 import asyncio
@@ -106,8 +107,76 @@ async def normal_client(d, target, user, password):
     """One `portcullis bench` run: implicit TLS, login, one message. (report, wall seconds)."""
     loop = asyncio.get_running_loop()
     return await loop.run_in_executor(None, lambda: drill.bench(
-        d, target, "--tls", "--user", user, "--password", password, "--from", user,
+        # `=`: a random password may begin with "-", which would read as an option.
+        d, target, "--tls", "--user", user, f"--password={password}", "--from", user,
         "--messages", 1, "--concurrency", 1, timeout=300))
+
+
+# Each burst comes from a /24 of its own; the limits are the server's defaults.
+BURST_ACCOUNT_NETWORK = "127.0.10"
+BURST_NAMES_NETWORK = "127.0.11"
+LOCK_AFTER_FAILURES = 10
+NETWORK_REFUSE_AFTER_ACCOUNTS = 20
+
+
+async def burst(host, port, context, network, sessions, user_of):
+    """`sessions` connections from addresses of `network`.0/24, each past EHLO, then all send
+    one AUTH PLAIN with a random password at the same instant. The count of each reply."""
+    replies = {}
+    ready = asyncio.Event()
+    waiting = [sessions]
+
+    async def one(n):
+        key = "closed"
+        writer = None
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(host, port, ssl=context, server_hostname="localhost",
+                                        local_addr=(f"{network}.{n % 250 + 1}", 0)), 60)
+            await asyncio.wait_for(read_reply(reader), 60)
+            writer.write(b"EHLO burst.example\r\n")
+            await asyncio.wait_for(read_reply(reader), 60)
+        except (OSError, asyncio.TimeoutError, ssl.SSLError) as error:
+            key = f"connect: {type(error).__name__}"
+        waiting[0] -= 1
+        if waiting[0] == 0:
+            ready.set()
+        await ready.wait()
+        if writer is not None and key == "closed":
+            try:
+                token = base64.b64encode(
+                    f"\0{user_of(n)}\0{secrets.token_urlsafe(12)}".encode()).decode()
+                writer.write(f"AUTH PLAIN {token}\r\n".encode())
+                reply = await asyncio.wait_for(read_reply(reader), 120)
+                key = (reply or "closed")[:9]
+            except (OSError, asyncio.TimeoutError, ssl.SSLError) as error:
+                key = f"session: {type(error).__name__}"
+        if writer is not None:
+            writer.close()
+        replies[key] = replies.get(key, 0) + 1
+
+    await asyncio.gather(*(one(n) for n in range(sessions)))
+    return replies
+
+
+async def run_bursts(server, args):
+    host, port = server.address("submissions")
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    one_account = await burst(host, port, context, BURST_ACCOUNT_NETWORK, args.burst,
+                              lambda n: "victim@example.test")
+    names = await burst(host, port, context, BURST_NAMES_NETWORK, args.burst_names,
+                        lambda n: f"burst{n}-{secrets.token_hex(4)}@example.test")
+    return one_account, names
+
+
+def password_checks(log):
+    """The server's count of password checks, from its last `stopped` line."""
+    for line in reversed(log.splitlines()):
+        if "stopped" in line and "password_checks=" in line:
+            return int(line.split("password_checks=")[1].split()[0])
+    return None
 
 
 def describe(kind, report, wall):
@@ -187,6 +256,16 @@ def main(d, args):
     sampler.stop()
     alive = server.alive()
     status = server.terminate()
+    # The bursts on a server of their own, so that its count of password checks is theirs.
+    burst_server = Server(d, config(f"{d.work}/burst"), name="burst",
+                          env={"PORTCULLIS_LOG": "info"}).start()
+    burst_server.cli("accounts", "add", "victim@example.test", "--password-stdin",
+                     stdin=(secrets.token_urlsafe(16) + "\n").encode())
+    bursts_started = time.monotonic()
+    one_account, names = asyncio.run(run_bursts(burst_server, args))
+    bursts_seconds = time.monotonic() - bursts_started
+    burst_server.terminate()
+    checks = password_checks(burst_server.log_path.read_text(errors="replace"))
 
     rate = storm.done / max(seconds, 0.001)
     expected = {"535 5.7.8", "454 4.7.0", "421 4.7.0"}
@@ -232,6 +311,19 @@ def main(d, args):
                 f"peak {drill.mib(peak)}")
     d.check("server alive throughout and stops on SIGTERM", alive and status == 0,
             f"exit status {status}")
+    d.check(f"{args.burst} simultaneous AUTHs for one account: at most {LOCK_AFTER_FAILURES} "
+            f"checked (535), the rest 454",
+            set(one_account) <= {"535 5.7.8", "454 4.7.0"}
+            and 0 < one_account.get("535 5.7.8", 0) <= LOCK_AFTER_FAILURES,
+            f"{one_account}")
+    d.check(f"{args.burst_names} simultaneous names: at most {NETWORK_REFUSE_AFTER_ACCOUNTS} "
+            f"checked (535), the rest 421",
+            set(names) <= {"535 5.7.8", "421 4.7.0"}
+            and 0 < names.get("535 5.7.8", 0) <= NETWORK_REFUSE_AFTER_ACCOUNTS,
+            f"{names}")
+    d.check("the bursts' password checks, as the server counted them, are their 535s",
+            checks == one_account.get("535 5.7.8", 0) + names.get("535 5.7.8", 0),
+            f"password_checks={checks}")
     d.number("attempts", f"{storm.done} in {seconds:.0f} s = {rate:.1f}/s over "
              f"{storm.sessions} sessions ({args.concurrency} at once); 100,000 would take "
              f"about {100000 / max(rate, 0.001) / 60:.0f} min")
@@ -241,6 +333,9 @@ def main(d, args):
     d.number("normal client, first login + send (ms)",
              f"before {baseline['fresh'][1] * 1000:.0f}; during p50 "
              f"{drill.percentile(fresh, 0.5) * 1000:.0f} max {max(fresh, default=0) * 1000:.0f}")
+    d.number("bursts", f"{args.burst} at once for one account {one_account}; "
+             f"{args.burst_names} names at once {names}; {checks} password checks; "
+             f"{bursts_seconds:.1f} s")
     d.number("VmRSS before / at 10% / peak / after",
              f"{drill.mib(before)} / {drill.mib(first_tenth_end)} / {drill.mib(peak)} / "
              f"{drill.mib(rss_after)}")
@@ -260,6 +355,10 @@ if __name__ == "__main__":
     parser.add_argument("--max-peak-mib", type=int, default=0,
                         help="also require peak VmRSS below this (0: not checked; the README's "
                              "bound is cores x 19 MiB for argon2 plus the base)")
+    parser.add_argument("--burst", type=int, default=250,
+                        help="simultaneous AUTHs for one account from one /24, after the storm")
+    parser.add_argument("--burst-names", type=int, default=100,
+                        help="simultaneous AUTHs for as many names from another /24")
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--max-seconds", type=int, default=0,
                         help="time limit (default: 600 s + 60 ms per attempt)")

@@ -456,6 +456,11 @@ impl Cidr {
         }
     }
 
+    /// Whether `other` lies wholly within this network.
+    pub fn covers(&self, other: &Cidr) -> bool {
+        self.prefix <= other.prefix && self.contains(other.network)
+    }
+
     fn matches(&self, ip: IpAddr) -> bool {
         match (self.network, ip) {
             (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
@@ -1821,18 +1826,21 @@ delay_after_failures = 3
 delay_milliseconds = 250
 # The longest wait, in milliseconds. 0 to 60000.
 max_delay_milliseconds = 8000
-# Failures of a user name from one network that lock it there ("454 4.7.0"); other networks
-# keep working. The same wrong password again counts once. 1 to 1000.
+# Failures of a user name from one network that lock it there ("454 4.7.0"); other networks,
+# and an address the user logged in from (counted apart), keep working. The same wrong
+# password again counts once. 1 to 1000.
 lock_after_failures = 10
 # How long such a lock lasts; `portcullis accounts unlock EMAIL` ends it early. 1 to 2592000.
 lock_seconds = 900
 # Different user names failing from one network before every login from it is refused
 # ("421 4.7.0", then close). 2 to 100000.
 network_refuse_after_accounts = 20
-# How long such a refusal lasts. 1 to 2592000.
+# How long such a refusal lasts; `portcullis accounts unlock --network CIDR` ends it early.
+# 1 to 2592000.
 network_refuse_seconds = 3600
 # A network that logged in as a user within this many days is known for that user: its
-# failures for it are mistakes, not spraying, and do not count towards the refusal. 0 to 3650.
+# failures for it are mistakes, not spraying, and its refusal does not apply to that user; the
+# exact address is known too, with a count and lock of its own. 0 to 3650.
 remember_success_days = 30
 # What a client network is: the address's first 24 bits (IPv4, 8 to 32) or 64 bits (IPv6, 16 to 128).
 ipv4_prefix = 24

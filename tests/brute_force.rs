@@ -436,3 +436,191 @@ fn the_same_wrong_password_again_counts_once_and_other_reasons_are_logged() {
         "{shown}"
     );
 }
+
+/// `sessions` connections from the /24 of `source`, all sending AUTH at the same instant (for
+/// `USER`, or a name of their own each with `names`); the count of each reply.
+fn burst(server: &Server, source: &str, sessions: usize, names: bool, offset: usize) -> Value {
+    let (sessions, offset) = (sessions.to_string(), offset.to_string());
+    let mut rest = vec!["--sessions", &sessions, "--offset", &offset];
+    if names {
+        rest.push("--names");
+    }
+    client(server, "burst", source, USER, &rest)["answered"].clone()
+}
+
+/// The password checks the server made in its life, from its last log line.
+fn password_checks(log: &str) -> u64 {
+    log_lines(log, "stopped")
+        .last()
+        .and_then(|line| line.split("password_checks=").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no password_checks in the log:\n{log}"))
+}
+
+#[test]
+fn simultaneous_logins_cost_at_most_the_limits_in_password_checks() {
+    // No early delay, so that the burst is stopped by the lock itself, not by the delays.
+    let mut server = server("burst", "delay_after_failures = 10\nlock_seconds = 2\n");
+    let started = Instant::now();
+    let first = burst(&server, ATTACKER, 250, false, 0);
+    let first_seconds = started.elapsed().as_secs_f64();
+    assert_eq!(
+        first,
+        serde_json::json!({"535 5.7.8": 10, "454 4.7.0": 240}),
+        "250 at once for one account"
+    );
+    // The lock expires; the failures are still in the window, so one check locks it again.
+    std::thread::sleep(Duration::from_millis(2500));
+    let again = burst(&server, ATTACKER, 250, false, 250);
+    assert_eq!(
+        again,
+        serde_json::json!({"535 5.7.8": 1, "454 4.7.0": 249}),
+        "250 at once after the lock expired"
+    );
+    // 100 different names at once from another /24: checked up to the spraying limit only.
+    let sprayed = burst(&server, "127.0.8.1", 100, true, 0);
+    assert_eq!(
+        sprayed,
+        serde_json::json!({"535 5.7.8": 20, "421 4.7.0": 80}),
+        "100 names at once"
+    );
+    // The real user's network is untouched.
+    assert_eq!(
+        codes(&logins(&server, REAL_USER, USER, &[PASSWORD])),
+        ["235 2.7.0"]
+    );
+    server.terminate();
+    let log = server.log();
+    assert_eq!(password_checks(&log), 10 + 1 + 20 + 1, "password checks");
+    // One line when the pair is locked (twice) and when the network is refused.
+    assert_eq!(
+        log_lines(&log, "login locked").len(),
+        2,
+        "{}",
+        log_lines(&log, "locked").join("\n")
+    );
+    assert_eq!(log_lines(&log, "network refused").len(), 1);
+    eprintln!("250 simultaneous logins answered in {first_seconds:.1} s");
+}
+
+#[test]
+fn a_neighbour_cannot_lock_out_a_known_address_and_a_refused_network_can_be_unlocked() {
+    let mut server = server(
+        "neighbour",
+        "lock_after_failures = 3\ndelay_after_failures = 5\nnetwork_refuse_after_accounts = 3\n",
+    );
+    // Behind one NAT'd /24: the user's own address, a neighbour, and an address never seen.
+    const KNOWN: &str = "127.41.1.200";
+    const NEIGHBOUR: &str = "127.41.1.66";
+    const OTHER: &str = "127.41.1.67";
+    assert_eq!(
+        codes(&logins(&server, KNOWN, USER, &[PASSWORD])),
+        ["235 2.7.0"]
+    );
+    // The neighbour guesses the user's password: the network is locked for that name ...
+    assert_eq!(
+        codes(&logins(&server, NEIGHBOUR, USER, &WRONG)),
+        ["535 5.7.8"; 3]
+    );
+    assert_eq!(
+        codes(&logins(&server, OTHER, USER, &[PASSWORD])),
+        ["454 4.7.0"]
+    );
+    // ... but the user's own address keeps logging in while the neighbour keeps failing, and
+    // the user's logins do not give the neighbour a fresh start.
+    for round in 0..3 {
+        let guess = format!("wrong-guess-round-{round}");
+        assert_eq!(
+            codes(&logins(&server, NEIGHBOUR, USER, &[&guess])),
+            ["454 4.7.0"]
+        );
+        assert_eq!(
+            codes(&logins(&server, KNOWN, USER, &[PASSWORD])),
+            ["235 2.7.0"]
+        );
+    }
+    // The neighbour sprays user names: the network is refused, except for the name known there.
+    for user in ["a@example.test", "b@example.test", "c@example.test"] {
+        assert_eq!(
+            codes(&logins(&server, NEIGHBOUR, user, &["123456"])),
+            ["535 5.7.8"]
+        );
+    }
+    assert_eq!(
+        codes(&logins(&server, OTHER, "d@example.test", &["123456"])),
+        ["421 4.7.0"]
+    );
+    assert_eq!(
+        codes(&logins(&server, KNOWN, USER, &[PASSWORD])),
+        ["235 2.7.0"]
+    );
+    let locks = server.cli_ok(&["accounts", "locks"], None);
+    assert!(
+        locks.contains("locked: \"alice@example.test\" from 127.41.1.0/24 until 20"),
+        "{locks}"
+    );
+    assert!(
+        locks.contains("refused network: every login from 127.41.1.0/24 until 20"),
+        "{locks}"
+    );
+
+    // All of it survives a restart.
+    server.terminate();
+    server.launch();
+    assert_eq!(
+        codes(&logins(&server, KNOWN, USER, &[PASSWORD])),
+        ["235 2.7.0"]
+    );
+    assert_eq!(
+        codes(&logins(&server, OTHER, USER, &[PASSWORD])),
+        ["454 4.7.0"]
+    );
+    assert_eq!(
+        codes(&logins(&server, OTHER, "d@example.test", &["123456"])),
+        ["421 4.7.0"]
+    );
+
+    // The administrator lifts the refusal; the lock of the name stays until its own unlock.
+    let unlocked = server.cli_ok(&["accounts", "unlock", "--network", "127.41.1.0/24"], None);
+    assert!(
+        unlocked.contains("lifted the refusal of 127.41.1.0/24"),
+        "{unlocked}"
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || codes(&logins(
+            &server,
+            OTHER,
+            "d@example.test",
+            &["123456"]
+        )) == ["535 5.7.8"]),
+        "still refused after unlock --network"
+    );
+    assert_eq!(
+        codes(&logins(&server, OTHER, USER, &[PASSWORD])),
+        ["454 4.7.0"]
+    );
+    let locks = server.cli_ok(&["accounts", "locks"], None);
+    assert!(!locks.contains("refused network"), "{locks}");
+    server.cli_ok(&["accounts", "unlock", USER], None);
+    assert!(
+        wait_until(Duration::from_secs(10), || codes(&logins(
+            &server,
+            OTHER,
+            USER,
+            &[PASSWORD]
+        )) == ["235 2.7.0"]),
+        "still locked after unlock"
+    );
+    assert_eq!(
+        server.cli_ok(&["accounts", "locks"], None).trim(),
+        "No login is locked and no network refused."
+    );
+    // Restarted again, the lifted refusal stays lifted.
+    server.terminate();
+    server.launch();
+    assert_eq!(
+        codes(&logins(&server, OTHER, "e@example.test", &["123456"])),
+        ["535 5.7.8"]
+    );
+}

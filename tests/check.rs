@@ -125,6 +125,48 @@ fn good_credentials_pass_and_the_test_message_is_queued() {
 }
 
 #[test]
+fn twenty_check_runs_in_a_row_lock_nobody_out() {
+    // A tight spraying limit: were each run's made-up login counted as a fresh user name, the
+    // third run would already have the network refused.
+    let mut server = Server::start(
+        "check-runs",
+        Options {
+            extra: "[auth]\nnetwork_refuse_after_accounts = 3\nlock_after_failures = 3\n".into(),
+            log: Some("info"),
+            ..Options::default()
+        },
+    );
+    server.add_account(USER, PASSWORD);
+    let cert = server.certificate();
+    let target = address(&server, false);
+    let args = login_args(&target, &cert, USER);
+    let started = std::time::Instant::now();
+    for run in 0..20 {
+        let (status, output) = check(&args, format!("{PASSWORD}\n").as_bytes());
+        assert_eq!(status, 0, "run {run}: {output}");
+        assert_step(&output, "random-credentials", "PASS", &["535 5.7.8"]);
+        assert_step(&output, "login", "PASS", &["235 2.7.0"]);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    // And a wrong password in between each keeps counting as it should, for the user only.
+    let (status, output) = check(&args, b"not the password\n");
+    assert_ne!(status, 0, "{output}");
+    assert_step(&output, "login", "FAIL", &["535 5.7.8"]);
+    let (status, output) = check(&args, format!("{PASSWORD}\n").as_bytes());
+    assert_eq!(status, 0, "{output}");
+    server.terminate();
+    let log = server.log();
+    let probes = log
+        .lines()
+        .filter(|line| line.contains("reason=check-probe"))
+        .count();
+    assert_eq!(probes, 22, "{log}");
+    assert!(!log.contains("network refused"), "{log}");
+    assert!(!log.contains("login locked"), "{log}");
+    eprintln!("20 check runs in {seconds:.1} s");
+}
+
+#[test]
 fn foreign_sender_address_explains_the_553() {
     let server = portcullis();
     let cert = server.certificate();

@@ -1,6 +1,7 @@
 //! SQLite implementation of the account store.
 
 use std::collections::HashSet;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,17 +12,19 @@ use super::{
     Account, AppPassword, CertificateFiles, Domain, FailedLogin, SenderRule, app_password_id,
     domain_of,
 };
-use crate::auth::guard::{LoginEvent, LoginJournal, LoginRecord};
+use crate::auth::guard::{LoginEvent, LoginJournal, LoginRecord, Unlock};
 use crate::auth::{AccountStore, AppPasswordHash, StoreError, StoredLogin};
+use crate::config::Cidr;
 use crate::policy::quotas::{QuotaOverrides, QuotaStore, Usage, Window};
 use crate::timefmt::unix_now;
 
 /// Each script takes the store from the version before it to its own (`PRAGMA user_version`).
 /// Scripts are never edited once released: a change is a new version.
-const MIGRATIONS: [(i64, &str); 3] = [
+const MIGRATIONS: [(i64, &str); 4] = [
     (1, include_str!("schema.sql")),
     (2, include_str!("schema_v2.sql")),
     (3, include_str!("schema_v3.sql")),
+    (4, include_str!("schema_v4.sql")),
 ];
 
 /// Attempts that did not count (refused while locked, repeats) within this many seconds of a
@@ -446,6 +449,21 @@ impl SqliteStore {
         })
     }
 
+    /// Every lock in force at `now`: user name, what it applies to (a network or an address)
+    /// and until when, soonest end first.
+    pub fn all_login_locks(&self, now: u64) -> Result<Vec<(String, String, u64)>, StoreError> {
+        self.with(|c| {
+            let mut statement = c.prepare(
+                "SELECT username, network, MAX(locked_until) FROM login_failures
+                 WHERE counted = 1 AND locked_until > ?1
+                 GROUP BY username, network ORDER BY 3, 1, 2",
+            )?;
+            let rows =
+                statement.query_map([now], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+            rows.collect()
+        })
+    }
+
     /// Networks every login is refused from at `now` (after failures for many user names).
     pub fn refused_networks(&self, now: u64) -> Result<Vec<(String, u64)>, StoreError> {
         self.with(|c| {
@@ -474,6 +492,39 @@ impl SqliteStore {
             .map_err(sql)?;
             Ok(())
         })
+    }
+
+    /// Lifts the refusals of the networks within `within` (they stay listed as failures), and
+    /// tells the running server through `login_unlocks`. Returns the networks that were
+    /// refused at `now`.
+    pub fn unlock_network(&self, within: Cidr, now: u64) -> Result<Vec<String>, StoreError> {
+        let refused: Vec<String> = self
+            .refused_networks(now)?
+            .into_iter()
+            .map(|(network, _)| network)
+            .filter(|network| {
+                network
+                    .parse::<Cidr>()
+                    .is_ok_and(|network| within.covers(&network))
+            })
+            .collect();
+        self.transaction(|tx| {
+            for network in &refused {
+                tx.execute(
+                    "UPDATE login_failures SET network_refused_until = NULL
+                     WHERE network = ?1 AND network_refused_until IS NOT NULL",
+                    [network],
+                )
+                .map_err(sql)?;
+            }
+            tx.execute(
+                "INSERT INTO login_unlocks (username, network, at) VALUES ('', ?1, ?2)",
+                params![within.to_string(), now],
+            )
+            .map_err(sql)?;
+            Ok(())
+        })?;
+        Ok(refused)
     }
 
     // ---- domains ------------------------------------------------------------------------------
@@ -802,37 +853,54 @@ impl LoginJournal for SqliteStore {
         successes_since: u64,
     ) -> Result<Vec<LoginRecord>, StoreError> {
         self.with(|c| {
-            // Failures made before an unlock of their user name no longer count.
+            // Failures made before an unlock of their user name no longer count; an unlock of
+            // a network is replayed in its place among them. Within one second (the record's
+            // resolution) successes go first: a restart may then keep failures that a success
+            // cleared, but never drops a lock that a success did not lift.
             let mut statement = c.prepare(
-                "SELECT username, client, at, 0 FROM login_failures AS f
+                "SELECT username, client, at, 1, network FROM login_failures AS f
                  WHERE counted = 1 AND at >= ?1 AND NOT EXISTS (
-                     SELECT 1 FROM login_unlocks AS u WHERE u.username = f.username AND u.at >= f.at)
+                     SELECT 1 FROM login_unlocks AS u
+                     WHERE u.username = f.username AND u.network IS NULL AND u.at >= f.at)
                  UNION ALL
-                 SELECT username, client, at, 1 FROM login_successes WHERE at >= ?2
+                 SELECT username, client, at, 0, network FROM login_successes WHERE at >= ?2
+                 UNION ALL
+                 SELECT '', network, at, 2, network FROM login_unlocks
+                 WHERE network IS NOT NULL AND at >= ?1
                  ORDER BY 3, 4",
             )?;
             let rows = statement.query_map(params![failures_since, successes_since], |row| {
                 let client: String = row.get(1)?;
-                Ok((row.get(0)?, client, row.get(2)?, row.get(3)?))
+                Ok((row.get(0)?, client, row.get(2)?, row.get(3)?, row.get(4)?))
             })?;
             let mut records = Vec::new();
             for row in rows {
-                let (username, client, at, succeeded): (String, String, u64, bool) = row?;
-                // A row that is not an address was not written by us; skip it.
-                if let Ok(client) = client.parse() {
-                    records.push(LoginRecord {
+                let (username, client, at, kind, network): (String, String, u64, u8, String) = row?;
+                // A row that is not an address (or network) was not written by us; skip it.
+                let record = match kind {
+                    1 => client.parse().ok().map(|client| LoginRecord::Failed {
                         username,
                         client,
                         at,
-                        succeeded,
-                    });
-                }
+                    }),
+                    0 => client.parse().ok().map(|client| LoginRecord::Succeeded {
+                        address_only: network == host_of(client),
+                        username,
+                        client,
+                        at,
+                    }),
+                    _ => client
+                        .parse()
+                        .ok()
+                        .map(|network| LoginRecord::NetworkUnlocked { network, at }),
+                };
+                records.extend(record);
             }
             Ok(records)
         })
     }
 
-    fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<String>), StoreError> {
+    fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<Unlock>), StoreError> {
         self.with(|c| {
             let newest: i64 = c.query_row(
                 "SELECT COALESCE(MAX(id), 0) FROM login_unlocks",
@@ -840,10 +908,20 @@ impl LoginJournal for SqliteStore {
                 |row| row.get(0),
             )?;
             let mut statement = c.prepare(
-                "SELECT username FROM login_unlocks WHERE id > ?1 AND id <= ?2 ORDER BY id",
+                "SELECT username, network FROM login_unlocks WHERE id > ?1 AND id <= ?2 ORDER BY id",
             )?;
-            let rows = statement.query_map(params![after, newest], |row| row.get(0))?;
-            Ok((newest, rows.collect::<rusqlite::Result<_>>()?))
+            let rows = statement.query_map(params![after, newest], |row| {
+                Ok((row.get(0)?, row.get::<_, Option<String>>(1)?))
+            })?;
+            let mut unlocks = Vec::new();
+            for row in rows {
+                match row? {
+                    (username, None) => unlocks.push(Unlock::User(username)),
+                    // A network that does not parse was not written by us; skip it.
+                    (_, Some(network)) => unlocks.extend(network.parse().ok().map(Unlock::Network)),
+                }
+            }
+            Ok((newest, unlocks))
         })
     }
 
@@ -869,11 +947,20 @@ impl LoginJournal for SqliteStore {
 fn record_event(tx: &rusqlite::Transaction<'_>, event: &LoginEvent) -> rusqlite::Result<()> {
     let client = event.client.to_string();
     let Some(failure) = event.failure else {
-        tx.execute(
-            "INSERT INTO login_successes (username, network, client, at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (username, network) DO UPDATE SET client = excluded.client, at = excluded.at",
-            params![event.username, event.network, client, event.at],
-        )?;
+        // A success under the network is also one of the exact address, which the guard counts
+        // apart; one under the address leaves the network's row as it was.
+        let host = host_of(event.client);
+        let mut scopes = vec![&event.network];
+        if event.network != host {
+            scopes.push(&host);
+        }
+        for network in scopes {
+            tx.execute(
+                "INSERT INTO login_successes (username, network, client, at) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (username, network) DO UPDATE SET client = excluded.client, at = excluded.at",
+                params![event.username, network, client, event.at],
+            )?;
+        }
         // The account's last login rides on the same batched write, off the login's path.
         tx.execute(
             "UPDATE accounts SET last_login = MAX(COALESCE(last_login, 0), ?2) WHERE address = ?1",
@@ -918,6 +1005,11 @@ fn record_event(tx: &rusqlite::Transaction<'_>, event: &LoginEvent) -> rusqlite:
         ],
     )?;
     Ok(())
+}
+
+/// An address as the one-address network the guard counts a known address under.
+fn host_of(client: IpAddr) -> String {
+    Cidr::around(crate::policy::canonical(client), 128).to_string()
 }
 
 fn sql(error: rusqlite::Error) -> StoreError {
@@ -1195,22 +1287,52 @@ mod tests {
             store.refused_networks(1500).unwrap(),
             [("192.0.2.0/24".to_string(), 4602)]
         );
-        // Replay: the counted failures and the success, in time order.
-        let history = store.history(0, 0).unwrap();
-        let summary: Vec<(u64, bool)> = history.iter().map(|r| (r.at, r.succeeded)).collect();
         assert_eq!(
-            summary,
-            [(1000, false), (1001, false), (1002, false), (1500, true)]
+            store.all_login_locks(1500).unwrap(),
+            [(alice.to_string(), "192.0.2.0/24".to_string(), 1902)]
+        );
+        // Replay: the counted failures and the success (of the network and of the address),
+        // in time order.
+        let summary = |store: &SqliteStore| -> Vec<(u64, &str)> {
+            let history = store.history(0, 0).unwrap();
+            history
+                .iter()
+                .map(|record| match record {
+                    LoginRecord::Failed { at, .. } => (*at, "failed"),
+                    LoginRecord::Succeeded { at, .. } => (*at, "succeeded"),
+                    LoginRecord::NetworkUnlocked { at, .. } => (*at, "network unlocked"),
+                })
+                .collect()
+        };
+        assert_eq!(
+            summary(&store),
+            [
+                (1000, "failed"),
+                (1001, "failed"),
+                (1002, "failed"),
+                (1500, "succeeded"),
+                (1500, "succeeded")
+            ]
         );
         // An unlock stops them counting and is announced once to the running server.
         let (before, _) = store.unlocks_after(i64::MAX).unwrap();
         store.unlock(alice).unwrap();
-        assert_eq!(store.history(0, 0).unwrap().len(), 1);
+        assert_eq!(summary(&store), [(1500, "succeeded"), (1500, "succeeded")]);
         assert!(store.login_locks(alice, 1500).unwrap().is_empty());
         assert_eq!(store.recent_failures(alice, 10).unwrap().len(), 4);
-        let (newest, names) = store.unlocks_after(before).unwrap();
-        assert_eq!(names, [alice]);
-        assert_eq!(store.unlocks_after(newest).unwrap().1, Vec::<String>::new());
+        let (newest, unlocks) = store.unlocks_after(before).unwrap();
+        assert_eq!(unlocks, [Unlock::User(alice.into())]);
+        assert_eq!(store.unlocks_after(newest).unwrap().1, []);
+        // A network unlock lifts the refusals within it, and is replayed and announced too.
+        let within: Cidr = "192.0.0.0/16".parse().unwrap();
+        assert_eq!(
+            store.unlock_network(within, 1500).unwrap(),
+            ["192.0.2.0/24"]
+        );
+        assert!(store.refused_networks(1500).unwrap().is_empty());
+        assert_eq!(summary(&store)[2], (1500, "network unlocked"));
+        let (_, unlocks) = store.unlocks_after(newest).unwrap();
+        assert_eq!(unlocks, [Unlock::Network(within)]);
         // Pruning forgets old rows.
         store.prune(2000, 2000).unwrap();
         assert!(store.recent_failures(alice, 10).unwrap().is_empty());

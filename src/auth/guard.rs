@@ -13,22 +13,24 @@ use std::time::{Duration, Instant, SystemTime};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::{FailureReason, StoreError};
+use crate::config::Cidr;
 use crate::policy::logins::{Failure, LoginGuard, LoginPolicy, Refusal, Ticket};
-use crate::timefmt::unix_seconds;
+use crate::timefmt::{rfc3339_unix, unix_seconds};
 
 /// Where the record of logins lives: the embedded default is [`crate::accounts::SqliteStore`].
 pub trait LoginJournal: Send + Sync {
     /// Appends events, all in one transaction.
     fn record(&self, events: &[LoginEvent]) -> Result<(), StoreError>;
-    /// What rebuilds the guard, oldest first: failures that counted, since `failures_since`,
-    /// and the last success of each (user name, network), since `successes_since`.
+    /// What rebuilds the guard, oldest first: failures that counted and network unlocks, since
+    /// `failures_since`, and the last success of each (user name, network) and (user name,
+    /// address), since `successes_since`.
     fn history(
         &self,
         failures_since: u64,
         successes_since: u64,
     ) -> Result<Vec<LoginRecord>, StoreError>;
-    /// Unlocks made after the one numbered `after`: the newest number and the user names.
-    fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<String>), StoreError>;
+    /// Unlocks made after the one numbered `after`: the newest number and what was unlocked.
+    fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<Unlock>), StoreError>;
     /// Forgets failures before `failures_before` and successes before `successes_before`.
     fn prune(&self, failures_before: u64, successes_before: u64) -> Result<(), StoreError>;
 }
@@ -39,7 +41,8 @@ pub struct LoginEvent {
     /// Lower-cased and at most [`MAX_RECORDED_NAME`] bytes; not necessarily an account.
     pub username: String,
     pub client: IpAddr,
-    /// The network it was counted under, such as `192.0.2.0/24`.
+    /// What it was counted under: the network, such as `192.0.2.0/24`, or for a failure at an
+    /// address known for the user name, that address (`192.0.2.7/32`).
     pub network: String,
     pub at: u64,
     /// `None` for a success.
@@ -69,13 +72,32 @@ impl RecordedFailure {
     }
 }
 
-/// A past login that rebuilds the guard's state.
+/// A past event that rebuilds the guard's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LoginRecord {
-    pub username: String,
-    pub client: IpAddr,
-    pub at: u64,
-    pub succeeded: bool,
+pub enum LoginRecord {
+    Failed {
+        username: String,
+        client: IpAddr,
+        at: u64,
+    },
+    Succeeded {
+        username: String,
+        client: IpAddr,
+        at: u64,
+        /// Counted under the exact address (known before), not the network.
+        address_only: bool,
+    },
+    /// `portcullis accounts unlock --network` lifted the refusals within this network.
+    NetworkUnlocked { network: Cidr, at: u64 },
+}
+
+/// What `portcullis accounts unlock` cleared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unlock {
+    /// A user name's locks and counts, from every network and address.
+    User(String),
+    /// The refusals of the networks within this one.
+    Network(Cidr),
 }
 
 /// User names longer than this (no address is) are cut to it in the record and in the guard.
@@ -91,9 +113,16 @@ const MAX_BATCH: usize = 1000;
 /// not recorded rather than piling up in memory; the guard in memory decides regardless.
 const MAX_QUEUED: usize = 100_000;
 
+/// How long an attempt waits for its turn (see [`Refusal::Busy`]) before it is answered as
+/// locked. A clean pair's turn comes after one password check; a burst of guesses sees the pair
+/// locked (or the network refused) long before this.
+const WAIT_FOR_TURN: Duration = Duration::from_secs(10);
+
 /// The guard shared by every connection of a server.
 pub struct LoginProtection {
     guard: Arc<Mutex<LoginGuard>>,
+    /// Woken whenever an attempt ends, for the attempts waiting their turn.
+    released: tokio::sync::Notify,
     events: Mutex<Option<mpsc::SyncSender<LoginEvent>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     clock: fn() -> SystemTime,
@@ -124,6 +153,7 @@ impl LoginProtection {
         };
         Ok(LoginProtection {
             guard,
+            released: tokio::sync::Notify::new(),
             events: Mutex::new(Some(sender)),
             writer: Mutex::new(Some(writer)),
             clock,
@@ -136,41 +166,71 @@ impl LoginProtection {
         let guard = new_guard(policy).expect("the system random number generator works");
         LoginProtection {
             guard: Arc::new(Mutex::new(guard)),
+            released: tokio::sync::Notify::new(),
             events: Mutex::new(None),
             writer: Mutex::new(None),
             clock,
         }
     }
 
-    /// Before a password is checked: the attempt to carry out, or why it is refused (recorded
-    /// as a failure with reason `locked` or `network-refused`). `username` as the client sent it.
+    /// Before a password is checked: the attempt to carry out, waiting its turn while the guard
+    /// says [`Refusal::Busy`] (at most [`WAIT_FOR_TURN`], then answered as locked), or why it is
+    /// refused. `username` as the client sent it.
+    pub async fn admit_in_turn(
+        &self,
+        username: &str,
+        client: IpAddr,
+    ) -> Result<Attempt<'_>, Refusal> {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_TURN;
+        loop {
+            // Registered before asking, so a release between the two is not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.admit(username, client) {
+                Err(Refusal::Busy) => {}
+                other => return other,
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                let until = self.now() + WAIT_FOR_TURN.as_secs();
+                return Err(self.refused(username, client, Refusal::Locked { until }));
+            }
+        }
+    }
+
+    /// One try: the attempt, or why not (recorded as a failure with reason `locked` or
+    /// `network-refused`; [`Refusal::Busy`] is not recorded, the caller tries again, and
+    /// neither is [`Refusal::Probe`], which costs nothing by design).
     pub fn admit(&self, username: &str, client: IpAddr) -> Result<Attempt<'_>, Refusal> {
-        let username = recorded_name(username);
-        let now = self.now();
-        let admitted = lock(&self.guard).admit(&username, client, now);
+        let recorded = recorded_name(username);
+        let admitted = lock(&self.guard).admit(&recorded, client, self.now());
         match admitted {
             Ok(ticket) => Ok(Attempt {
                 protection: self,
                 ticket: Some(ticket),
-                username,
+                username: recorded,
                 client,
             }),
-            Err(refusal) => {
-                let reason = match refusal {
-                    Refusal::Locked { .. } => FailureReason::Locked,
-                    Refusal::NetworkRefused { .. } => FailureReason::NetworkRefused,
-                };
-                let network = lock(&self.guard).network_of(client).to_string();
-                self.record(LoginEvent {
-                    username,
-                    client,
-                    network,
-                    at: now,
-                    failure: Some(RecordedFailure::uncounted(reason)),
-                });
-                Err(refusal)
-            }
+            Err(refusal @ (Refusal::Busy | Refusal::Probe)) => Err(refusal),
+            Err(refusal) => Err(self.refused(username, client, refusal)),
         }
+    }
+
+    /// Records a refusal as an uncounted failure, and returns it.
+    fn refused(&self, username: &str, client: IpAddr, refusal: Refusal) -> Refusal {
+        let reason = match refusal {
+            Refusal::NetworkRefused { .. } => FailureReason::NetworkRefused,
+            Refusal::Locked { .. } | Refusal::Busy | Refusal::Probe => FailureReason::Locked,
+        };
+        let network = lock(&self.guard).network_of(client).to_string();
+        self.record(LoginEvent {
+            username: recorded_name(username),
+            client,
+            network,
+            at: self.now(),
+            failure: Some(RecordedFailure::uncounted(reason)),
+        });
+        refusal
     }
 
     /// Writes what is still queued and stops the writer (at shutdown).
@@ -227,10 +287,11 @@ impl Attempt<'_> {
         let now = self.protection.now();
         let ticket = self.ticket.as_ref().expect("a ticket until dropped");
         let failure = lock(&self.protection.guard).failed(ticket, password, now);
+        log_what_it_caused(&self.username, ticket.network(), &failure);
         self.protection.record(LoginEvent {
             username: self.username.clone(),
             client: self.client,
-            network: ticket.network().to_string(),
+            network: failure.scope.to_string(),
             at: now,
             failure: Some(RecordedFailure {
                 reason,
@@ -249,7 +310,7 @@ impl Attempt<'_> {
             self.protection.record(LoginEvent {
                 username: self.username.clone(),
                 client: self.client,
-                network: ticket.network().to_string(),
+                network: ticket.scope().to_string(),
                 at: now,
                 failure: None,
             });
@@ -261,7 +322,20 @@ impl Drop for Attempt<'_> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket.take() {
             lock(&self.protection.guard).release(ticket);
+            self.protection.released.notify_waiters();
         }
+    }
+}
+
+/// One line at the moment a pair is locked or a network refused (each refused attempt after it
+/// has its own `authentication failed` line).
+fn log_what_it_caused(username: &str, network: Cidr, failure: &Failure) {
+    if let Some(until) = failure.locked_until {
+        let scope = failure.scope;
+        tracing::warn!(user = username, %scope, until = %rfc3339_unix(until), "login locked");
+    }
+    if let Some(until) = failure.network_refused_until {
+        tracing::warn!(%network, until = %rfc3339_unix(until), "network refused");
     }
 }
 
@@ -273,10 +347,21 @@ pub fn replay(
 ) -> Result<(), StoreError> {
     let (failures_since, successes_since) = horizons(guard.policy()).since(now);
     for record in journal.history(failures_since, successes_since)? {
-        if record.succeeded {
-            guard.restore_success(&record.username, record.client, record.at);
-        } else {
-            guard.restore_failure(&record.username, record.client, record.at);
+        match record {
+            LoginRecord::Failed {
+                username,
+                client,
+                at,
+            } => guard.restore_failure(&username, client, at),
+            LoginRecord::Succeeded {
+                username,
+                client,
+                at,
+                address_only,
+            } => guard.restore_success(&username, client, at, address_only),
+            LoginRecord::NetworkUnlocked { network, at } => {
+                guard.unlock_network(network, at);
+            }
         }
     }
     Ok(())
@@ -363,12 +448,12 @@ fn write_loop(
         if last_poll.elapsed() >= UNLOCK_POLL {
             last_poll = Instant::now();
             match journal.unlocks_after(last_unlock) {
-                Ok((newest, usernames)) => {
+                Ok((newest, unlocks)) => {
                     last_unlock = newest;
+                    let now = unix_seconds(clock());
                     let mut guard = lock(&guard);
-                    for username in usernames {
-                        let cleared = guard.unlock(&username);
-                        tracing::info!(user = ?username, cleared, "logins unlocked");
+                    for unlock in unlocks {
+                        apply_unlock(&mut guard, unlock, now);
                     }
                 }
                 Err(error) => tracing::warn!(%error, "cannot read unlocks"),
@@ -389,6 +474,19 @@ fn write_loop(
     }
 }
 
+fn apply_unlock(guard: &mut LoginGuard, unlock: Unlock, now: u64) {
+    match unlock {
+        Unlock::User(username) => {
+            let cleared = guard.unlock(&username);
+            tracing::info!(user = ?username, cleared, "logins unlocked");
+        }
+        Unlock::Network(network) => {
+            let lifted = guard.unlock_network(network, now);
+            tracing::info!(%network, lifted, "network unlocked");
+        }
+    }
+}
+
 fn lock(guard: &Mutex<LoginGuard>) -> MutexGuard<'_, LoginGuard> {
     guard
         .lock()
@@ -403,7 +501,7 @@ mod tests {
     #[derive(Default)]
     struct Memory {
         events: Mutex<Vec<LoginEvent>>,
-        unlocks: Mutex<Vec<String>>,
+        unlocks: Mutex<Vec<Unlock>>,
     }
 
     impl LoginJournal for Memory {
@@ -417,16 +515,26 @@ mod tests {
             Ok(events
                 .iter()
                 .filter(|e| e.at >= since && e.failure.is_none_or(|f| f.counted))
-                .map(|e| LoginRecord {
-                    username: e.username.clone(),
-                    client: e.client,
-                    at: e.at,
-                    succeeded: e.failure.is_none(),
+                .map(|e| {
+                    let (username, client, at) = (e.username.clone(), e.client, e.at);
+                    match e.failure {
+                        None => LoginRecord::Succeeded {
+                            address_only: e.network.ends_with("/32"),
+                            username,
+                            client,
+                            at,
+                        },
+                        Some(_) => LoginRecord::Failed {
+                            username,
+                            client,
+                            at,
+                        },
+                    }
                 })
                 .collect())
         }
 
-        fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<String>), StoreError> {
+        fn unlocks_after(&self, after: i64) -> Result<(i64, Vec<Unlock>), StoreError> {
             let unlocks = self.unlocks.lock().unwrap();
             let newest = unlocks.len() as i64;
             let start = usize::try_from(after.clamp(0, newest)).unwrap();
@@ -492,7 +600,7 @@ mod tests {
             .unlocks
             .lock()
             .unwrap()
-            .push("alice@example.test".into());
+            .push(Unlock::User("alice@example.test".into()));
         let start = Instant::now();
         while restarted.admit("alice@example.test", client()).is_err() {
             assert!(start.elapsed() < Duration::from_secs(10), "never unlocked");
@@ -516,6 +624,28 @@ mod tests {
         assert!(protection.admit("a@b.c", client()).is_err());
         drop(held);
         assert!(protection.admit("a@b.c", client()).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_second_attempt_waits_for_the_first_then_meets_its_outcome() {
+        let protection = LoginProtection::in_memory(
+            LoginPolicy {
+                lock_after_failures: 1,
+                ..policy()
+            },
+            SystemTime::now,
+        );
+        let mut first = protection.admit_in_turn("a@b.c", client()).await.unwrap();
+        let second = protection.admit_in_turn("a@b.c", client());
+        tokio::pin!(second);
+        // Waiting while the first is in flight.
+        let waited = tokio::time::timeout(Duration::from_millis(100), second.as_mut()).await;
+        assert!(waited.is_err());
+        // The first fails and locks the pair; the second is then refused without a check.
+        first.failed("wrong", FailureReason::WrongPassword);
+        drop(first);
+        let outcome = tokio::time::timeout(Duration::from_secs(5), second).await;
+        assert!(matches!(outcome, Ok(Err(Refusal::Locked { .. }))));
     }
 
     #[test]

@@ -40,10 +40,15 @@ pub enum Command {
         /// The account's email address
         email: String,
     },
-    /// Clear the account's login locks and failure counts, from every network
+    /// Clear the account's login locks and failure counts, from every network and address; or
+    /// with --network, lift the refusal of the networks within CIDR
     Unlock {
         /// The account's email address
-        email: String,
+        #[arg(required_unless_present = "network", conflicts_with = "network")]
+        email: Option<String>,
+        /// A network (such as 192.0.2.0/24) or address refused for failing with many user names
+        #[arg(long, value_name = "CIDR")]
+        network: Option<String>,
     },
     /// Set a new password: typed twice on a terminal, from standard input, or generated
     Passwd {
@@ -74,6 +79,8 @@ pub enum Command {
         /// The account's email address
         email: String,
     },
+    /// List the login locks and refused networks in force, as the server recorded them
+    Locks,
     /// App passwords: separate, revocable passwords for devices and apps
     AppPassword {
         #[command(subcommand)]
@@ -359,7 +366,22 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
                 }
             }
         }
-        Command::Unlock { email } => {
+        Command::Unlock {
+            network: Some(network),
+            ..
+        } => unlock_network(&store, &network),
+        Command::Locks => list_locks(&store),
+        // clap requires one of the two; kept as a value, not a panic.
+        Command::Unlock {
+            email: None,
+            network: None,
+        } => Err(Failure::new(
+            EX_USAGE,
+            "accounts unlock needs an EMAIL or --network CIDR",
+        )),
+        Command::Unlock {
+            email: Some(email), ..
+        } => {
             let email = login_name(&email)?;
             require_account(&store, &email)?;
             let locks = store
@@ -654,6 +676,47 @@ fn require_account(store: &SqliteStore, email: &str) -> Result<(), Failure> {
             "account {email}"
         )))),
     }
+}
+
+/// `accounts unlock --network CIDR`.
+fn unlock_network(store: &SqliteStore, network: &str) -> Result<(), Failure> {
+    let within: crate::config::Cidr = network.parse().map_err(|error| {
+        Failure::new(
+            EX_DATAERR,
+            format!("{network:?} is not a network or an address ({error}); give one such as 192.0.2.0/24"),
+        )
+    })?;
+    let lifted = store
+        .unlock_network(within, unix_now())
+        .map_err(store_failure)?;
+    let lifted = match lifted.is_empty() {
+        true => "no network was refused there".to_string(),
+        false => format!("lifted the refusal of {}", lifted.join(", ")),
+    };
+    println!(
+        "Unlocked logins from {within}: {lifted}, and its failed user names no longer count. A running server applies this within a second."
+    );
+    Ok(())
+}
+
+/// `accounts locks`: every lock and refusal in force.
+fn list_locks(store: &SqliteStore) -> Result<(), Failure> {
+    let now = unix_now();
+    let locks = store.all_login_locks(now).map_err(store_failure)?;
+    let refused = store.refused_networks(now).map_err(store_failure)?;
+    if locks.is_empty() && refused.is_empty() {
+        println!("No login is locked and no network refused.");
+    }
+    for (username, scope, until) in locks {
+        println!("locked: {username:?} from {scope} until {}", time(until));
+    }
+    for (network, until) in refused {
+        println!(
+            "refused network: every login from {network} until {} (failed for many user names)",
+            time(until)
+        );
+    }
+    Ok(())
 }
 
 /// How many failed logins `accounts show` lists.

@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -340,11 +340,21 @@ async fn authenticate(
     credentials: Credentials,
 ) -> AuthOutcome {
     let username = credentials.username.clone();
-    let mut attempt = match shared.logins.admit(&username, client_ip) {
+    let mut attempt = match shared.logins.admit_in_turn(&username, client_ip).await {
         Ok(attempt) => attempt,
         Err(Refusal::Locked { until }) => {
             log_failure(client_ip, &username, FailureReason::Locked.as_str());
             return AuthOutcome::Locked(UNIX_EPOCH + Duration::from_secs(until));
+        }
+        // `admit_in_turn` waits `Busy` out; were one passed on, it would be a refusal for now.
+        Err(Refusal::Busy) => {
+            log_failure(client_ip, &username, FailureReason::Locked.as_str());
+            return AuthOutcome::Locked(SystemTime::now());
+        }
+        // `portcullis check`'s made-up login: a 535 like any wrong password, at no cost.
+        Err(Refusal::Probe) => {
+            log_failure(client_ip, &username, "check-probe");
+            return AuthOutcome::Rejected;
         }
         Err(Refusal::NetworkRefused { .. }) => {
             log_failure(client_ip, &username, FailureReason::NetworkRefused.as_str());

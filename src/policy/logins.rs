@@ -11,10 +11,18 @@
 //!   `lock_after_failures` the pair is locked for `lock_seconds`: every attempt of that user
 //!   from that network is refused (454) without checking the password, even a right one. Other
 //!   networks are not affected, so an attacker cannot lock the real user out from elsewhere.
+//! - An exact address the user name logged in from within `remember_success` is a scope of its
+//!   own, with its own count and lock: a neighbour in the same network (a NAT'd office, a cloud
+//!   tenant) failing for that name locks the network but not the address known to be the
+//!   user's, unless that address itself keeps failing.
+//! - Attempts in flight count: at most one password check per (user name, scope) at a time,
+//!   and names in flight count towards the network's spraying limit as if they had failed, so
+//!   the limits hold however many connections an attacker opens at once.
 //! - A network whose failures name `network_refuse_after_accounts` different user names in the
 //!   window is spraying: it is slowed on the way, then every login from it is refused (421)
 //!   for `network_refuse_seconds`, whichever user name it gives. Failures for a user name that
-//!   the network logged in as recently are typing mistakes, not spraying, and do not count.
+//!   the network logged in as recently are typing mistakes, not spraying, and do not count;
+//!   such names are not refused with the network either (their own pair limit still applies).
 //! - The same wrong password again within the window counts once (a phone retrying an old
 //!   password every few minutes is one mistake, not a thousand guesses). To notice repeats the
 //!   guard keeps an HMAC tag of each counted wrong password under a key that exists only in
@@ -63,6 +71,13 @@ pub struct LoginPolicy {
 pub const MAX_PAIRS: usize = 100_000;
 pub const MAX_NETWORKS: usize = 50_000;
 
+/// The made-up user name `portcullis check` logs in with to see that made-up credentials are
+/// refused. The guard answers it as a wrong password at once, without a password check, and
+/// never counts it: otherwise each run of `check` would be one more sprayed name, and a few
+/// dozen runs would refuse the operator's own network. It costs an attacker's guessing nothing
+/// either (no account has this name: `.invalid` is reserved, RFC 2606).
+pub const CHECK_PROBE_USER: &str = "portcullis-check-probe@example.invalid";
+
 /// A user name as the guard knows it: a keyed hash, so long or many names cost little.
 type AccountKey = [u8; 16];
 /// A keyed hash of (user name, wrong password).
@@ -71,10 +86,16 @@ type Tag = [u8; 16];
 /// Why an attempt is refused before its password is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// This user name from this network, until then (reply 454).
+    /// This user name from this network (or address), until then (reply 454).
     Locked { until: u64 },
     /// Every login from this network, until then (reply 421 and close).
     NetworkRefused { until: u64 },
+    /// Not yet: another attempt of this user name from here is being checked, or enough other
+    /// user names from this network are being checked to reach the spraying limit if they all
+    /// fail. The driver asks again once an attempt in flight has ended.
+    Busy,
+    /// [`CHECK_PROBE_USER`]: answer as a wrong password (535), uncounted and unchecked.
+    Probe,
 }
 
 /// An attempt let through to the password check. Give it back with [`LoginGuard::release`]
@@ -83,11 +104,23 @@ pub enum Refusal {
 pub struct Ticket {
     account: AccountKey,
     network: Cidr,
+    /// The client's exact address, as a one-address network.
+    host: Cidr,
+    /// What the attempt is counted under: the network, or the exact address when the user
+    /// name logged in from that address recently (see [`LoginGuard::admit`]).
+    scope: Cidr,
+    /// The user name is one of the network's names in flight (not known there, not yet failed).
+    spraying_candidate: bool,
 }
 
 impl Ticket {
     pub fn network(&self) -> Cidr {
         self.network
+    }
+
+    /// What the attempt is counted under: the network, or the exact address.
+    pub fn scope(&self) -> Cidr {
+        self.scope
     }
 }
 
@@ -100,6 +133,8 @@ pub struct Failure {
     pub delay: Duration,
     /// This failure locked the pair, until then.
     pub locked_until: Option<u64>,
+    /// What the lock applies to: the network, or the exact address of a known one.
+    pub scope: Cidr,
     /// This failure made the network refused, until then.
     pub network_refused_until: Option<u64>,
 }
@@ -112,7 +147,7 @@ struct Pair {
     locked_until: u64,
     last_success: Option<u64>,
     last_seen: u64,
-    /// Attempts admitted and not yet released.
+    /// Attempts admitted and not yet released (at most one: see [`LoginGuard::admit`]).
     in_progress: u32,
 }
 
@@ -122,11 +157,14 @@ struct Network {
     accounts: Vec<(AccountKey, u64)>,
     refused_until: u64,
     last_seen: u64,
+    /// User names being checked now that would count towards spraying if they failed.
+    in_flight: Vec<AccountKey>,
 }
 
 pub struct LoginGuard {
     policy: LoginPolicy,
     key: hmac::Key,
+    /// Keyed by user name and scope: a network, or the exact address of a known one.
     pairs: HashMap<(AccountKey, Cidr), Pair>,
     networks: HashMap<Cidr, Network>,
 }
@@ -159,69 +197,154 @@ impl LoginGuard {
 
     /// Before checking a password: refused, or let through with a ticket. `username` must be
     /// canonical (lower-cased); it is not looked up.
+    ///
+    /// An attempt is counted under the exact address when the user name logged in from it
+    /// within `remember_success`, else under the network: a neighbour in the same network
+    /// failing for that name then locks the network, not the address that is known to be the
+    /// user's. A user name that logged in from the network is not refused with the network
+    /// (spraying is about names that never worked there).
+    ///
+    /// At most one attempt per (user name, scope) is in flight, and user names in flight from a
+    /// network count towards its spraying limit as if they had failed: otherwise an attacker
+    /// with many connections would have many guesses checked before the delay, the lock or the
+    /// refusal could apply to any of them.
     pub fn admit(&mut self, username: &str, ip: IpAddr, now: u64) -> Result<Ticket, Refusal> {
         let network = self.network_of(ip);
+        let account = self.account_key(username);
+        let host = host_of(ip);
+        let scope = self.scope_of(account, host, network, now);
+        let known_here = scope != network || self.known(account, network, now);
         if let Some(state) = self.networks.get_mut(&network) {
             state.last_seen = now;
-            if state.refused_until > now {
+            if state.refused_until > now && !known_here {
                 return Err(Refusal::NetworkRefused {
                     until: state.refused_until,
                 });
             }
         }
-        let account = self.account_key(username);
+        if username == CHECK_PROBE_USER {
+            return Err(Refusal::Probe);
+        }
         let busy_until = now + self.delay_for(usize::MAX).as_secs().max(1);
         let suspicious = self.policy.delay_after_failures.max(1) as usize;
-        let pair = self.pair(account, network, now);
+        let pair = self.pair(account, scope, now);
         if pair.locked_until > now {
             return Err(Refusal::Locked {
                 until: pair.locked_until,
             });
         }
-        // Once a pair is suspicious its attempts go one at a time: otherwise an attacker with
-        // many connections would have many guesses checked before the delay or the lock could
-        // apply to any of them.
-        if pair.in_progress > 0 && pair.failures.len() >= suspicious {
-            return Err(Refusal::Locked { until: busy_until });
+        // A clean pair (a client opening several connections at once) waits its turn; a
+        // suspicious one is refused at once, as if locked until its longest delay is over.
+        if pair.in_progress > 0 {
+            return Err(match pair.failures.len() >= suspicious {
+                true => Refusal::Locked { until: busy_until },
+                false => Refusal::Busy,
+            });
         }
-        pair.in_progress += 1;
-        Ok(Ticket { account, network })
+        let spraying_candidate = !known_here && self.admit_name_in_flight(account, network, now)?;
+        if let Some(pair) = self.pairs.get_mut(&(account, scope)) {
+            pair.in_progress += 1;
+        }
+        Ok(Ticket {
+            account,
+            network,
+            host,
+            scope,
+            spraying_candidate,
+        })
+    }
+
+    /// Names failed from the network and names in flight from it together stay within the
+    /// spraying limit, so that a burst of names at once meets the refusal as soon as the names
+    /// checked so far reach it. Returns whether the name joined those in flight.
+    fn admit_name_in_flight(
+        &mut self,
+        account: AccountKey,
+        network: Cidr,
+        now: u64,
+    ) -> Result<bool, Refusal> {
+        let limit = self.policy.network_refuse_after_accounts as usize;
+        let state = self.network(network, now);
+        let failed_here = |key: &AccountKey| state.accounts.iter().any(|(k, _)| k == key);
+        if failed_here(&account) {
+            return Ok(false);
+        }
+        // A name that has failed and waits out its delay is still in flight: count it once.
+        // With none in flight one name is let through even at the limit (after a refusal has
+        // expired): its failure refuses the network again at once.
+        let in_flight = state.in_flight.iter().filter(|k| !failed_here(k)).count();
+        if in_flight > 0 && state.accounts.len() + in_flight >= limit {
+            return Err(Refusal::Busy);
+        }
+        state.in_flight.push(account);
+        Ok(true)
+    }
+
+    /// The exact address when the user name logged in from it recently (and the network is
+    /// wider than one address), else the network.
+    fn scope_of(&self, account: AccountKey, host: Cidr, network: Cidr, now: u64) -> Cidr {
+        match host != network && self.known(account, host, now) {
+            true => host,
+            false => network,
+        }
+    }
+
+    /// Whether the user name logged in from `scope` within `remember_success`.
+    fn known(&self, account: AccountKey, scope: Cidr, now: u64) -> bool {
+        self.pairs.get(&(account, scope)).is_some_and(|pair| {
+            pair.last_success
+                .is_some_and(|at| now.saturating_sub(at) < self.policy.remember_success)
+        })
     }
 
     /// The password of an admitted attempt was wrong (or the user name unknown, or the account
     /// disabled: all the same here).
     pub fn failed(&mut self, ticket: &Ticket, password: &str, now: u64) -> Failure {
         let tag = self.tag(&ticket.account, password);
-        self.record_failure(ticket.account, ticket.network, Some(tag), now)
+        self.record_failure(ticket.account, ticket.scope, ticket.network, Some(tag), now)
     }
 
     /// The attempt logged in. Returns whether this is news worth recording durably (the first
     /// success of the pair in a while, or one that cleared failures).
     pub fn succeeded(&mut self, ticket: &Ticket, now: u64) -> bool {
-        self.record_success(ticket.account, ticket.network, now)
+        let (network, host) = (ticket.network, ticket.host);
+        self.record_success(ticket.account, ticket.scope, [network, host], now)
     }
 
     /// The attempt is answered: it no longer counts as in progress.
     pub fn release(&mut self, ticket: Ticket) {
-        if let Some(pair) = self.pairs.get_mut(&(ticket.account, ticket.network)) {
+        if let Some(pair) = self.pairs.get_mut(&(ticket.account, ticket.scope)) {
             pair.in_progress = pair.in_progress.saturating_sub(1);
+        }
+        if ticket.spraying_candidate
+            && let Some(state) = self.networks.get_mut(&ticket.network)
+            && let Some(at) = state.in_flight.iter().position(|k| *k == ticket.account)
+        {
+            state.in_flight.swap_remove(at);
         }
     }
 
-    /// Replays a counted failure from the durable record (at start-up), at its own time.
+    /// Replays a counted failure from the durable record (at start-up), at its own time and
+    /// under the scope it had then.
     pub fn restore_failure(&mut self, username: &str, ip: IpAddr, at: u64) {
-        let (account, network) = (self.account_key(username), self.network_of(ip));
-        self.record_failure(account, network, None, at);
+        let account = self.account_key(username);
+        let (network, host) = (self.network_of(ip), host_of(ip));
+        let scope = self.scope_of(account, host, network, at);
+        self.record_failure(account, scope, network, None, at);
     }
 
-    /// Replays a successful login from the durable record.
-    pub fn restore_success(&mut self, username: &str, ip: IpAddr, at: u64) {
-        let (account, network) = (self.account_key(username), self.network_of(ip));
-        self.record_success(account, network, at);
+    /// Replays a successful login from the durable record, counted under the exact address
+    /// (`address_only`) or under the network, as it was then (see [`Ticket::scope`]).
+    pub fn restore_success(&mut self, username: &str, ip: IpAddr, at: u64, address_only: bool) {
+        let account = self.account_key(username);
+        let (network, host) = (self.network_of(ip), host_of(ip));
+        let scope = if address_only { host } else { network };
+        self.record_success(account, scope, [network, host], at);
     }
 
     /// The administrator cleared the user name: its locks and failure counts are gone, from
-    /// every network. Returns how many pairs had any.
+    /// every network and address, and it no longer counts towards any network's spraying
+    /// limit. Returns how many pairs had any.
     pub fn unlock(&mut self, username: &str) -> usize {
         let account = self.account_key(username);
         let mut cleared = 0;
@@ -238,7 +361,23 @@ impl LoginGuard {
         cleared
     }
 
-    /// The networks from which `username` is locked at `now`, with the end of each lock.
+    /// The administrator lifted the refusal of the networks within `within`, and forgot the
+    /// names that failed from them (else the next failure would refuse again at once). Locks
+    /// of single user names stay. Returns how many networks were refused.
+    pub fn unlock_network(&mut self, within: Cidr, now: u64) -> usize {
+        let mut lifted = 0;
+        for (network, state) in &mut self.networks {
+            if within.covers(network) {
+                lifted += usize::from(state.refused_until > now);
+                state.refused_until = 0;
+                state.accounts.clear();
+            }
+        }
+        lifted
+    }
+
+    /// The scopes (networks or addresses) from which `username` is locked at `now`, with the
+    /// end of each lock.
     #[cfg(test)]
     pub fn locks(&self, username: &str, now: u64) -> Vec<(Cidr, u64)> {
         let account = self.account_key(username);
@@ -246,9 +385,9 @@ impl LoginGuard {
             .pairs
             .iter()
             .filter(|((key, _), pair)| *key == account && pair.locked_until > now)
-            .map(|((_, network), pair)| (*network, pair.locked_until))
+            .map(|((_, scope), pair)| (*scope, pair.locked_until))
             .collect();
-        locks.sort_by_key(|(network, until)| (*until, network.to_string()));
+        locks.sort_by_key(|(scope, until)| (*until, scope.to_string()));
         locks
     }
 
@@ -274,13 +413,15 @@ impl LoginGuard {
     fn record_failure(
         &mut self,
         account: AccountKey,
+        scope: Cidr,
         network: Cidr,
         tag: Option<Tag>,
         now: u64,
     ) -> Failure {
         let policy = self.policy.clone();
         let window_start = now.saturating_sub(policy.failure_window);
-        let pair = self.pair(account, network, now);
+        let known = self.known(account, scope, now);
+        let pair = self.pair(account, scope, now);
         let counted = tag.is_none() || !pair.failures.iter().any(|(_, t)| *t == tag);
         let mut locked_until = None;
         if counted {
@@ -291,9 +432,6 @@ impl LoginGuard {
             }
         }
         let pair_failures = pair.failures.len();
-        let known = pair
-            .last_success
-            .is_some_and(|at| now.saturating_sub(at) < policy.remember_success);
         let mut network_refused_until = None;
         let accounts = if counted && !known {
             let state = self.network(network, now);
@@ -301,7 +439,9 @@ impl LoginGuard {
                 Some(entry) => entry.1 = now,
                 None => state.accounts.push((account, now)),
             }
-            if state.accounts.len() >= policy.network_refuse_after_accounts as usize {
+            if state.accounts.len() >= policy.network_refuse_after_accounts as usize
+                && state.refused_until <= now
+            {
                 state.refused_until = now + policy.network_refuse_seconds;
                 network_refused_until = Some(state.refused_until);
             }
@@ -316,12 +456,22 @@ impl LoginGuard {
             counted,
             delay: self.delay_for(pair_failures.max(accounts)),
             locked_until,
+            scope,
             network_refused_until,
         }
     }
 
-    fn record_success(&mut self, account: AccountKey, network: Cidr, now: u64) -> bool {
-        let pair = self.pair(account, network, now);
+    /// A success clears the failures of its own scope and makes its address known. One counted
+    /// under a known address leaves the network's failures alone: the user logging in must not
+    /// give a neighbour guessing the same name a fresh start.
+    fn record_success(
+        &mut self,
+        account: AccountKey,
+        scope: Cidr,
+        [network, host]: [Cidr; 2],
+        now: u64,
+    ) -> bool {
+        let pair = self.pair(account, scope, now);
         let news = !pair.failures.is_empty()
             || pair
                 .last_success
@@ -329,6 +479,11 @@ impl LoginGuard {
         pair.failures.clear();
         pair.locked_until = 0;
         pair.last_success = Some(now);
+        for other in [network, host] {
+            if other != scope {
+                self.pair(account, other, now).last_success = Some(now);
+            }
+        }
         if let Some(state) = self.networks.get_mut(&network) {
             state.accounts.retain(|(key, _)| *key != account);
         }
@@ -408,7 +563,9 @@ impl LoginGuard {
         }
         let window_start = now.saturating_sub(self.policy.failure_window);
         self.networks.retain(|_, state| {
-            state.refused_until > now || state.accounts.iter().any(|(_, at)| *at > window_start)
+            state.refused_until > now
+                || !state.in_flight.is_empty()
+                || state.accounts.iter().any(|(_, at)| *at > window_start)
         });
         let target = self.policy.max_networks - self.policy.max_networks / 10 - 1;
         if self.networks.len() > target {
@@ -443,6 +600,11 @@ impl LoginGuard {
         out.copy_from_slice(&context.sign().as_ref()[..16]);
         out
     }
+}
+
+/// `ip` as a network of its own, the scope of a known address.
+fn host_of(ip: IpAddr) -> Cidr {
+    Cidr::around(super::canonical(ip), 128)
 }
 
 /// A success is written down again at most this often (unless it cleared failures), so a client
@@ -488,6 +650,12 @@ mod tests {
         let failure = guard.failed(&ticket, password, now);
         guard.release(ticket);
         failure
+    }
+
+    /// Whether an attempt is admitted now (released at once).
+    fn admits(guard: &mut LoginGuard, user: &str, from: &str, now: u64) -> bool {
+        let admitted = guard.admit(user, ip(from), now);
+        admitted.map(|ticket| guard.release(ticket)).is_ok()
     }
 
     fn succeed(guard: &mut LoginGuard, user: &str, from: &str, now: u64) -> bool {
@@ -554,8 +722,8 @@ mod tests {
             Err(Refusal::Locked { .. })
         ));
         // The network that logged in before, and even a network never seen before.
-        assert!(guard.admit(ALICE, ip("198.51.100.8"), T0 + 2).is_ok());
-        assert!(guard.admit(ALICE, ip("203.0.113.1"), T0 + 2).is_ok());
+        assert!(admits(&mut guard, ALICE, "198.51.100.8", T0 + 2));
+        assert!(admits(&mut guard, ALICE, "203.0.113.1", T0 + 2));
     }
 
     #[test]
@@ -566,7 +734,7 @@ mod tests {
             assert_eq!(failure.counted, n == 0);
             assert_eq!(failure.delay, Duration::ZERO);
         }
-        assert!(guard.admit(ALICE, ip("192.0.2.1"), T0 + 3000).is_ok());
+        assert!(admits(&mut guard, ALICE, "192.0.2.1", T0 + 3000));
         // The same password for another user name is another failure.
         assert!(
             fail(
@@ -609,7 +777,7 @@ mod tests {
     }
 
     #[test]
-    fn a_network_spraying_many_names_is_slowed_then_refused_for_every_name() {
+    fn a_network_spraying_many_names_is_slowed_then_refused_except_for_names_known_there() {
         let mut guard = guard();
         assert!(succeed(&mut guard, ALICE, "192.0.2.9", T0));
         let mut delays = Vec::new();
@@ -623,16 +791,34 @@ mod tests {
             );
         }
         assert_eq!(delays, [0, 0, 0, 100, 200]);
-        // Refused for every name, even one the network logged in as before, from any address of it.
-        for user in [ALICE, "user0@example.test", "new@example.test"] {
+        // Refused for every name that never logged in from there, from any address of it.
+        for (user, from) in [
+            ("user0@example.test", "192.0.2.9"),
+            ("new@example.test", "192.0.2.9"),
+            ("new@example.test", "192.0.2.1"),
+        ] {
             assert_eq!(
-                guard.admit(user, ip("192.0.2.9"), T0 + 2),
+                guard.admit(user, ip(from), T0 + 2),
                 Err(Refusal::NetworkRefused { until: T0 + 1801 })
             );
         }
         assert_eq!(guard.refused_networks(T0 + 2).len(), 1);
-        assert!(guard.admit(ALICE, ip("198.51.100.1"), T0 + 2).is_ok());
-        assert!(guard.admit(ALICE, ip("192.0.2.9"), T0 + 1802).is_ok());
+        // A name known on the network is not spraying: it keeps its own limits, even from the
+        // sprayer's address.
+        assert!(admits(&mut guard, ALICE, "192.0.2.9", T0 + 2));
+        assert!(admits(&mut guard, ALICE, "192.0.2.1", T0 + 2));
+        assert!(admits(
+            &mut guard,
+            "new@example.test",
+            "198.51.100.1",
+            T0 + 2
+        ));
+        assert!(admits(
+            &mut guard,
+            "new@example.test",
+            "192.0.2.9",
+            T0 + 1802
+        ));
     }
 
     #[test]
@@ -648,7 +834,7 @@ mod tests {
             assert_eq!(failure.network_refused_until, None);
             assert_eq!(failure.delay, Duration::ZERO);
         }
-        assert!(guard.admit(&users[0], ip("192.0.2.1"), T0 + 11).is_ok());
+        assert!(admits(&mut guard, &users[0], "192.0.2.1", T0 + 11));
     }
 
     #[test]
@@ -664,7 +850,7 @@ mod tests {
         for n in 0..9 {
             fail(&mut guard, ALICE, "192.0.2.1", &format!("h{n}"), T0 + 102);
         }
-        assert!(guard.admit(ALICE, ip("192.0.2.1"), T0 + 103).is_ok());
+        assert!(admits(&mut guard, ALICE, "192.0.2.1", T0 + 103));
         assert!(succeed(
             &mut guard,
             ALICE,
@@ -674,25 +860,218 @@ mod tests {
     }
 
     #[test]
-    fn a_suspicious_pair_gets_one_attempt_at_a_time() {
+    fn a_pair_has_one_attempt_in_flight_and_a_suspicious_one_refuses_the_others() {
         let mut guard = guard();
-        // A clean pair: parallel logins (a sending platform with many connections) are fine.
-        let tickets: Vec<Ticket> = (0..20)
-            .map(|_| guard.admit(ALICE, ip("192.0.2.1"), T0).unwrap())
-            .collect();
-        for ticket in tickets {
-            guard.release(ticket);
-        }
+        // A clean pair: the second of two parallel logins waits its turn.
+        let first = guard.admit(ALICE, ip("192.0.2.1"), T0).unwrap();
+        assert_eq!(guard.admit(ALICE, ip("192.0.2.2"), T0), Err(Refusal::Busy));
+        // Other names and other networks are not held up.
+        assert!(admits(&mut guard, "bob@example.test", "192.0.2.1", T0));
+        assert!(admits(&mut guard, ALICE, "198.51.100.1", T0));
+        guard.release(first);
         for n in 0..3 {
             fail(&mut guard, ALICE, "192.0.2.1", &format!("g{n}"), T0);
         }
+        // Suspicious: the others are refused at once, for as long as the longest delay.
         let first = guard.admit(ALICE, ip("192.0.2.1"), T0).unwrap();
-        assert!(matches!(
+        assert_eq!(
             guard.admit(ALICE, ip("192.0.2.2"), T0),
-            Err(Refusal::Locked { until }) if until > T0
-        ));
+            Err(Refusal::Locked { until: T0 + 1 })
+        );
         guard.release(first);
-        assert!(guard.admit(ALICE, ip("192.0.2.2"), T0).is_ok());
+        assert!(admits(&mut guard, ALICE, "192.0.2.2", T0));
+    }
+
+    /// A burst of `attempts` at once, each one's password checked (wrong) only when admitted;
+    /// admitted attempts end one by one, and the waiting ones ask again after each. Returns
+    /// how many passwords were checked and the refusals the rest got at the end.
+    fn burst(
+        guard: &mut LoginGuard,
+        attempts: usize,
+        name: impl Fn(usize) -> String,
+        now: u64,
+    ) -> (usize, Vec<Refusal>) {
+        let mut waiting: Vec<usize> = (0..attempts).collect();
+        let mut refused = Vec::new();
+        let mut checked = 0;
+        loop {
+            let mut in_flight = Vec::new();
+            let mut still_waiting = Vec::new();
+            for n in waiting {
+                match guard.admit(&name(n), ip(&format!("192.0.2.{}", n % 250 + 1)), now) {
+                    Ok(ticket) => in_flight.push((n, ticket)),
+                    Err(Refusal::Busy) => still_waiting.push(n),
+                    Err(refusal) => refused.push(refusal),
+                }
+            }
+            if in_flight.is_empty() {
+                assert!(
+                    still_waiting.is_empty(),
+                    "{} wait forever",
+                    still_waiting.len()
+                );
+                return (checked, refused);
+            }
+            for (n, ticket) in in_flight {
+                checked += 1;
+                guard.failed(&ticket, &format!("guess{n}"), now);
+                guard.release(ticket);
+            }
+            waiting = still_waiting;
+        }
+    }
+
+    #[test]
+    fn a_burst_for_one_name_gets_at_most_the_lock_limit_of_checks_even_after_the_lock() {
+        let mut guard = LoginGuard::new(
+            LoginPolicy {
+                delay_after_failures: 10,
+                ..policy()
+            },
+            b"k",
+        );
+        let (checked, refused) = burst(&mut guard, 250, |_| ALICE.to_string(), T0);
+        assert_eq!(checked, 10);
+        assert_eq!(refused, vec![Refusal::Locked { until: T0 + 900 }; 240]);
+        // The lock expires; the failures are still in the window: one check, locked again.
+        let (checked, refused) = burst(&mut guard, 250, |_| ALICE.to_string(), T0 + 901);
+        assert_eq!(checked, 1);
+        assert_eq!(refused.len(), 249);
+        // With the default delays the burst is cut short sooner: once suspicious, one at a time.
+        let mut guard = self::guard();
+        let (checked, _) = burst(&mut guard, 250, |_| ALICE.to_string(), T0);
+        assert!(checked <= 10, "{checked}");
+    }
+
+    #[test]
+    fn a_burst_of_names_at_once_stops_at_the_network_limit() {
+        let mut guard = guard();
+        let (checked, refused) = burst(&mut guard, 100, |n| format!("user{n}@example.test"), T0);
+        assert_eq!(checked, 5);
+        assert_eq!(
+            refused,
+            vec![Refusal::NetworkRefused { until: T0 + 1800 }; 95]
+        );
+        // Names in flight count as if they had failed: five at once fill the limit, a sixth
+        // waits; a name known on the network does not.
+        let mut guard = self::guard();
+        assert!(succeed(&mut guard, ALICE, "192.0.2.200", T0));
+        let held: Vec<Ticket> = (0..5)
+            .map(|n| {
+                guard
+                    .admit(&format!("u{n}@x.test"), ip("192.0.2.1"), T0)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(
+            guard.admit("u5@x.test", ip("192.0.2.7"), T0),
+            Err(Refusal::Busy)
+        );
+        assert!(admits(&mut guard, ALICE, "192.0.2.7", T0));
+        for ticket in held {
+            guard.release(ticket);
+        }
+        assert!(admits(&mut guard, "u5@x.test", "192.0.2.7", T0));
+    }
+
+    #[test]
+    fn a_known_address_keeps_working_while_a_neighbour_locks_the_network() {
+        let mut guard = guard();
+        assert!(succeed(&mut guard, ALICE, "192.0.2.200", T0));
+        let network: Cidr = "192.0.2.0/24".parse().unwrap();
+        let host: Cidr = "192.0.2.200/32".parse().unwrap();
+        for n in 0..10 {
+            let failure = fail(&mut guard, ALICE, "192.0.2.66", &format!("g{n}"), T0 + 1);
+            assert_eq!(failure.scope, network);
+            // A name known on the network: not spraying.
+            assert_eq!(failure.network_refused_until, None);
+        }
+        assert_eq!(
+            guard.admit(ALICE, ip("192.0.2.201"), T0 + 2),
+            Err(Refusal::Locked { until: T0 + 901 })
+        );
+        // The user's own address logs in, and that does not lift the neighbour's lock.
+        succeed(&mut guard, ALICE, "192.0.2.200", T0 + 2);
+        assert!(matches!(
+            guard.admit(ALICE, ip("192.0.2.66"), T0 + 3),
+            Err(Refusal::Locked { .. })
+        ));
+        // The known address has a budget of its own: failing there locks it too, alone.
+        for n in 0..10 {
+            let failure = fail(&mut guard, ALICE, "192.0.2.200", &format!("h{n}"), T0 + 4);
+            assert_eq!(failure.scope, host);
+            assert_eq!(failure.locked_until, (n == 9).then_some(T0 + 904));
+        }
+        let scopes: Vec<Cidr> = guard.locks(ALICE, T0 + 5).iter().map(|b| b.0).collect();
+        assert_eq!(scopes, [network, host]);
+        // An address is known for `remember_success` only.
+        let later = T0 + 4 + 86_400;
+        assert!(succeed(&mut guard, ALICE, "192.0.2.50", later));
+        let failure = fail(&mut guard, ALICE, "192.0.2.200", "x", later + 1);
+        assert_eq!(failure.scope, network);
+    }
+
+    #[test]
+    fn a_known_address_survives_a_restart() {
+        let mut guard = guard();
+        guard.restore_success(ALICE, ip("192.0.2.200"), T0, false);
+        guard.restore_success(ALICE, ip("192.0.2.200"), T0 + 1, true);
+        for n in 0..10 {
+            guard.restore_failure(ALICE, ip("192.0.2.66"), T0 + n);
+        }
+        assert!(matches!(
+            guard.admit(ALICE, ip("192.0.2.66"), T0 + 20),
+            Err(Refusal::Locked { .. })
+        ));
+        assert!(admits(&mut guard, ALICE, "192.0.2.200", T0 + 20));
+    }
+
+    #[test]
+    fn unlocking_a_network_lifts_its_refusal_and_forgets_its_names() {
+        let mut guard = guard();
+        for n in 0..5 {
+            fail(&mut guard, &format!("u{n}@x.test"), "192.0.2.1", "pw", T0);
+            fail(
+                &mut guard,
+                &format!("u{n}@x.test"),
+                "198.51.100.1",
+                "pw",
+                T0,
+            );
+        }
+        assert_eq!(guard.refused_networks(T0 + 1).len(), 2);
+        let wider: Cidr = "192.0.0.0/16".parse().unwrap();
+        assert_eq!(guard.unlock_network(wider, T0 + 1), 1);
+        let refused: Vec<String> = guard
+            .refused_networks(T0 + 1)
+            .iter()
+            .map(|b| b.0.to_string())
+            .collect();
+        assert_eq!(refused, ["198.51.100.0/24"]);
+        assert!(admits(&mut guard, "new@x.test", "192.0.2.1", T0 + 1));
+        // Its names are forgotten: one more failure does not refuse it again.
+        let failure = fail(&mut guard, "new@x.test", "192.0.2.1", "pw", T0 + 2);
+        assert_eq!(failure.network_refused_until, None);
+    }
+
+    #[test]
+    fn the_check_probe_is_answered_uncounted_but_not_past_a_network_refusal() {
+        let mut guard = guard();
+        for _ in 0..100 {
+            assert_eq!(
+                guard.admit(CHECK_PROBE_USER, ip("192.0.2.1"), T0),
+                Err(Refusal::Probe)
+            );
+        }
+        assert_eq!(guard.tracked(), (0, 0));
+        assert!(admits(&mut guard, ALICE, "192.0.2.1", T0));
+        for n in 0..5 {
+            fail(&mut guard, &format!("u{n}@x.test"), "192.0.2.1", "pw", T0);
+        }
+        assert!(matches!(
+            guard.admit(CHECK_PROBE_USER, ip("192.0.2.1"), T0),
+            Err(Refusal::NetworkRefused { .. })
+        ));
     }
 
     #[test]
@@ -713,7 +1092,7 @@ mod tests {
         assert_eq!(guard.locks(ALICE, T0 + 1).len(), 2);
         assert_eq!(guard.unlock(ALICE), 2);
         assert!(guard.locks(ALICE, T0 + 1).is_empty());
-        assert!(guard.admit(ALICE, ip("192.0.2.1"), T0 + 1).is_ok());
+        assert!(admits(&mut guard, ALICE, "192.0.2.1", T0 + 1));
         assert_eq!(guard.locks("bob@example.test", T0 + 1).len(), 2);
         // The counts are gone too: one more failure does not lock again.
         assert_eq!(
@@ -756,7 +1135,7 @@ mod tests {
         for n in 0..9 {
             guard.restore_failure(ALICE, ip("192.0.2.1"), T0 + n);
         }
-        guard.restore_success(ALICE, ip("192.0.2.1"), T0 + 10);
+        guard.restore_success(ALICE, ip("192.0.2.1"), T0 + 10, false);
         guard.restore_failure(ALICE, ip("192.0.2.1"), T0 + 11);
         assert!(guard.locks(ALICE, T0 + 12).is_empty());
     }

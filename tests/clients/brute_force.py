@@ -14,6 +14,7 @@ import smtplib
 import socket
 import ssl
 import sys
+import threading
 import time
 
 
@@ -125,6 +126,47 @@ def attack(args):
     )
 
 
+def burst(args):
+    """--sessions connections from addresses spread over the /24 of --source, all logged in at
+    the same instant (a barrier after EHLO): AUTH PLAIN for --user, or a name of its own per
+    session with --names, each with a different wrong password. Counts the replies."""
+    prefix = args.source.rsplit(".", 1)[0]
+    answered = {}
+    lock = threading.Lock()
+    barrier = threading.Barrier(args.sessions, timeout=60)
+
+    def session(n):
+        source = f"{prefix}.{n % 250 + 1}"
+        name = f"burst{n}-{args.user}" if args.names else args.user
+        key = "error"
+        try:
+            raw = socket.create_connection(
+                (args.host, args.port), timeout=60, source_address=(source, 0)
+            )
+            sock = tls_context(args.cafile).wrap_socket(raw, server_hostname=args.host)
+            reader = sock.makefile("rb")
+            start_session(args, sock, reader)
+            barrier.wait()
+            password = f"burst-{args.offset + n}"
+            sock.sendall(f"AUTH PLAIN {plain(name, password)}\r\n".encode())
+            lines = read_reply(reader)
+            key = lines[-1][:9] if lines else "closed"
+            sock.close()
+        except (OSError, threading.BrokenBarrierError) as error:
+            key = f"error: {error!r}"
+            barrier.abort()
+        with lock:
+            answered[key] = answered.get(key, 0) + 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=session, args=(n,)) for n in range(args.sessions)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    print(json.dumps({"answered": answered, "seconds": time.monotonic() - started}))
+
+
 def user(args):
     """The real user: log in and send a message, again and again, until --stop-file exists
     (then one more round) or --rounds are done."""
@@ -164,7 +206,7 @@ def user(args):
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command_name", required=True)
-    for name in ("logins", "attack", "user"):
+    for name in ("logins", "attack", "burst", "user"):
         p = sub.add_parser(name)
         p.add_argument("--host", default="127.0.0.1")
         p.add_argument("--port", type=int, required=True)
@@ -179,12 +221,16 @@ def main():
             p.add_argument("--batch", type=int, default=20)
             # Where the numbering of the guessed passwords starts (to continue an attack).
             p.add_argument("--offset", type=int, default=0)
+        elif name == "burst":
+            p.add_argument("--sessions", type=int, required=True)
+            p.add_argument("--names", action="store_true")
+            p.add_argument("--offset", type=int, default=0)
         else:
             p.add_argument("--password", required=True)
             p.add_argument("--stop-file")
             p.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    {"logins": logins, "attack": attack, "user": user}[args.command_name](args)
+    {"logins": logins, "attack": attack, "burst": burst, "user": user}[args.command_name](args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ use super::report::Step;
 use super::target::Mode;
 use super::{Checker, Session, auth_line, random_hex};
 use crate::client::Reply;
+use crate::policy::logins::CHECK_PROBE_USER;
 
 /// Used for probes when no --from/--to is given; nothing is ever sent to them.
 const PROBE_SENDER: &str = "portcullis-check@example.com";
@@ -159,9 +160,11 @@ impl Checker {
             ));
             return;
         };
-        let user = format!("check-{}@example.invalid", random_hex(6));
+        // A fixed name that Portcullis never counts towards its locks (other servers count it
+        // like any failure, no more than a random one); a random password.
         let password = random_hex(12);
-        let reply = match authenticate(smtp, mechanism, &user, password.as_bytes()).await {
+        let reply = match authenticate(smtp, mechanism, CHECK_PROBE_USER, password.as_bytes()).await
+        {
             Ok(reply) => reply,
             Err(error) => {
                 self.record(Step::warn(STEP, format!("no answer to AUTH: {error}")));
