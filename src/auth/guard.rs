@@ -227,6 +227,13 @@ impl Attempt<'_> {
         let now = self.protection.now();
         let ticket = self.ticket.as_ref().expect("a ticket until dropped");
         let failure = lock(&self.protection.guard).failed(ticket, password, now);
+        let metrics = crate::metrics::global();
+        if failure.locked_until.is_some() {
+            metrics.login_locked();
+        }
+        if failure.network_refused_until.is_some() {
+            metrics.network_refused();
+        }
         self.protection.record(LoginEvent {
             username: self.username.clone(),
             client: self.client,

@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
 use crate::config::{Cidr, ListenerConfig, ListenerMode, Timeouts};
+use crate::metrics::{self, ListenerMetrics};
 use crate::policy::{self, ConnectionLimiter, HostPolicy, QuotaBook, Refusal, SenderPolicy};
 use crate::smtp::budget::MemoryBudget;
 use crate::smtp::{Limits, SessionConfig, reply};
@@ -67,6 +68,7 @@ struct ListenerContext {
     trusted_networks: Vec<Cidr>,
     session: Arc<SessionConfig>,
     tls: Option<TlsAcceptor>,
+    metrics: ListenerMetrics,
 }
 
 impl Listener {
@@ -81,14 +83,16 @@ impl Listener {
         memory: Arc<MemoryBudget>,
         tls: Option<TlsAcceptor>,
     ) -> io::Result<Listener> {
+        let address = tcp.local_addr()?;
         let context = ListenerContext::new(
-            tcp.local_addr()?,
+            address,
             config,
             hostname,
             limits,
             check_header_from,
             memory,
             tls,
+            metrics::global().listener(&address.to_string()),
         );
         let (sender, context) = watch::channel(Arc::new(context));
         Ok(Listener {
@@ -142,8 +146,12 @@ impl Listener {
         let context = Arc::clone(&self.context.borrow());
         match shared.limiter.admit(client_ip) {
             Ok(slot) => {
+                let counters = context.metrics.clone();
+                counters.accepted.inc();
+                counters.open.inc();
                 tokio::spawn(async move {
                     connection::serve(stream, client, context, shared).await;
+                    counters.open.dec();
                     drop(slot);
                 });
             }
@@ -184,6 +192,7 @@ impl Settings {
                 // One budget for the server's life: a reload keeps the reservations in force.
                 Arc::clone(&context.session.memory),
                 context.tls.clone(),
+                context.metrics.clone(),
             ));
         });
     }
@@ -198,6 +207,7 @@ impl ListenerContext {
         check_header_from: bool,
         memory: Arc<MemoryBudget>,
         tls: Option<TlsAcceptor>,
+        metrics: ListenerMetrics,
     ) -> ListenerContext {
         let starttls_available =
             config.mode == ListenerMode::Submission && config.starttls && tls.is_some();
@@ -218,6 +228,7 @@ impl ListenerContext {
             trusted_networks: config.trusted_networks.clone(),
             session: Arc::new(session),
             tls: tls.filter(|_| starttls_available || config.mode == ListenerMode::Submissions),
+            metrics,
         }
     }
 

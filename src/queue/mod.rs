@@ -53,7 +53,8 @@ impl RecipientView {
     }
 }
 
-fn status_name(state: &RecipientState) -> &'static str {
+/// A recipient's status as operators see it (`queue list`, `/metrics`).
+pub fn status_name(state: &RecipientState) -> &'static str {
     match state.status {
         status if state.held && !status.is_final() => "held",
         Status::Queued => "queued",

@@ -218,9 +218,11 @@ impl Writer {
                 ]
             })
             .collect();
+        let started = std::time::Instant::now();
         match segment.append(&mut parts) {
             Ok(_) => {
                 drop(parts);
+                crate::metrics::global().spool_synced(started.elapsed(), batch.len());
                 let (answers, stored) = stored(batch, &ids);
                 if let Some(notify) = &self.notifier {
                     notify(stored);
