@@ -104,7 +104,7 @@ pub struct Census {
 }
 
 /// The spool directory's segments and their total size.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct SpoolUsage {
     pub segments: u64,
     pub bytes: u64,
