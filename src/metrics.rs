@@ -163,12 +163,9 @@ impl Metrics {
             // 1 to 2048 messages.
             spool_batch: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             delivery_attempts: Family::default(),
-            delivery_latency: Histogram::new(
-                [
-                    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 432000.0,
-                ]
-                .into_iter(),
-            ),
+            delivery_latency: Histogram::new([
+                1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0, 432000.0,
+            ]),
             notifications: Family::default(),
             login_locks: Counter::default(),
             network_refusals: Counter::default(),

@@ -112,20 +112,35 @@ mod tests {
 
     #[test]
     fn a_quota_line_says_use_limit_reset_and_origin() {
-        let window = Window {
-            start: 1000,
-            used: 3,
+        let view = |quota, limit, own, used, resets_at: Option<&str>| QuotaView {
+            quota,
+            limit,
+            own,
+            used,
+            resets_at: resets_at.map(String::from),
         };
         assert_eq!(
-            describe("messages per hour", 100, false, &window, HOUR, 2000),
+            describe(&view(
+                "messages_per_hour",
+                100,
+                false,
+                3,
+                Some("1970-01-01T01:16:40Z")
+            )),
             "messages per hour: 3 of 100 used, resets 1970-01-01T01:16:40Z (server default)"
         );
         assert_eq!(
-            describe("messages per hour", 100, true, &window, HOUR, 1000 + HOUR),
+            describe(&view("messages_per_hour", 100, true, 0, None)),
             "messages per hour: 0 of 100 used, window not started (the account's own)"
         );
         assert_eq!(
-            describe("recipients per day", 0, false, &window, DAY, 2000),
+            describe(&view(
+                "recipients_per_day",
+                0,
+                false,
+                3,
+                Some("1970-01-02T00:16:40Z")
+            )),
             "recipients per day: no limit (server default); 3 used in the current window"
         );
     }

@@ -92,7 +92,6 @@ impl Listener {
             check_header_from,
             memory,
             tls,
-            metrics::global().listener(&address.to_string()),
         );
         let (sender, context) = watch::channel(Arc::new(context));
         Ok(Listener {
@@ -192,7 +191,6 @@ impl Settings {
                 // One budget for the server's life: a reload keeps the reservations in force.
                 Arc::clone(&context.session.memory),
                 context.tls.clone(),
-                context.metrics.clone(),
             ));
         });
     }
@@ -207,7 +205,6 @@ impl ListenerContext {
         check_header_from: bool,
         memory: Arc<MemoryBudget>,
         tls: Option<TlsAcceptor>,
-        metrics: ListenerMetrics,
     ) -> ListenerContext {
         let starttls_available =
             config.mode == ListenerMode::Submission && config.starttls && tls.is_some();
@@ -228,7 +225,8 @@ impl ListenerContext {
             trusted_networks: config.trusted_networks.clone(),
             session: Arc::new(session),
             tls: tls.filter(|_| starttls_available || config.mode == ListenerMode::Submissions),
-            metrics,
+            // The same counters again after a reload: they are the address's.
+            metrics: metrics::global().listener(&address.to_string()),
         }
     }
 
