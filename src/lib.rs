@@ -10,6 +10,7 @@ pub mod config;
 pub mod delivery;
 pub mod diagnostics;
 pub mod http;
+pub mod invisible;
 pub mod listener;
 pub mod metrics;
 pub mod policy;

@@ -1,7 +1,8 @@
 //! What a SIGHUP may change in a running server: the rules, free of signals and sockets.
 //!
-//! Limits, timeouts, `[policy] check_header_from` and each listener's host name and trusted
-//! networks apply to the connections accepted after the reload (sessions in progress keep the
+//! Limits, timeouts, `[policy] check_header_from`, `[tls]` (whose files the server reads again
+//! before applying anything) and each listener's host name and trusted networks apply to the
+//! connections accepted after the reload (sessions in progress keep the
 //! settings they started with). Everything else is wired into state built once at start
 //! (sockets bound before privileges are dropped, the user run as, the spool, the queue, the login and quota
 //! books), so a change there refuses the whole reload: half a reload would leave the operator
@@ -28,7 +29,6 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
             "listener (addresses, modes, starttls)",
             same_sockets(&running.listeners, &new.listeners),
         ),
-        ("tls", running.tls == new.tls),
         ("auth", running.auth == new.auth),
         (
             "policy.require_host_match",
@@ -69,6 +69,7 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
             running.policy.check_header_from == new.policy.check_header_from,
         ),
         ("listener", running.listeners == new.listeners),
+        ("tls", running.tls == new.tls),
     ];
     Plan::Apply(differing(&live))
 }

@@ -13,11 +13,11 @@ use tokio_rustls::TlsAcceptor;
 use crate::accounts::SqliteStore;
 use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
-use crate::config::{Config, ListenerMode};
+use crate::config::{Config, ListenerConfig, ListenerMode};
 use crate::delivery::Agent;
 use crate::delivery::client::{ClientSettings, PlaintextFallback};
 use crate::http;
-use crate::listener::{Listener, Phase, Shared};
+use crate::listener::{Listener, Phase, ServerSettings, Shared};
 use crate::policy::{ConnectionLimiter, HostPolicy, QuotaBook, StoreHostPolicy, StoreSenderPolicy};
 use crate::privileges;
 use crate::queue::driver::{self, QueueManager};
@@ -87,6 +87,7 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     fs::create_dir_all(data_dir)
         .map_err(|e| fail(EX_CANTCREAT, format!("{}: {e}", data_dir.display())))?;
     let _lock = lock_data_dir(data_dir)?;
+    keep_private(data_dir);
     let spool_dir = data_dir.join("spool");
     let (announcer, inbox) = driver::channel();
     let (spool, recovery) = SegmentLog::open_notifying(&spool_dir, Some(announcer.notifier()))
@@ -122,22 +123,22 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
         .map(|t| (t.certificate.as_path(), t.key.as_path()));
     let server_tls = tls::server_config(tls_files, data_dir, &config.hostname)
         .map_err(|e| fail(EX_CONFIG, e))?;
+    let default_certificate = Arc::clone(&server_tls.resolver);
     let mut certificates = DomainCertificates::new(server_tls.resolver);
     refresh_certificates(&store, &mut certificates);
     let refresh_now = keep_certificates_fresh(Arc::clone(&store), certificates)?;
     let acceptor = TlsAcceptor::from(server_tls.config);
     let origin = server_tls.origin;
 
-    let limits = session_limits(&config);
+    let implicit_tls_port = implicit_tls_port(&sockets, &config.listeners);
+    let server_settings = server_settings(&config, implicit_tls_port);
     let memory = MemoryBudget::new(config.limits.max_memory_in_flight);
     let mut listeners = Vec::new();
     for (socket, listener) in sockets.into_iter().zip(&config.listeners) {
         let bound = Listener::new(
             socket,
             listener,
-            &config.hostname,
-            limits.clone(),
-            config.policy.check_header_from,
+            &server_settings,
             Arc::clone(&memory),
             Some(acceptor.clone()),
         )
@@ -188,6 +189,8 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
     }));
     let mut live = Live {
         config,
+        implicit_tls_port,
+        default_certificate,
         listeners: listeners.iter().map(Listener::settings).collect(),
         shared: shared_sender,
         reread,
@@ -390,6 +393,25 @@ fn return_large_allocations_to_the_system() {
     }
 }
 
+fn server_settings(config: &Config, implicit_tls_port: Option<u16>) -> ServerSettings {
+    ServerSettings {
+        hostname: config.hostname.clone(),
+        limits: session_limits(config),
+        check_header_from: config.policy.check_header_from,
+        implicit_tls_port,
+    }
+}
+
+/// The port clients reach implicit TLS on, as bound (the configuration may say port 0).
+fn implicit_tls_port(sockets: &[TcpListener], listeners: &[ListenerConfig]) -> Option<u16> {
+    sockets
+        .iter()
+        .zip(listeners)
+        .find(|(_, listener)| listener.mode == ListenerMode::Submissions)
+        .and_then(|(socket, _)| socket.local_addr().ok())
+        .map(|address| address.port())
+}
+
 fn session_limits(config: &Config) -> Limits {
     let limits = &config.limits;
     Limits {
@@ -416,6 +438,33 @@ pub fn is_running(data_dir: &Path) -> bool {
 }
 
 /// Two servers on one data directory would interleave spool writes: refuse the second.
+/// The data directory holds password hashes and every message: only the server's user may
+/// enter it. New files are private already (the umask, see `cli::main`); a directory made by an
+/// older version or by hand is tightened once, saying so.
+fn keep_private(data_dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = fs::metadata(data_dir) else {
+        return;
+    };
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return;
+    }
+    match fs::set_permissions(data_dir, fs::Permissions::from_mode(mode & 0o700)) {
+        Ok(()) => tracing::warn!(
+            data_dir = %data_dir.display(),
+            was = format!("{mode:o}"),
+            "the data directory was open to other users; it is now {:o}",
+            mode & 0o700
+        ),
+        Err(error) => tracing::warn!(
+            data_dir = %data_dir.display(),
+            %error,
+            "the data directory is open to other users and cannot be made private"
+        ),
+    }
+}
+
 fn lock_data_dir(data_dir: &Path) -> Result<File, StartError> {
     let path = data_dir.join("portcullis.lock");
     let file = OpenOptions::new()
@@ -494,6 +543,10 @@ fn announce(
 /// What the running server can change on a reload, and how to read the file again.
 struct Live {
     config: Config,
+    /// A reload keeps the listeners, so the port to name stays the one bound at start.
+    implicit_tls_port: Option<u16>,
+    /// Serves `[tls]`'s certificate (or the generated one), read again at each reload.
+    default_certificate: Arc<tls::SniResolver>,
     listeners: Vec<crate::listener::Settings>,
     shared: watch::Sender<Arc<Shared>>,
     reread: Reread,
@@ -516,6 +569,11 @@ impl Live {
                 "reload refused: these change only with a restart; the running configuration is kept"
             ),
             reload::Plan::Apply(changed) => {
+                // Read first: a certificate that cannot be used refuses the whole reload.
+                if let Err(reason) = self.reread_certificate(&new) {
+                    tracing::error!(%reason, "reload refused: the running configuration and certificate are kept");
+                    return;
+                }
                 self.apply(new);
                 let changed = if changed.is_empty() {
                     "nothing".to_owned()
@@ -527,16 +585,24 @@ impl Live {
         }
     }
 
+    /// Reads `new`'s default certificate (the same files renewed in place, or others) and
+    /// serves it from the next handshake on.
+    fn reread_certificate(&self, new: &Config) -> Result<(), String> {
+        let files = new
+            .tls
+            .as_ref()
+            .map(|t| (t.certificate.as_path(), t.key.as_path()));
+        let (certificate, _) = tls::default_certificate(files, &new.data_dir, &new.hostname)?;
+        self.default_certificate
+            .replace_default(Arc::new(certificate));
+        Ok(())
+    }
+
     /// New sessions get `new`'s settings; sessions in progress keep theirs.
     fn apply(&mut self, new: Config) {
-        let limits = session_limits(&new);
+        let server = server_settings(&new, self.implicit_tls_port);
         for (settings, listener) in self.listeners.iter().zip(&new.listeners) {
-            settings.update(
-                listener,
-                &new.hostname,
-                limits.clone(),
-                new.policy.check_header_from,
-            );
+            settings.update(listener, &server);
         }
         self.shared.send_modify(|shared| {
             *shared = Arc::new(Shared {

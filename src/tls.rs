@@ -49,15 +49,7 @@ pub fn server_config(
     data_dir: &Path,
     hostname: &str,
 ) -> Result<ServerTls, String> {
-    let (certificate, key, origin) = match files {
-        Some((certificate, key)) => (
-            certificate.to_path_buf(),
-            key.to_path_buf(),
-            Origin::Configured,
-        ),
-        None => self_signed(data_dir, hostname)?,
-    };
-    let default = load_certified_key(&certificate, &key)?;
+    let (default, origin) = default_certificate(files, data_dir, hostname)?;
     let resolver = Arc::new(SniResolver::new(Arc::new(default)));
     let config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -69,6 +61,25 @@ pub fn server_config(
         resolver,
         origin,
     })
+}
+
+/// The certificate for clients that name no domain of their own: `[tls]`'s files, else the
+/// self-signed pair (made again when outdated). Read at start and at each reload, so a
+/// certificate renewed in place is served after a SIGHUP.
+pub fn default_certificate(
+    files: Option<(&Path, &Path)>,
+    data_dir: &Path,
+    hostname: &str,
+) -> Result<(CertifiedKey, Origin), String> {
+    let (certificate, key, origin) = match files {
+        Some((certificate, key)) => (
+            certificate.to_path_buf(),
+            key.to_path_buf(),
+            Origin::Configured,
+        ),
+        None => self_signed(data_dir, hostname)?,
+    };
+    Ok((load_certified_key(&certificate, &key)?, origin))
 }
 
 /// Reads a PEM certificate chain (the server's own certificate first) and a PEM private key, and

@@ -322,6 +322,70 @@ fn tls_mode_that_does_not_fit_the_port_is_named() {
 }
 
 #[test]
+fn an_unusual_port_that_waits_for_a_handshake_is_checked_with_tls() {
+    let server = portcullis();
+    let cert = server.certificate();
+    let target = address(&server, true);
+    let (status, output) = check(&[&target, "--ca", cert.to_str().unwrap()], b"");
+    assert_eq!(status, 0, "{output}");
+    assert_contains(
+        &output,
+        &["sent no greeting within 3 s, so it expects implicit TLS"],
+    );
+    assert_step(&output, "tls", "PASS", &[]);
+}
+
+/// Without a port, 587 comes first; a host that answers only on 465 is checked there.
+#[test]
+fn without_a_port_465_is_tried_when_587_does_not_answer() {
+    let server = Server::start(
+        "check-465",
+        Options {
+            // A privileged port: the tests run as root, as .ci/run does.
+            extra: "[[listener]]\naddress = \"127.0.0.77:465\"\nmode = \"submissions\"\n".into(),
+            ..Options::default()
+        },
+    );
+    server.add_account(USER, PASSWORD);
+    let (status, output) = check(
+        &[
+            "127.0.0.77",
+            "--insecure",
+            "--user",
+            USER,
+            "--password-stdin",
+        ],
+        format!("{PASSWORD}\n").as_bytes(),
+    );
+    assert_eq!(status, 0, "{output}");
+    assert_contains(
+        &output,
+        &[
+            "no port was given and port 587 refused the connection; port 465 answered, so this \
+             check uses implicit TLS there",
+        ],
+    );
+    assert_step(&output, "login", "PASS", &[]);
+}
+
+/// The 530 names the ports this server listens on, not the textbook 587 and 465.
+#[test]
+fn the_530_names_the_ports_the_server_listens_on() {
+    let server = portcullis();
+    let (_, output) = check(
+        &[&address(&server, false), "--plain", "--to", "x@example.net"],
+        b"",
+    );
+    let expected = format!(
+        "530 5.7.0 Must issue a STARTTLS command first. Set the client to use STARTTLS on this \
+         port ({}), or implicit TLS (SSL/TLS) on port {}",
+        server.submission.port(),
+        server.submissions.port()
+    );
+    assert_contains(&output, &[&expected]);
+}
+
+#[test]
 fn self_signed_certificate_needs_ca_or_insecure() {
     let server = portcullis();
     let target = address(&server, true);
@@ -357,7 +421,11 @@ fn closed_port_is_reported_as_connection_refused() {
     assert_step(&output, "connect", "FAIL", &["connection refused"]);
     assert_contains(
         &output,
-        &["Connection refused: nothing accepts connections"],
+        &[
+            "Connection refused: nothing accepts connections",
+            "embedded default listens on 2587 (STARTTLS) and 2465",
+            "try `portcullis check 127.0.0.1:2587`",
+        ],
     );
 }
 
@@ -558,7 +626,13 @@ fn aiosmtpd_without_starttls_fails_and_open_relay_is_named() {
     let server = Aiosmtpd::start(&[]);
     let (status, output) = check(&[&server.target()], b"");
     assert_eq!(status, 1, "{output}");
-    assert_contains(&output, &["assuming STARTTLS", "Python SMTP"]);
+    assert_contains(
+        &output,
+        &[
+            "it greeted at once, so this check uses STARTTLS",
+            "Python SMTP",
+        ],
+    );
     assert_step(&output, "starttls", "FAIL", &["does not offer STARTTLS"]);
     assert_contains(
         &output,

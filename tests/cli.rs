@@ -20,6 +20,10 @@ fn accounts_lifecycle_and_exit_statuses() {
         .find_map(|line| line.strip_prefix("Password for alice@example.test: "))
         .unwrap_or_else(|| panic!("a generated password is printed: {text}"));
     assert!(password.len() >= 20);
+    assert!(
+        text.contains("STARTTLS on port 2587 or SSL/TLS on port 2465"),
+        "the embedded default's ports: {text}"
+    );
 
     let listed = cli_in(&data, &["accounts", "list"], None);
     assert!(
@@ -65,14 +69,46 @@ fn accounts_lifecycle_and_exit_statuses() {
             "alice@example.test",
             "--password-stdin",
         ],
-        Some("new secret\n"),
+        Some("new secret 2026\n"),
     );
     assert_eq!(status(&passwd), 0, "{}", stderr(&passwd));
+    // The rule of `accounts import`, for `add` and `passwd` too.
+    let weak = cli_in(
+        &data,
+        &[
+            "accounts",
+            "passwd",
+            "alice@example.test",
+            "--password-stdin",
+        ],
+        Some("short\n"),
+    );
+    assert_eq!(status(&weak), 65, "{}", stderr(&weak));
+    assert!(
+        stderr(&weak).contains("too weak: it has 5 characters; at least 12 are required"),
+        "{}",
+        stderr(&weak)
+    );
+    // From a script, a forgotten --password-stdin leaves the password alone.
+    let unasked = cli_in(&data, &["accounts", "passwd", "alice@example.test"], None);
+    assert_eq!(status(&unasked), 64, "{}", stderr(&unasked));
+    assert!(
+        stderr(&unasked).contains("--generate to replace it"),
+        "{}",
+        stderr(&unasked)
+    );
+    let generated = cli_in(
+        &data,
+        &["accounts", "passwd", "alice@example.test", "--generate"],
+        None,
+    );
+    assert_eq!(status(&generated), 0, "{}", stderr(&generated));
+    assert!(stdout(&generated).contains("Password for alice@example.test: "));
     assert_eq!(
         status(&cli_in(
             &data,
             &["accounts", "passwd", "zed@example.test", "--password-stdin"],
-            Some("x\n")
+            Some("Str0ng-Passw0rd\n")
         )),
         67,
         "EX_NOUSER"
@@ -102,7 +138,7 @@ fn password_with_surrounding_whitespace_is_accepted_with_a_warning() {
     let output = cli_in(
         &dir.0,
         &["accounts", "add", "a@example.test", "--password-stdin"],
-        Some(" padded \r\n"),
+        Some(" padded-Passw0rd \r\n"),
     );
     assert_eq!(status(&output), 0);
     let warnings = stderr(&output);
@@ -117,7 +153,7 @@ fn password_with_surrounding_whitespace_is_accepted_with_a_warning() {
     let output = cli_in(
         &dir.0,
         &["accounts", "passwd", "a@example.test", "--password-stdin"],
-        Some("pass\u{200B}word-1\n"),
+        Some("pass\u{200B}word-123\n"),
     );
     assert_eq!(status(&output), 0, "{}", stderr(&output));
     assert!(
@@ -353,7 +389,7 @@ fn aliases_grants_and_can_send_explain_every_rule() {
     let add = cli_in(
         &data,
         &["accounts", "add", "alice@example.test", "--password-stdin"],
-        Some("pw-123456\n"),
+        Some("pw-123456789\n"),
     );
     assert!(
         stdout(&add).contains("Created domain example.test for it."),
@@ -425,7 +461,7 @@ fn aliases_grants_and_can_send_explain_every_rule() {
     cli_in_ok(
         &data,
         &["accounts", "add", "bob@example.test", "--password-stdin"],
-        Some("pw-654321\n"),
+        Some("pw-654321987\n"),
     );
     assert_eq!(
         status(&cli_in(
@@ -569,7 +605,7 @@ fn app_passwords_are_shown_once_listed_without_secrets_and_revocable() {
     cli_in_ok(
         &data,
         &["accounts", "add", "alice@example.test", "--password-stdin"],
-        Some("pw-123456\n"),
+        Some("pw-123456789\n"),
     );
     let added = cli_in_ok(
         &data,

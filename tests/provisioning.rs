@@ -114,7 +114,8 @@ fn fifty_provisioned_mailboxes_import_into_a_second_data_dir_and_all_log_in_with
     assert_eq!(result["failed"], serde_json::json!([]), "{result}");
     assert_eq!(result["ok"], 50, "{result}");
     assert_eq!(result["hosts"], serde_json::json!(["mail.example.test"]));
-    assert_eq!(result["ports"], serde_json::json!(["587"]));
+    // The embedded default's STARTTLS listener is on 2587.
+    assert_eq!(result["ports"], serde_json::json!(["2587"]));
 }
 
 #[test]
@@ -142,7 +143,7 @@ fn import_is_all_or_nothing_when_one_row_is_bad() {
         "{message}"
     );
     assert!(
-        message.contains(&format!("{bad}: 1 bad line; nothing was imported")),
+        message.contains(&format!("{bad}: 1 bad row; nothing was imported")),
         "{message}"
     );
     assert_eq!(accounts(&data), ["keep@example.test"]);
@@ -264,7 +265,7 @@ fn every_bad_row_is_reported_with_its_line_and_reason() {
         );
     }
     assert!(
-        message.contains(&format!("{file}: 7 bad lines; nothing was imported")),
+        message.contains(&format!("{file}: 7 bad rows; nothing was imported")),
         "{message}"
     );
     assert!(
@@ -392,6 +393,8 @@ fn provision_writes_a_private_file_of_n_rows_and_never_overwrites_by_accident() 
             "3",
             "--out",
             out_name,
+            "--port",
+            "465",
         ],
     );
     assert_eq!(
@@ -408,7 +411,7 @@ fn provision_writes_a_private_file_of_n_rows_and_never_overwrites_by_accident() 
             fields[..3],
             [
                 "mail.example.test",
-                "587",
+                "465",
                 &format!("mbox{:04}@example.test", n + 1)
             ]
         );
@@ -502,7 +505,7 @@ fn provision_writes_a_private_file_of_n_rows_and_never_overwrites_by_accident() 
     );
     let text = std::fs::read_to_string(&out).unwrap();
     assert!(
-        text.contains(",587,team0001@new.test,") && text.contains(",587,team0002@new.test,"),
+        text.contains(",2587,team0001@new.test,") && text.contains(",2587,team0002@new.test,"),
         "{text}"
     );
     assert_eq!(text.lines().count(), 3);
@@ -541,16 +544,17 @@ fn export_writes_host_port_username_of_enabled_accounts_without_passwords() {
     let text = std::fs::read_to_string(&out).unwrap();
     // plain.test has no configured host: the server's host name (here the system's) is used.
     let lines: Vec<&str> = text.split_terminator("\r\n").collect();
+    // The port is the embedded default's STARTTLS listener's, 2587.
     assert_eq!(
         lines[..3],
         [
             "host,port,username",
-            "mail.example.test,587,a@example.test",
-            "mail.example.test,587,keep@example.test"
+            "mail.example.test,2587,a@example.test",
+            "mail.example.test,2587,keep@example.test"
         ],
         "{text}"
     );
-    assert!(lines[3].ends_with(",587,z@plain.test"), "{text}");
+    assert!(lines[3].ends_with(",2587,z@plain.test"), "{text}");
     assert_eq!(lines.len(), 4, "{text}");
     assert!(!text.contains(GOOD));
 
@@ -567,6 +571,8 @@ fn export_writes_host_port_username_of_enabled_accounts_without_passwords() {
             "-",
             "--domain",
             "example.test",
+            "--port",
+            "587",
         ],
     );
     assert_eq!(
@@ -579,5 +585,64 @@ fn export_writes_host_port_username_of_enabled_accounts_without_passwords() {
             &["accounts", "export", "--out", "-", "--domain", "nope.test"]
         )),
         67
+    );
+    let odd_port = run(&data, &["accounts", "export", "--out", "-", "--port", "25"]);
+    assert_eq!(status(&odd_port), 64);
+    assert!(
+        stderr(&odd_port).contains("--port 25 is not a submission port an import accepts"),
+        "{}",
+        stderr(&odd_port)
+    );
+}
+
+#[test]
+fn a_refused_import_into_a_fresh_data_dir_says_it_once_and_leaves_nothing_behind() {
+    let dir = TempDir::new("import-fresh");
+    let data = dir.0.join("data");
+    let mut text = String::from("host,port,username,password\r\n");
+    for n in 1..=200 {
+        text.push_str(&format!(
+            "mail.example.test,587,m{n}@example.test,{GOOD}\r\n"
+        ));
+    }
+    let file = write(&dir, "m.csv", &text);
+    let refused = run(&data, &["accounts", "import", &file]);
+    assert_eq!(status(&refused), 65);
+    let message = stderr(&refused);
+    assert_eq!(
+        message.matches("not found").count(),
+        1,
+        "one line for the domain: {message}"
+    );
+    assert!(
+        message.contains(&format!(
+            "{file}:2: error: domain example.test not found (200 rows, the first here)"
+        )) && message.contains(&format!("{file}: 200 bad rows; nothing was imported")),
+        "{message}"
+    );
+    assert!(!data.exists(), "the data directory was not created");
+
+    // A dry run leaves nothing either; a real import creates the store.
+    let dry = run(
+        &data,
+        &["accounts", "import", "--dry-run", "--create-domains", &file],
+    );
+    assert_eq!(status(&dry), 0, "{}", stderr(&dry));
+    assert!(!data.exists());
+    ok(&data, &["accounts", "import", "--create-domains", &file]);
+    assert_eq!(accounts(&data).len(), 200);
+
+    // A semicolon-separated file (a European spreadsheet's "CSV") is named as such.
+    let semicolons = write(
+        &dir,
+        "s.csv",
+        &format!("host;port;username;password\r\nmail.example.test;587;a@example.test;{GOOD}\r\n"),
+    );
+    let refused = run(&data, &["accounts", "import", &semicolons]);
+    assert_eq!(status(&refused), 65);
+    assert!(
+        stderr(&refused).contains("the file is separated by semicolons"),
+        "{}",
+        stderr(&refused)
     );
 }

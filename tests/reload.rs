@@ -140,3 +140,69 @@ fn systemd_hears_ready_reloading_and_stopping() {
     let mut child = child;
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// The SHA-256 of the certificate the implicit-TLS listener serves, as Python's ssl sees it.
+fn served_certificate(server: &Server) -> String {
+    fingerprint(&format!(
+        "ssl.get_server_certificate(('127.0.0.1', {}))",
+        server.submissions.port()
+    ))
+}
+
+fn file_certificate(path: &std::path::Path) -> String {
+    fingerprint(&format!("open({:?}).read()", path.display().to_string()))
+}
+
+fn fingerprint(pem_expression: &str) -> String {
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            &format!(
+                "import hashlib, ssl; \
+                 print(hashlib.sha256(ssl.PEM_cert_to_DER_cert({pem_expression})).hexdigest())"
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn sighup_serves_a_certificate_renewed_in_place_and_refuses_a_broken_one() {
+    let dir = TempDir::new("reload-tls");
+    let (chain, key) = common::write_certificate(&dir.0, "server", &["first.test"]);
+    let mut server = Server::start(
+        "reload-tls",
+        Options {
+            extra: format!(
+                "[tls]\ncertificate = {:?}\nkey = {:?}\n",
+                chain.display().to_string(),
+                key.display().to_string()
+            ),
+            log: Some("info"),
+            ..Options::default()
+        },
+    );
+    assert_eq!(served_certificate(&server), file_certificate(&chain));
+
+    // Renewed in place, as certbot does, then SIGHUP: the next handshake gets the new one.
+    let renewed = TempDir::new("reload-tls-renewed");
+    let (new_chain, new_key) = common::write_certificate(&renewed.0, "server", &["second.test"]);
+    std::fs::copy(&new_chain, &chain).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    reload_and_wait_for(&server, "reloaded the configuration");
+    assert_eq!(served_certificate(&server), file_certificate(&new_chain));
+
+    // A key that does not match refuses the reload; the renewed certificate stays in service.
+    let other = TempDir::new("reload-tls-other");
+    let (_, other_key) = common::write_certificate(&other.0, "server", &["third.test"]);
+    std::fs::copy(&other_key, &key).unwrap();
+    let log = reload_and_wait_for(&server, "reload refused");
+    assert!(
+        log.contains("the private key does not match the certificate"),
+        "{log}"
+    );
+    assert_eq!(served_certificate(&server), file_certificate(&new_chain));
+    assert_eq!(server.terminate().code(), Some(0));
+}

@@ -11,7 +11,7 @@ pub mod provisioning;
 pub mod report;
 mod store;
 
-pub use store::{SqliteStore, WriteSummary};
+pub use store::{STORE_FILE, SqliteStore, WriteSummary};
 
 /// An account as the CLI shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -67,15 +67,22 @@ pub struct Checked {
     pub warnings: Vec<Issue>,
     /// Domains the rows need that are not in the store yet (only with `create_domains`).
     pub new_domains: Vec<String>,
+    /// Rows refused: one error may stand for many (a domain not found is reported once).
+    pub bad_rows: usize,
+}
+
+/// What an import may do beyond the strict rules.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    /// Create the domains not known yet, instead of refusing their rows.
+    pub create_domains: bool,
+    /// Import weak passwords with a warning, instead of refusing their rows.
+    pub allow_weak: bool,
 }
 
 /// Checks the content of a provisioning file. `domains` maps every known domain (lower case)
 /// to its configured host.
-pub fn check(
-    bytes: &[u8],
-    domains: &HashMap<String, Option<String>>,
-    create_domains: bool,
-) -> Checked {
+pub fn check(bytes: &[u8], domains: &HashMap<String, Option<String>>, rules: &Rules) -> Checked {
     let mut checked = Checked::default();
     let records = match csv::decode(bytes).and_then(csv::parse) {
         Ok(records) => records,
@@ -101,28 +108,61 @@ pub fn check(
             return checked;
         }
     };
-    let mut first_line_of: HashMap<String, usize> = HashMap::new();
+    let mut seen = Seen::default();
     for record in rows {
         if record.fields.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
-        if let Some(row) = check_row(
+        let checked_row = check_row(
             record,
             header.fields.len(),
             &columns,
             domains,
-            create_domains,
-            &mut first_line_of,
+            rules,
+            &mut seen,
             &mut checked,
-        ) {
+        );
+        if let Some(row) = checked_row {
             let domain = domain_of(&row.address).unwrap_or_default();
             if !domains.contains_key(domain) && !checked.new_domains.iter().any(|d| d == domain) {
                 checked.new_domains.push(domain.to_string());
             }
             checked.rows.push(row);
+        } else {
+            checked.bad_rows += 1;
         }
     }
+    report_unknown_domains(seen.unknown_domains, &mut checked);
     checked
+}
+
+/// What earlier rows showed, for the checks across rows.
+#[derive(Default)]
+struct Seen {
+    /// Each username's first line.
+    first_line_of: HashMap<String, usize>,
+    /// Each unknown domain's first line and how many rows name it, in order of appearance.
+    unknown_domains: Vec<(String, usize, usize)>,
+}
+
+/// One error per unknown domain, on its first line: a file of 200 mailboxes of a domain not
+/// added yet is one mistake, not 200.
+fn report_unknown_domains(unknown: Vec<(String, usize, usize)>, checked: &mut Checked) {
+    for (domain, line, rows) in unknown {
+        let count = if rows == 1 {
+            String::new()
+        } else {
+            format!(" ({rows} rows, the first here)")
+        };
+        checked.errors.push(Issue::new(
+            line,
+            format!(
+                "domain {domain} not found{count}; add it with `portcullis domains add {domain}` \
+                 or pass --create-domains"
+            ),
+        ));
+    }
+    checked.errors.sort_by_key(|issue| issue.line);
 }
 
 /// The index of each of [`COLUMNS`] in the header.
@@ -149,6 +189,11 @@ fn columns(header: &Record) -> Result<[usize; 4], String> {
     if missing.is_empty() {
         return Ok(found);
     }
+    if let [only] = header.fields.as_slice()
+        && let Some(separator) = [';', '\t'].into_iter().find(|c| only.contains(*c))
+    {
+        return Err(separated_by(separator, only));
+    }
     Err(format!(
         "the header lacks the column{} {}; the first line must name the columns {} (any order, \
          any case; other columns are ignored), and it reads {:?}",
@@ -159,13 +204,29 @@ fn columns(header: &Record) -> Result<[usize; 4], String> {
     ))
 }
 
+/// A header that is one field holding the separator: the file is not comma-separated.
+fn separated_by(separator: char, header: &str) -> String {
+    let (name, origin) = match separator {
+        ';' => (
+            "semicolons",
+            "as spreadsheets set to a European locale save \"CSV\"",
+        ),
+        _ => ("tabs", "as spreadsheets save \"text\" or copy a table"),
+    };
+    format!(
+        "the file is separated by {name} ({origin}), and it reads {header:?}; a provisioning \
+         CSV is separated by commas: save it as \"CSV UTF-8 (comma delimited)\", or replace \
+         the {name} with commas (put a field that contains a comma in double quotes)"
+    )
+}
+
 fn check_row(
     record: &Record,
     width: usize,
     columns: &[usize; 4],
     domains: &HashMap<String, Option<String>>,
-    create_domains: bool,
-    first_line_of: &mut HashMap<String, usize>,
+    rules: &Rules,
+    seen: &mut Seen,
     checked: &mut Checked,
 ) -> Option<Row> {
     let line = record.line;
@@ -194,21 +255,27 @@ fn check_row(
         }
     };
     if let Some(address) = &address {
-        if let Some(first) = first_line_of.get(address) {
+        if let Some(first) = seen.first_line_of.get(address) {
             error(format!(
                 "duplicate row: username {address} already appears on line {first}"
             ));
         } else {
-            first_line_of.insert(address.clone(), line);
+            seen.first_line_of.insert(address.clone(), line);
         }
     }
     let domain = address.as_deref().and_then(domain_of);
+    let mut domain_unknown = false;
     let configured = match domain.map(|d| (d, domains.get(d))) {
-        Some((domain, None)) if !create_domains => {
-            error(format!(
-                "domain {domain} not found; add it with `portcullis domains add {domain}` or \
-                 pass --create-domains"
-            ));
+        Some((domain, None)) if !rules.create_domains => {
+            domain_unknown = true;
+            match seen
+                .unknown_domains
+                .iter_mut()
+                .find(|(d, _, _)| d == domain)
+            {
+                Some((_, _, rows)) => *rows += 1,
+                None => seen.unknown_domains.push((domain.to_string(), line, 1)),
+            }
             None
         }
         Some((domain, Some(Some(configured)))) => Some((domain, configured)),
@@ -249,7 +316,16 @@ fn check_row(
     if password.is_empty() {
         error(format!("the password of {who} is empty"));
     } else if let Some(reason) = password::weakness(password) {
-        error(format!("weak password for {who}: {reason}"));
+        if rules.allow_weak {
+            checked.warnings.push(Issue::new(
+                line,
+                format!("weak password for {who}: {reason}; imported anyway (--allow-weak)"),
+            ));
+        } else {
+            error(format!(
+                "weak password for {who}: {reason} (--allow-weak imports it anyway)"
+            ));
+        }
     }
     // An empty password is already an error above; inspect would only say so again.
     let issues = if password.is_empty() {
@@ -267,7 +343,7 @@ fn check_row(
         ));
     }
 
-    if checked.errors.len() != errors_before {
+    if checked.errors.len() != errors_before || domain_unknown {
         return None;
     }
     Some(Row {
@@ -349,7 +425,7 @@ mod tests {
     }
 
     fn run(text: &str) -> Checked {
-        check(text.as_bytes(), &domains(), false)
+        check(text.as_bytes(), &domains(), &Rules::default())
     }
 
     /// The errors as (line, message), for matching.
@@ -365,6 +441,64 @@ mod tests {
         let checked = run(text);
         assert_eq!(checked.errors.len(), 1, "{:?}", checked.errors);
         (checked.errors[0].line, checked.errors[0].message.clone())
+    }
+
+    #[test]
+    fn allow_weak_turns_a_weak_password_into_a_warning() {
+        let text = "host,port,username,password\nmail.example.test,587,a@example.test,short\n";
+        let strict = run(text);
+        assert!(
+            strict.errors[0]
+                .message
+                .ends_with("(--allow-weak imports it anyway)")
+        );
+        let lenient = check(
+            text.as_bytes(),
+            &domains(),
+            &Rules {
+                allow_weak: true,
+                ..Rules::default()
+            },
+        );
+        assert!(lenient.errors.is_empty(), "{:?}", lenient.errors);
+        assert_eq!(lenient.rows.len(), 1);
+        assert!(
+            lenient.warnings[0]
+                .message
+                .starts_with("weak password for a@example.test: it has 5 characters")
+        );
+    }
+
+    #[test]
+    fn a_domain_not_found_is_one_error_however_many_rows_name_it() {
+        let mut text = String::from("host,port,username,password\n");
+        for n in 0..200 {
+            text.push_str(&format!("h.new.test,587,m{n}@new.test,{GOOD}\n"));
+        }
+        text.push_str(&format!("h.other.test,587,x@other.test,{GOOD}\n"));
+        let checked = run(&text);
+        assert_eq!(checked.bad_rows, 201);
+        assert!(checked.rows.is_empty());
+        let found: Vec<(usize, &str)> = checked
+            .errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    2,
+                    "domain new.test not found (200 rows, the first here); add it with \
+                     `portcullis domains add new.test` or pass --create-domains"
+                ),
+                (
+                    202,
+                    "domain other.test not found; add it with `portcullis domains add other.test` \
+                     or pass --create-domains"
+                )
+            ]
+        );
     }
 
     #[test]
@@ -408,6 +542,21 @@ mod tests {
         );
         let (_, message) = only_error("host,port,username,password,HOST\n");
         assert!(message.contains("column host twice"), "{message}");
+        let (line, message) = only_error(&format!(
+            "host;port;username;password\nh;587;a@example.test;{GOOD}\n"
+        ));
+        assert_eq!(line, 1);
+        assert!(
+            message.starts_with(
+                "the file is separated by semicolons (as spreadsheets set to a European locale"
+            ) && message.contains("save it as \"CSV UTF-8 (comma delimited)\""),
+            "{message}"
+        );
+        let (_, message) = only_error("host\tport\tusername\tpassword\n");
+        assert!(
+            message.starts_with("the file is separated by tabs"),
+            "{message}"
+        );
         let (line, message) = only_error("");
         assert_eq!(line, 1);
         assert!(message.starts_with("the file is empty"), "{message}");
@@ -429,7 +578,7 @@ mod tests {
         let checked = check(
             b"host,port,username,password\nh,587,a@example.test,caf\xe9\n",
             &domains(),
-            false,
+            &Rules::default(),
         );
         assert_eq!(errors(&checked), [(2, checked.errors[0].message.as_str())]);
         assert!(checked.errors[0].message.contains("UTF-8"));
@@ -516,7 +665,11 @@ mod tests {
         let text = format!(
             "host,port,username,password\nh.test,587,a@new.test,{GOOD}\nh.test,587,b@new.test,{GOOD}\nh.test,587,c@open.test,{GOOD}\n"
         );
-        let checked = check(text.as_bytes(), &domains(), true);
+        let rules = Rules {
+            create_domains: true,
+            ..Rules::default()
+        };
+        let checked = check(text.as_bytes(), &domains(), &rules);
         assert!(checked.errors.is_empty(), "{:?}", checked.errors);
         assert_eq!(checked.new_domains, ["new.test"]);
         assert_eq!(checked.rows.len(), 3);

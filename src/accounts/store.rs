@@ -41,6 +41,9 @@ pub struct WriteSummary {
     pub domains_created: Vec<String>,
 }
 
+/// The account store's file in the data directory.
+pub const STORE_FILE: &str = "accounts.sqlite";
+
 pub struct SqliteStore {
     path: PathBuf,
     connection: Mutex<Connection>,
@@ -49,7 +52,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) `data_dir/accounts.sqlite`.
     pub fn open(data_dir: &Path) -> Result<SqliteStore, StoreError> {
-        let path = data_dir.join("accounts.sqlite");
+        let path = data_dir.join(STORE_FILE);
         let io = |e: rusqlite::Error| StoreError::Io(format!("{}: {e}", path.display()));
         crate::spool::log::create_dir_durably(data_dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", data_dir.display())))?;

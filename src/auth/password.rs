@@ -7,6 +7,8 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, PasswordVerifier
 use argon2::{Argon2, Block, Params};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::invisible::invisible;
+
 /// Hashes with argon2id at the crate's defaults (m = 19 MiB, t = 2, p = 1: the OWASP baseline).
 pub fn hash(password: &str) -> Result<String, String> {
     Hasher::new().hash(password)
@@ -117,13 +119,60 @@ pub fn weakness(password: &str) -> Option<String> {
         }
     };
     let first = class(password.chars().next()?);
-    password.chars().all(|c| class(c) == first).then(|| {
-        format!(
+    if password.chars().all(|c| class(c) == first) {
+        return Some(format!(
             "it consists of {first} only; use at least two of lower-case letters, upper-case \
              letters, digits and other characters"
-        )
+        ));
+    }
+    let folded = password.to_lowercase();
+    COMMON.contains(&folded.as_str()).then(|| {
+        "it is one of the commonest passwords, which attackers try first; choose another or \
+         let Portcullis generate one"
+            .to_string()
     })
 }
+
+/// The passwords of at least [`MIN_LENGTH`] characters and two classes that lead the public
+/// lists of leaked passwords (compared lower-cased): long enough to pass the rule above, and
+/// the first an attacker tries.
+const COMMON: &[&str] = &[
+    "password1234",
+    "password12345",
+    "password123!",
+    "password2024",
+    "password2025",
+    "password2026",
+    "passw0rd1234",
+    "p@ssw0rd1234",
+    "p@ssword1234",
+    "qwerty123456",
+    "qwertyuiop12",
+    "qwertyuiop123",
+    "1q2w3e4r5t6y",
+    "1qaz2wsx3edc",
+    "zaq12wsxcde3",
+    "abc123456789",
+    "abcd12345678",
+    "123456789abc",
+    "123456789qwe",
+    "iloveyou1234",
+    "welcome12345",
+    "welcome@1234",
+    "letmein12345",
+    "changeme1234",
+    "trustno12345",
+    "administrator1",
+    "admin1234567",
+    "admin@123456",
+    "football1234",
+    "sunshine1234",
+    "princess1234",
+    "monkey123456",
+    "dragon123456",
+    "master123456",
+    "superman1234",
+];
 
 /// Hashes every password like [`hash`] on `threads` threads at once (each with its own
 /// 19 MiB). `progress` is called on the calling thread, about ten times a second and
@@ -234,28 +283,6 @@ fn edge_name(c: char) -> Option<&'static str> {
     }
 }
 
-/// Characters that look like nothing, or like an ordinary space, but are different bytes.
-/// Shared with `portcullis check`, which retries a refused login without them.
-pub(crate) fn invisible(c: char) -> Option<&'static str> {
-    let name = match c {
-        '\u{00A0}' => "a no-break space (U+00A0, looks like a space)",
-        '\u{202F}' | '\u{2007}' => "a narrow or figure no-break space (looks like a space)",
-        '\u{200B}' => "a zero-width space (U+200B, invisible)",
-        '\u{200C}' => "a zero-width non-joiner (U+200C, invisible)",
-        '\u{200D}' => "a zero-width joiner (U+200D, invisible)",
-        '\u{2060}' => "a word joiner (U+2060, invisible)",
-        '\u{FEFF}' => "a byte order mark (U+FEFF, invisible)",
-        '\u{00AD}' => "a soft hyphen (U+00AD, usually invisible)",
-        '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
-            "a text-direction mark (invisible)"
-        }
-        c if c.is_control() => "a control character (tab, CR, LF or similar)",
-        c if c.is_whitespace() && c != ' ' => "an unusual whitespace character",
-        _ => return None,
-    };
-    Some(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +338,12 @@ mod tests {
         assert!(weakness("!!!!????....").is_some());
         assert_eq!(weakness("abcdefghijk1"), None);
         assert_eq!(weakness("correct horse battery"), None);
+        for common in ["Password1234", "QWERTY123456", "P@ssw0rd1234"] {
+            assert!(
+                weakness(common).unwrap().contains("commonest passwords"),
+                "{common}"
+            );
+        }
         assert_eq!(weakness(&generate().unwrap()), None);
     }
 

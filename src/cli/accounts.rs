@@ -5,15 +5,17 @@ use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
 
+use super::prompt;
 use super::provisioning;
 use super::quota::{self, Limit};
 use super::{
-    EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, Failure,
+    EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE,
+    Failure,
 };
 use crate::accounts::report::{AccountReport, report};
-use crate::accounts::{APP_PASSWORD_PREFIX, CertificateFiles, SqliteStore};
+use crate::accounts::{APP_PASSWORD_PREFIX, CertificateFiles, STORE_FILE, SqliteStore};
 use crate::auth::{StoreError, canonical_username, password};
-use crate::config::Config;
+use crate::config::{Config, ListenerMode};
 use crate::smtp::address;
 use crate::timefmt::{self, unix_now};
 use crate::tls;
@@ -27,6 +29,9 @@ pub enum Command {
         /// Read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
+        /// Accept a password the rule refuses (short, one class of characters, or common)
+        #[arg(long)]
+        allow_weak: bool,
     },
     /// List the accounts
     List,
@@ -44,13 +49,19 @@ pub enum Command {
         /// The account's email address
         email: String,
     },
-    /// Set a new password; without --password-stdin one is generated and shown once
+    /// Set a new password: typed twice on a terminal, from standard input, or generated
     Passwd {
         /// The account's email address
         email: String,
         /// Read the new password from the first line of standard input
-        #[arg(long)]
+        #[arg(long, conflicts_with = "generate")]
         password_stdin: bool,
+        /// Replace the password with a generated one, shown once
+        #[arg(long)]
+        generate: bool,
+        /// Accept a password the rule refuses (short, one class of characters, or common)
+        #[arg(long)]
+        allow_weak: bool,
     },
     /// Refuse every login of the account (its data is kept)
     Disable {
@@ -121,6 +132,9 @@ pub enum Command {
         /// Create the domains that are not known yet (otherwise their rows are errors)
         #[arg(long)]
         create_domains: bool,
+        /// Import weak passwords with a warning instead of refusing the file
+        #[arg(long)]
+        allow_weak: bool,
     },
     /// Create N mailboxes with generated passwords and write them as a provisioning CSV
     Provision {
@@ -135,6 +149,9 @@ pub enum Command {
         /// Host column (default: the domain's configured host, else the server's hostname)
         #[arg(long)]
         host: Option<String>,
+        /// Port column: 587, 465, 2587 or 2465 (default: this server's STARTTLS listener's)
+        #[arg(long)]
+        port: Option<u16>,
         /// Local parts are PREFIX0001, PREFIX0002, ...
         #[arg(long, default_value = "mbox")]
         prefix: String,
@@ -150,6 +167,9 @@ pub enum Command {
         /// Only the accounts of this domain
         #[arg(long)]
         domain: Option<String>,
+        /// Port column: 587, 465, 2587 or 2465 (default: this server's STARTTLS listener's)
+        #[arg(long)]
+        port: Option<u16>,
         /// Replace FILE if it exists
         #[arg(long)]
         force: bool,
@@ -218,23 +238,68 @@ pub enum DomainsCommand {
     List,
 }
 
+/// What existed before the account store was opened (which creates it).
+struct Fresh {
+    /// The data directory did not exist.
+    dir: bool,
+    /// The account store did not exist.
+    store: bool,
+}
+
+impl Fresh {
+    fn before_opening(data_dir: &Path) -> Fresh {
+        Fresh {
+            dir: !data_dir.exists(),
+            store: !data_dir.join(STORE_FILE).exists(),
+        }
+    }
+
+    /// Removes a store (and directory) that opening created: an import that changed nothing
+    /// (refused, or `--dry-run`) leaves no empty store behind in a directory that may be the
+    /// wrong one. An existing directory or store is never touched.
+    fn undo(self, data_dir: &Path) {
+        if !self.store {
+            return;
+        }
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(data_dir.join(format!("{STORE_FILE}{suffix}")));
+        }
+        if self.dir {
+            // remove_dir removes only an empty directory.
+            let _ = std::fs::remove_dir(data_dir);
+        }
+    }
+}
+
 fn open(config: &Config) -> Result<SqliteStore, Failure> {
     SqliteStore::open(&config.data_dir).map_err(store_failure)
 }
 
 pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
+    let fresh = Fresh::before_opening(&config.data_dir);
     let store = open(config)?;
     match command {
         Command::Add {
             email,
             password_stdin,
-        } => add(&store, &email, password_stdin),
+            allow_weak,
+        } => {
+            let source = if password_stdin {
+                Source::Stdin
+            } else {
+                Source::Generate
+            };
+            add(&store, config, &email, source.checked(allow_weak))
+        }
         Command::Passwd {
             email,
             password_stdin,
+            generate,
+            allow_weak,
         } => {
             let email = login_name(&email)?;
-            let (password, generated) = obtain_password(password_stdin)?;
+            let source = Source::for_passwd(&email, password_stdin, generate)?;
+            let (password, generated) = obtain_password(&source.checked(allow_weak), &email)?;
             store
                 .set_password(&email, &hash(&password)?)
                 .map_err(store_failure)?;
@@ -329,12 +394,25 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             file,
             dry_run,
             create_domains,
-        } => provisioning::import(&store, &file, dry_run, create_domains),
+            allow_weak,
+        } => {
+            let rules = crate::accounts::provisioning::Rules {
+                create_domains,
+                allow_weak,
+            };
+            let result = provisioning::import(&store, &file, dry_run, &rules);
+            if result.is_err() || dry_run {
+                drop(store);
+                fresh.undo(&config.data_dir);
+            }
+            result
+        }
         Command::Provision {
             domain,
             count,
             out,
             host,
+            port,
             prefix,
             force,
         } => provisioning::provision(
@@ -345,13 +423,26 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
                 count: count as usize,
                 out: &out,
                 host: host.as_deref(),
+                port,
                 prefix: &prefix,
                 force,
             },
         ),
-        Command::Export { out, domain, force } => {
-            provisioning::export(&store, config, &out, domain.as_deref(), force)
-        }
+        Command::Export {
+            out,
+            domain,
+            port,
+            force,
+        } => provisioning::export(
+            &store,
+            config,
+            &provisioning::Export {
+                out: &out,
+                domain: domain.as_deref(),
+                port,
+                force,
+            },
+        ),
     }
 }
 
@@ -466,9 +557,14 @@ fn check_certificate(
     Ok(())
 }
 
-fn add(store: &SqliteStore, email: &str, password_stdin: bool) -> Result<(), Failure> {
+fn add(
+    store: &SqliteStore,
+    config: &Config,
+    email: &str,
+    source: NewPassword,
+) -> Result<(), Failure> {
     let email = login_name(email)?;
-    let (password, generated) = obtain_password(password_stdin)?;
+    let (password, generated) = obtain_password(&source, &email)?;
     let new_domain = store
         .add_account(&email, &hash(&password)?)
         .map_err(store_failure)?;
@@ -481,9 +577,33 @@ fn add(store: &SqliteStore, email: &str, password_stdin: bool) -> Result<(), Fai
     }
     show_generated(&email, &password, generated);
     println!(
-        "Clients log in with user name {email} after STARTTLS (port 587 style) or on implicit TLS (port 465 style)."
+        "Clients log in with user name {email} at {}: {}.",
+        config.hostname,
+        client_ports(config)
     );
     Ok(())
+}
+
+/// How this server's listeners are reached, as a mail client's settings call it.
+fn client_ports(config: &Config) -> String {
+    let ports: Vec<String> = config
+        .listeners
+        .iter()
+        .filter_map(|listener| {
+            let port = listener.address.port();
+            match listener.mode {
+                ListenerMode::Submission if listener.starttls => {
+                    Some(format!("STARTTLS on port {port}"))
+                }
+                ListenerMode::Submission => None,
+                ListenerMode::Submissions => Some(format!("SSL/TLS on port {port}")),
+            }
+        })
+        .collect();
+    if ports.is_empty() {
+        return "no listener offers TLS, so only trusted networks can submit".to_string();
+    }
+    ports.join(" or ")
 }
 
 fn set_enabled(store: &SqliteStore, email: &str, enabled: bool) -> Result<(), Failure> {
@@ -659,31 +779,109 @@ pub(super) fn domain_name(text: &str) -> Result<String, Failure> {
         })
 }
 
-fn obtain_password(from_stdin: bool) -> Result<(String, bool), Failure> {
-    if !from_stdin {
-        return password::generate()
-            .map(|p| (p, true))
-            .map_err(|e| Failure::new(EX_SOFTWARE, e));
+/// Where a new password comes from.
+enum Source {
+    Stdin,
+    Generate,
+    /// Typed twice on the terminal, without echo.
+    Prompt,
+}
+
+/// A source with the rule its password must pass.
+struct NewPassword {
+    source: Source,
+    allow_weak: bool,
+}
+
+impl Source {
+    fn checked(self, allow_weak: bool) -> NewPassword {
+        NewPassword {
+            source: self,
+            allow_weak,
+        }
     }
+
+    /// `passwd` replaces a working password, so without a flag it asks on a terminal and
+    /// refuses elsewhere: a script that forgot --password-stdin changes nothing.
+    fn for_passwd(email: &str, stdin: bool, generate: bool) -> Result<Source, Failure> {
+        match (stdin, generate) {
+            (true, _) => Ok(Source::Stdin),
+            (_, true) => Ok(Source::Generate),
+            _ if std::io::stdin().is_terminal() => Ok(Source::Prompt),
+            _ => Err(Failure::new(
+                EX_USAGE,
+                format!(
+                    "standard input is not a terminal, so the password of {email} is left as \
+                     it is: give --password-stdin to set it from standard input, or --generate \
+                     to replace it with a generated one"
+                ),
+            )),
+        }
+    }
+}
+
+fn obtain_password(wanted: &NewPassword, email: &str) -> Result<(String, bool), Failure> {
+    let password = match wanted.source {
+        Source::Generate => {
+            return password::generate()
+                .map(|p| (p, true))
+                .map_err(|e| Failure::new(EX_SOFTWARE, e));
+        }
+        Source::Stdin => stdin_line()?,
+        Source::Prompt => typed_twice(email)?,
+    };
+    if password.is_empty() {
+        return Err(Failure::new(EX_DATAERR, "the password is empty"));
+    }
+    // The rule `accounts import` applies: one policy, whichever way a password arrives.
+    match password::weakness(&password) {
+        Some(weakness) if !wanted.allow_weak => {
+            return Err(Failure::new(
+                EX_DATAERR,
+                format!("the password is too weak: {weakness} (--allow-weak accepts it anyway)"),
+            ));
+        }
+        Some(weakness) => eprintln!("warning: weak password accepted (--allow-weak): {weakness}"),
+        None => {}
+    }
+    // Whitespace or invisible characters may be part of the password, but they are the
+    // commonest cause of 535, so name each one.
+    for issue in password::inspect(password.as_bytes()) {
+        eprintln!("warning: {issue}; it is stored exactly, and clients must send it exactly");
+    }
+    Ok((password, false))
+}
+
+/// The first line of standard input; only the line ending is removed.
+fn stdin_line() -> Result<String, Failure> {
     let mut line = String::new();
     std::io::stdin()
         .lock()
         .read_line(&mut line)
         .map_err(|e| Failure::new(EX_IOERR, format!("cannot read the password: {e}")))?;
-    // Only the line ending is removed; whitespace or invisible characters may be part of the
-    // password, but they are the commonest cause of 535, so name each one.
     let password = line.strip_suffix('\n').unwrap_or(&line);
-    let password = password.strip_suffix('\r').unwrap_or(password).to_string();
-    if password.is_empty() {
+    Ok(password.strip_suffix('\r').unwrap_or(password).to_string())
+}
+
+fn typed_twice(email: &str) -> Result<String, Failure> {
+    let read = |prompt: &str| {
+        prompt::hidden_line(prompt)
+            .map_err(|e| Failure::new(EX_IOERR, format!("cannot read the password: {e}")))
+    };
+    let first = read(&format!("New password for {email}: "))?;
+    if first.is_empty() {
         return Err(Failure::new(
             EX_DATAERR,
-            "the password on standard input is empty",
+            "the password is empty; nothing was changed (--generate makes one)",
         ));
     }
-    for issue in password::inspect(password.as_bytes()) {
-        eprintln!("warning: {issue}; it is stored exactly, and clients must send it exactly");
+    if read("Again: ")? != first {
+        return Err(Failure::new(
+            EX_DATAERR,
+            "the two passwords differ; nothing was changed",
+        ));
     }
-    Ok((password, false))
+    Ok(first)
 }
 
 fn hash(password: &str) -> Result<String, Failure> {

@@ -2,6 +2,7 @@
 
 mod accounts;
 mod config_check;
+mod prompt;
 mod provisioning;
 mod queue;
 mod quota;
@@ -123,6 +124,12 @@ impl Failure {
 }
 
 pub fn main() -> ExitCode {
+    // What Portcullis creates (the account store, the spool, keys, the data directory itself)
+    // is for the server's user alone; files meant for others are given their mode explicitly.
+    // SAFETY: umask only sets the process's file-creation mask.
+    unsafe {
+        libc::umask(0o077);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -10,20 +10,23 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::accounts::{domain_name, store_failure};
-use super::{EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, Failure};
+use super::{
+    EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, EX_USAGE, Failure,
+};
 use crate::accounts::provisioning::{
-    self, DEFAULT_PORT, mailbox_names, parse_address, render, render_export,
+    self, DEFAULT_PORT, Rules, SUBMISSION_PORTS, mailbox_names, parse_address, render,
+    render_export,
 };
 use crate::accounts::{SqliteStore, same_host};
 use crate::auth::password;
-use crate::config::Config;
+use crate::config::{Config, ListenerMode};
 
-/// `accounts import FILE [--dry-run] [--create-domains]`.
+/// `accounts import FILE [--dry-run] [--create-domains] [--allow-weak]`.
 pub fn import(
     store: &SqliteStore,
     file: &Path,
     dry_run: bool,
-    create_domains: bool,
+    rules: &Rules,
 ) -> Result<(), Failure> {
     let name = file.display();
     let bytes = std::fs::read(file)
@@ -34,7 +37,7 @@ pub fn import(
         .into_iter()
         .map(|d| (d.name, d.host))
         .collect();
-    let checked = provisioning::check(&bytes, &domains, create_domains);
+    let checked = provisioning::check(&bytes, &domains, rules);
 
     // Errors and warnings in line order, as FILE:LINE: ... like a compiler.
     let mut issues: Vec<(usize, bool, &str)> = checked
@@ -54,15 +57,11 @@ pub fn import(
         eprintln!("{name}:{line}: {kind}: {message}");
     }
     if !checked.errors.is_empty() {
-        let mut lines: Vec<usize> = checked.errors.iter().map(|e| e.line).collect();
-        lines.dedup();
+        // A header or encoding error stops before any row is read: it counts as one.
+        let bad = checked.bad_rows.max(1);
         return Err(Failure::new(
             EX_DATAERR,
-            format!(
-                "{name}: {} bad line{}; nothing was imported",
-                lines.len(),
-                plural(lines.len())
-            ),
+            format!("{name}: {bad} bad row{}; nothing was imported", plural(bad)),
         ));
     }
     if checked.rows.is_empty() {
@@ -107,7 +106,7 @@ pub fn import(
         .zip(hashes)
         .collect();
     let summary = store
-        .upsert_accounts(&accounts, create_domains)
+        .upsert_accounts(&accounts, rules.create_domains)
         .map_err(store_failure)?;
     println!(
         "Imported {} account{} from {name} in {:.1} s: {} created, {} updated (new password){}.",
@@ -134,13 +133,54 @@ pub struct Provision<'a> {
     pub count: usize,
     pub out: &'a Path,
     pub host: Option<&'a str>,
+    pub port: Option<u16>,
     pub prefix: &'a str,
     pub force: bool,
+}
+
+/// What `accounts export` was asked for.
+pub struct Export<'a> {
+    pub out: &'a Path,
+    pub domain: Option<&'a str>,
+    pub port: Option<u16>,
+    pub force: bool,
+}
+
+/// The port column: the one asked for, else the port clients of this server use for STARTTLS
+/// (its first STARTTLS listener's, else its implicit-TLS one's), when an import accepts it.
+fn port_column(config: &Config, asked: Option<u16>) -> Result<u16, Failure> {
+    if let Some(port) = asked {
+        if SUBMISSION_PORTS.contains(&port) {
+            return Ok(port);
+        }
+        return Err(Failure::new(
+            EX_USAGE,
+            format!(
+                "--port {port} is not a submission port an import accepts; use 587 (STARTTLS) \
+                 or 465 (implicit TLS) (2587 and 2465 are accepted too)"
+            ),
+        ));
+    }
+    let listening = |mode: ListenerMode| {
+        config
+            .listeners
+            .iter()
+            // A STARTTLS listener that does not offer STARTTLS is no port to hand out.
+            .filter(|listener| {
+                listener.mode == mode && (listener.starttls || mode != ListenerMode::Submission)
+            })
+            .map(|listener| listener.address.port())
+            .find(|port| SUBMISSION_PORTS.contains(port))
+    };
+    Ok(listening(ListenerMode::Submission)
+        .or_else(|| listening(ListenerMode::Submissions))
+        .unwrap_or(DEFAULT_PORT))
 }
 
 /// `accounts provision DOMAIN --count N --out FILE [--host HOST] [--prefix P] [--force]`.
 pub fn provision(store: &SqliteStore, config: &Config, request: &Provision) -> Result<(), Failure> {
     let domain = domain_name(request.domain)?;
+    let port = port_column(config, request.port)?;
     let out = request.out;
     refuse_overwrite(out, request.force)?;
     let configured = store
@@ -210,7 +250,7 @@ pub fn provision(store: &SqliteStore, config: &Config, request: &Provision) -> R
         &addresses
             .iter()
             .zip(&passwords)
-            .map(|(a, p)| (host.clone(), DEFAULT_PORT, a.clone(), p.clone()))
+            .map(|(a, p)| (host.clone(), port, a.clone(), p.clone()))
             .collect::<Vec<_>>(),
     );
     // The file is complete on disk before the accounts exist, and it only takes its name once
@@ -240,7 +280,7 @@ pub fn provision(store: &SqliteStore, config: &Config, request: &Provision) -> R
     }
     println!(
         "Created {} account{} ({} ... {}) and wrote them with their passwords to {} (mode 0600): \
-         host {host}, port {DEFAULT_PORT}.",
+         host {host}, port {port}.",
         accounts.len(),
         plural(accounts.len()),
         addresses[0],
@@ -251,15 +291,12 @@ pub fn provision(store: &SqliteStore, config: &Config, request: &Provision) -> R
     Ok(())
 }
 
-/// `accounts export --out FILE [--domain D] [--force]`; `--out -` writes to standard output.
-pub fn export(
-    store: &SqliteStore,
-    config: &Config,
-    out: &Path,
-    domain: Option<&str>,
-    force: bool,
-) -> Result<(), Failure> {
-    let domain = domain.map(domain_name).transpose()?;
+/// `accounts export --out FILE [--domain D] [--port P] [--force]`; `--out -` writes to standard
+/// output.
+pub fn export(store: &SqliteStore, config: &Config, request: &Export) -> Result<(), Failure> {
+    let (out, force) = (request.out, request.force);
+    let port = port_column(config, request.port)?;
+    let domain = request.domain.map(domain_name).transpose()?;
     if let Some(domain) = &domain
         && store.domain(domain).map_err(store_failure)?.is_none()
     {
@@ -272,7 +309,7 @@ pub fn export(
         .map(|(address, host)| {
             (
                 host.unwrap_or_else(|| config.hostname.clone()),
-                DEFAULT_PORT,
+                port,
                 address,
             )
         })

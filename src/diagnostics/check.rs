@@ -28,7 +28,7 @@ use crate::client::Reply;
 use connection::{Log, Smtp};
 use password::Password;
 use report::{Report, Status, Step};
-use target::Mode;
+use target::{Choice, Mode};
 
 const EXIT_FAILED: u8 = 1;
 const EXIT_USAGE: u8 = 2;
@@ -121,6 +121,11 @@ struct Plan {
     host: String,
     port: u16,
     mode: Mode,
+    /// The port says nothing about the mode: the first connection finds out.
+    detect_mode: bool,
+    /// No port was given: if 587 cannot be reached, 465 (implicit TLS) is tried.
+    try_submissions: bool,
+    /// How the mode was detected, for the report.
     mode_note: Option<String>,
     /// Absent with --plain.
     tls: Option<tls::Tls>,
@@ -138,9 +143,17 @@ struct Plan {
 
 impl Plan {
     fn new(args: &CheckArgs) -> Result<Plan, String> {
-        let (host, port) = target::parse(&args.target)?;
+        let (host, given_port) = target::split(&args.target)?;
+        let port = given_port.unwrap_or(target::SUBMISSION_PORT);
         check_combinations(args)?;
-        let (mode, mode_note) = target::mode(args.starttls, args.tls, args.plain, port);
+        let choice = target::mode(args.starttls, args.tls, args.plain, port);
+        // Detection starts as STARTTLS: the server's greeting is what it waits for.
+        let (mode, detect_mode) = match choice {
+            Choice::Settled(mode) => (mode, false),
+            Choice::Detect => (Mode::StartTls, true),
+        };
+        // Without a port or a mode, 465 is the alternative when 587 does not answer.
+        let try_submissions = given_port.is_none() && !(args.starttls || args.tls || args.plain);
         let from = args
             .from
             .clone()
@@ -162,7 +175,9 @@ impl Plan {
             host,
             port,
             mode,
-            mode_note,
+            detect_mode,
+            try_submissions,
+            mode_note: None,
             tls,
             insecure: args.insecure,
             user: args.user.clone(),

@@ -77,22 +77,11 @@ impl Listener {
     pub fn new(
         tcp: TcpListener,
         config: &ListenerConfig,
-        hostname: &str,
-        limits: Limits,
-        check_header_from: bool,
+        server: &ServerSettings,
         memory: Arc<MemoryBudget>,
         tls: Option<TlsAcceptor>,
     ) -> io::Result<Listener> {
-        let address = tcp.local_addr()?;
-        let context = ListenerContext::new(
-            address,
-            config,
-            hostname,
-            limits,
-            check_header_from,
-            memory,
-            tls,
-        );
+        let context = ListenerContext::new(tcp.local_addr()?, config, server, memory, tls);
         let (sender, context) = watch::channel(Arc::new(context));
         Ok(Listener {
             tcp,
@@ -171,23 +160,25 @@ async fn phase_reaches(phase: &mut watch::Receiver<Phase>, condition: impl Fn(Ph
     let _ = phase.wait_for(|p| condition(*p)).await;
 }
 
+/// The settings every listener gives its sessions, from the server's configuration.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub hostname: String,
+    pub limits: Limits,
+    pub check_header_from: bool,
+    /// The implicit-TLS listener's port, which STARTTLS listeners name in their 530.
+    pub implicit_tls_port: Option<u16>,
+}
+
 impl Settings {
-    /// Future sessions use `config`'s host name and trusted networks, `limits` and
-    /// `check_header_from`; the socket, its mode and TLS stay as they are.
-    pub fn update(
-        &self,
-        config: &ListenerConfig,
-        hostname: &str,
-        limits: Limits,
-        check_header_from: bool,
-    ) {
+    /// Future sessions use `config`'s host name and trusted networks and `server`'s settings;
+    /// the socket, its mode and TLS stay as they are.
+    pub fn update(&self, config: &ListenerConfig, server: &ServerSettings) {
         self.sender.send_modify(|context| {
             *context = Arc::new(ListenerContext::new(
                 context.address,
                 config,
-                hostname,
-                limits,
-                check_header_from,
+                server,
                 // One budget for the server's life: a reload keeps the reservations in force.
                 Arc::clone(&context.session.memory),
                 context.tls.clone(),
@@ -200,9 +191,7 @@ impl ListenerContext {
     fn new(
         address: SocketAddr,
         config: &ListenerConfig,
-        hostname: &str,
-        limits: Limits,
-        check_header_from: bool,
+        server: &ServerSettings,
         memory: Arc<MemoryBudget>,
         tls: Option<TlsAcceptor>,
     ) -> ListenerContext {
@@ -212,12 +201,16 @@ impl ListenerContext {
             hostname: config
                 .hostname
                 .clone()
-                .unwrap_or_else(|| hostname.to_string()),
+                .unwrap_or_else(|| server.hostname.clone()),
             starttls_available,
-            limits,
-            check_header_from,
+            limits: server.limits.clone(),
+            check_header_from: server.check_header_from,
             clock: std::time::SystemTime::now,
             memory,
+            ports: reply::Ports {
+                own: address.port(),
+                implicit_tls: server.implicit_tls_port,
+            },
         };
         ListenerContext {
             address,

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::invisible::invisible;
+
 /// A syntactically valid mailbox `local@domain`, kept as the client wrote it (minus any source
 /// route, which RFC 5321 §4.1.1.3 says to ignore).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +126,7 @@ fn local_part_end(path: &str) -> Result<usize, AddressError> {
         .rfind('@')
         .ok_or(AddressError("the address has no @domain"))?;
     let local = &path[..at];
+    refuse_invisible(local)?;
     let valid = !local.is_empty()
         && local
             .split('.')
@@ -135,8 +138,25 @@ fn local_part_end(path: &str) -> Result<usize, AddressError> {
     }
 }
 
+/// A local part with a character that looks like nothing or reorders the text (U+200B, U+202E,
+/// U+2028, U+FEFF...) would be a second mailbox that looks like the first, and would show as
+/// something else in replies, logs and `queue list`: RFC 6531 allows UTF-8, not deception.
+fn refuse_invisible(local: &str) -> Result<(), AddressError> {
+    if local
+        .chars()
+        .any(|c| !c.is_ascii() && invisible(c).is_some())
+    {
+        return Err(AddressError(
+            "the local part contains an invisible or text-direction character (such as U+200B, \
+             U+202E, U+2028 or U+FEFF); type the address again instead of pasting it",
+        ));
+    }
+    Ok(())
+}
+
 /// Returns the index of the closing quote of a quoted-string starting at index 0.
 fn quoted_string_end(path: &str) -> Result<usize, AddressError> {
+    refuse_invisible(path)?;
     let mut escaped = false;
     for (index, ch) in path.char_indices().skip(1) {
         if escaped {
@@ -243,6 +263,25 @@ mod tests {
         assert_eq!(mailbox.as_str(), "user@example.com");
         assert_eq!(mailbox.local_part(), "user");
         assert_eq!(mailbox.domain(), "example.com");
+    }
+
+    #[test]
+    fn refuses_invisible_and_reordering_characters_in_the_local_part() {
+        for address in [
+            "ad\u{202E}nim@example.com",
+            "a\u{2028}b@example.com",
+            "a\u{200B}@example.com",
+            "\u{FEFF}a@example.com",
+            "\"a\u{2066}b\"@example.com",
+        ] {
+            let error = parse_mailbox(address).unwrap_err();
+            assert!(
+                error.0.contains("invisible or text-direction"),
+                "{address:?}"
+            );
+        }
+        assert!(parse_mailbox("jürgen@example.com").is_ok());
+        assert!(parse_mailbox("用户@例子.广告").is_ok());
     }
 
     #[test]

@@ -5,6 +5,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::invisible::invisible;
+
 /// An enhanced status code `class.subject.detail` (RFC 3463).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status(pub u8, pub u16, pub u16);
@@ -208,11 +210,25 @@ pub const VRFY_CANNOT_VERIFY: Reply = Reply::fixed(
 
 // ---- TLS (RFC 3207) ----------------------------------------------------------------------------
 
-pub const MUST_STARTTLS: Reply = Reply::fixed(
-    530,
-    Status(5, 7, 0),
-    "Must issue a STARTTLS command first. Set the client to use STARTTLS on this port (587), or implicit TLS (SSL/TLS) on port 465",
-);
+/// The refusal of mail or credentials in clear, naming the ports this server really listens on
+/// (a client configured for "587" on a server that listens on 2587 needs the right number).
+pub fn must_starttls(ports: Ports) -> Reply {
+    let mut text = format!(
+        "Must issue a STARTTLS command first. Set the client to use STARTTLS on this port ({})",
+        ports.own
+    );
+    if let Some(implicit) = ports.implicit_tls {
+        text.push_str(&format!(", or implicit TLS (SSL/TLS) on port {implicit}"));
+    }
+    Reply::owned(530, Some(Status(5, 7, 0)), text)
+}
+
+/// The ports a session's replies name: its own listener's and the server's implicit-TLS one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub own: u16,
+    pub implicit_tls: Option<u16>,
+}
 pub const READY_FOR_TLS: Reply = Reply::fixed(
     220,
     Status(2, 0, 0),
@@ -393,13 +409,24 @@ pub fn recipient_quota_reached(user: &str, limit: u64, resets: &str) -> Reply {
     )
 }
 
-/// Client text quoted in a reply: control characters become `?` and it is cut to `limit`
-/// characters, so a reply stays printable and within RFC 5321's 512 octets a line.
+/// Client text quoted in a reply: control and invisible characters (see [`invisible`]) become
+/// `?` and it is cut to `limit` characters, so a reply stays printable, shows what is there and
+/// stays within RFC 5321's 512 octets a line.
 fn echo(text: &str, limit: usize) -> String {
+    quote(text, limit, |c| c.is_control() || invisible(c).is_some())
+}
+
+/// Like [`echo`], for text that is not an address (a parameter, a HELP topic): nothing but
+/// printable ASCII belongs there, so anything else becomes `?`.
+fn echo_ascii(text: &str, limit: usize) -> String {
+    quote(text, limit, |c| !(' '..='~').contains(&c))
+}
+
+fn quote(text: &str, limit: usize, hidden: impl Fn(char) -> bool) -> String {
     let mut echoed: String = text
         .chars()
         .take(limit)
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| if hidden(c) { '?' } else { c })
         .collect();
     if text.chars().count() > limit {
         echoed.push_str("...");
@@ -466,7 +493,7 @@ pub fn unknown_parameter(parameter: &str) -> Reply {
         Some(Status(5, 5, 4)),
         format!(
             "Parameter {} not recognized or not implemented",
-            echo(parameter, 64)
+            echo_ascii(parameter, 64)
         ),
     )
 }
@@ -614,7 +641,7 @@ pub fn help(topic: Option<&str>) -> Reply {
             Some(Status(5, 5, 4)),
             format!(
                 "No help for \"{}\"; send HELP for the list of commands",
-                echo(topic, 64)
+                echo_ascii(topic, 64)
             ),
         ),
     }
@@ -679,7 +706,10 @@ pub fn catalogue() -> Vec<Reply> {
         parameter_needs_ehlo("SIZE"),
         EXPN_DISABLED,
         VRFY_CANNOT_VERIFY,
-        MUST_STARTTLS,
+        must_starttls(Ports {
+            own: 587,
+            implicit_tls: Some(465),
+        }),
         READY_FOR_TLS,
         STARTTLS_ARGUMENTS,
         ALREADY_TLS,

@@ -74,6 +74,8 @@ pub struct SessionConfig {
     pub clock: fn() -> SystemTime,
     /// Shared by all listeners: what every session's message data may occupy together.
     pub memory: Arc<MemoryBudget>,
+    /// The ports named in the 530 that asks for STARTTLS.
+    pub ports: reply::Ports,
 }
 
 /// The negotiated TLS parameters, recorded in the envelope and the Received header.
@@ -639,7 +641,7 @@ impl Session {
     /// The refusal of a command that needs TLS and a login, if one is missing.
     fn access_refusal(&self) -> Option<Reply> {
         if self.needs_tls() {
-            Some(reply::MUST_STARTTLS)
+            Some(reply::must_starttls(self.config.ports))
         } else if self.needs_auth() {
             Some(reply::AUTH_REQUIRED)
         } else {
@@ -649,7 +651,7 @@ impl Session {
 
     fn auth(&mut self, mechanism: &str, initial_response: Option<&str>) {
         let refusal = if self.tls.is_none() {
-            Some(reply::MUST_STARTTLS)
+            Some(reply::must_starttls(self.config.ports))
         } else if self.helo.is_none() {
             Some(reply::EHLO_FIRST)
         } else if !self.esmtp {
@@ -697,7 +699,7 @@ impl Session {
 
     fn mail(&mut self, argument: &str) {
         let refusal = if self.needs_tls() {
-            Some(reply::MUST_STARTTLS)
+            Some(reply::must_starttls(self.config.ports))
         } else if self.helo.is_none() {
             Some(reply::EHLO_FIRST)
         } else if self.needs_auth() {

@@ -20,7 +20,8 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 pub struct SniResolver {
-    default: Arc<CertifiedKey>,
+    /// Replaced by a reload.
+    default: RwLock<Arc<CertifiedKey>>,
     /// Lower-cased names without a final dot. Replaced whole by each refresh.
     by_name: RwLock<HashMap<String, Arc<CertifiedKey>>>,
 }
@@ -28,18 +29,27 @@ pub struct SniResolver {
 impl SniResolver {
     pub fn new(default: Arc<CertifiedKey>) -> SniResolver {
         SniResolver {
-            default,
+            default: RwLock::new(default),
             by_name: RwLock::new(HashMap::new()),
         }
     }
 
+    /// Serves `default` from the next handshake on (handshakes in progress keep theirs).
+    pub fn replace_default(&self, default: Arc<CertifiedKey>) {
+        *self.default.write().unwrap_or_else(PoisonError::into_inner) = default;
+    }
+
+    fn default(&self) -> Arc<CertifiedKey> {
+        Arc::clone(&self.default.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
     /// The certificate for a client that asked for `server_name` (`None`: it sent no SNI).
     pub fn certificate_for(&self, server_name: Option<&str>) -> Arc<CertifiedKey> {
-        let Some(name) = server_name else {
-            return Arc::clone(&self.default);
-        };
-        let by_name = self.by_name.read().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(by_name.get(&canonical_host(name)).unwrap_or(&self.default))
+        let found = server_name.and_then(|name| {
+            let by_name = self.by_name.read().unwrap_or_else(PoisonError::into_inner);
+            by_name.get(&canonical_host(name)).map(Arc::clone)
+        });
+        found.unwrap_or_else(|| self.default())
     }
 
     fn replace(&self, names: HashMap<String, Arc<CertifiedKey>>) {

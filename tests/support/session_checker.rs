@@ -112,6 +112,10 @@ impl Setup {
             clock: || UNIX_EPOCH,
             // The property checks are about the protocol; the budget has its own tests.
             memory: MemoryBudget::new(usize::MAX),
+            ports: reply::Ports {
+                own: 587,
+                implicit_tls: Some(465),
+            },
         });
         let tls = self.implicit_tls.then(tls_info);
         Session::new(config, CLIENT, self.trusted, tls)

@@ -3,6 +3,7 @@
 //! arrives where a ServerHello should) and STARTTLS against an implicit-TLS port (no greeting).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 
@@ -12,12 +13,21 @@ use super::target::{Mode, SUBMISSION_PORT, SUBMISSIONS_PORT};
 use super::{Checker, Session, auth_line, offers, tls};
 use crate::client::Reply;
 
+type Connected = Result<(TcpStream, SocketAddr), ConnectError>;
+
+/// How long an unusual port has to greet before it is taken for implicit TLS. Servers greet at
+/// once unless they pause on purpose (a "greet pause" of several seconds is rare on submission).
+const DETECT_WAIT: Duration = Duration::from_secs(3);
+
 /// A certificate that expires within this many days is a warning.
 const EXPIRY_WARNING_DAYS: u64 = 14;
 
 impl Checker {
     pub(super) async fn establish(&mut self) -> Option<Session> {
-        let stream = self.connect().await?;
+        let mut stream = self.connect().await?;
+        if self.plan.detect_mode {
+            stream = self.detect_mode(stream).await?;
+        }
         let helo = self.helo_name(&stream);
         let mut smtp = match self.plan.mode {
             Mode::Implicit => self.implicit_tls(stream).await?,
@@ -44,9 +54,49 @@ impl Checker {
         Some(Session { smtp, extensions })
     }
 
+    /// On an unusual port: a STARTTLS (or plaintext) server greets at once, an implicit-TLS one
+    /// waits for the ClientHello. So no byte within [`DETECT_WAIT`] means implicit TLS, and the
+    /// check continues on a fresh connection (the first one has seen nothing to spoil).
+    async fn detect_mode(&mut self, stream: TcpStream) -> Option<TcpStream> {
+        self.plan.detect_mode = false;
+        let port = self.plan.port;
+        let mut first = [0u8; 1];
+        let greeted = matches!(
+            tokio::time::timeout(DETECT_WAIT, stream.peek(&mut first)).await,
+            Ok(Ok(1..))
+        );
+        let wait = DETECT_WAIT.as_secs();
+        if greeted {
+            self.plan.mode_note = Some(format!(
+                "port {port} is not a usual submission port; it greeted at once, so this \
+                 check uses STARTTLS (give --tls or --plain to choose otherwise)"
+            ));
+            return Some(stream);
+        }
+        self.plan.mode = Mode::Implicit;
+        self.plan.mode_note = Some(format!(
+            "port {port} is not a usual submission port; it sent no greeting within {wait} s, \
+             so it expects implicit TLS and this check uses TLS (give --starttls to wait for a \
+             greeting instead)"
+        ));
+        drop(stream);
+        self.log.borrow_mut().push(format!(
+            "-- no greeting within {wait} s: reconnecting with implicit TLS"
+        ));
+        let quiet = std::mem::replace(&mut self.quiet, true);
+        let stream = self.connect().await;
+        self.quiet = quiet;
+        stream
+    }
+
     async fn connect(&mut self) -> Option<TcpStream> {
         let plan = &self.plan;
-        match tcp_connect(&plan.host, plan.port, plan.timeout).await {
+        let mut outcome = tcp_connect(&plan.host, plan.port, plan.timeout).await;
+        if outcome.is_err() && std::mem::take(&mut self.plan.try_submissions) {
+            outcome = self.try_submissions_port(outcome).await;
+        }
+        let plan = &self.plan;
+        match outcome {
             Ok((stream, address)) => {
                 self.log
                     .borrow_mut()
@@ -60,6 +110,28 @@ impl Checker {
                 None
             }
         }
+    }
+
+    /// No port was given and 587 did not answer: a server may offer only implicit TLS on 465.
+    /// If 465 answers, the check goes on there; if not, the failure on 587 is the one reported.
+    async fn try_submissions_port(&mut self, on_submission: Connected) -> Connected {
+        let plan = &self.plan;
+        let Ok(found) = tcp_connect(&plan.host, SUBMISSIONS_PORT, plan.timeout).await else {
+            return on_submission;
+        };
+        let why = match &on_submission {
+            Err(ConnectError::Refused(_)) => "refused the connection",
+            Err(ConnectError::TimedOut(_)) => "did not answer",
+            _ => "could not be reached",
+        };
+        self.plan.port = SUBMISSIONS_PORT;
+        self.plan.mode = Mode::Implicit;
+        self.plan.detect_mode = false;
+        self.plan.mode_note = Some(format!(
+            "no port was given and port {SUBMISSION_PORT} {why}; port {SUBMISSIONS_PORT} \
+             answered, so this check uses implicit TLS there"
+        ));
+        Ok(found)
     }
 
     /// `--helo`, else this host's name when it is fully qualified, else the address literal
@@ -330,10 +402,18 @@ fn connect_failure(error: &ConnectError, host: &str, port: u16) -> Step {
             ))
         }
         ConnectError::Refused(address) => {
+            let local = if address.ip().is_loopback() {
+                format!(
+                    " Portcullis's embedded default listens on 2587 (STARTTLS) and 2465 \
+                     (implicit TLS): try `portcullis check {host}:2587`."
+                )
+            } else {
+                String::new()
+            };
             Step::fail("connect", format!("connection refused by {address}")).diagnosis(format!(
                 "Connection refused: nothing accepts connections on port {port} at {address}. \
                  The server is not running, listens on another port, or a firewall rejects \
-                 the connection. {ports}"
+                 the connection. {ports}{local}"
             ))
         }
         ConnectError::TimedOut(address) => {

@@ -6,7 +6,8 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::auth::password::{inspect, invisible};
+use crate::auth::password::inspect;
+use crate::invisible::invisible;
 
 pub struct Password {
     /// What is sent: from standard input, the input minus one trailing "\n" (the line

@@ -32,15 +32,8 @@ impl Mode {
 pub const SUBMISSION_PORT: u16 = 587;
 pub const SUBMISSIONS_PORT: u16 = 465;
 
-/// Splits `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address. The port defaults
-/// to 587, the submission port.
-pub fn parse(target: &str) -> Result<(String, u16), String> {
-    let (host, port) = split(target)?;
-    Ok((host, port.unwrap_or(SUBMISSION_PORT)))
-}
-
-/// The host (without IPv6 brackets) and the port, if `target` names one; `bench`, which needs
-/// the port, uses this too.
+/// Splits `host`, `host:port`, `[v6]`, `[v6]:port` or a bare IPv6 address into the host
+/// (without IPv6 brackets) and the port, if `target` names one; `check` and `bench` use it.
 pub(crate) fn split(target: &str) -> Result<(String, Option<u16>), String> {
     let invalid = |why: &str| format!("{target:?} is not HOST[:PORT]: {why}");
     if let Some(rest) = target.strip_prefix('[') {
@@ -77,28 +70,38 @@ fn non_empty(host: &str, port: Option<u16>) -> Option<(String, Option<u16>)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
-/// The mode from the flags, else from the port; for an unusual port STARTTLS is assumed and the
-/// note says so, because the user did not choose it.
-pub fn mode(starttls: bool, tls: bool, plain: bool, port: u16) -> (Mode, Option<String>) {
-    if plain {
-        return (Mode::Plain, None);
+/// Ports whose mode is known: the standard ones, Portcullis's embedded defaults (2587, 2465)
+/// and 2525, the usual alternative STARTTLS port of providers.
+const KNOWN_PORTS: [(u16, Mode); 5] = [
+    (SUBMISSION_PORT, Mode::StartTls),
+    (SUBMISSIONS_PORT, Mode::Implicit),
+    (2587, Mode::StartTls),
+    (2465, Mode::Implicit),
+    (2525, Mode::StartTls),
+];
+
+/// How the mode was settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// By a flag, or by a port whose mode is known.
+    Settled(Mode),
+    /// An unusual port and no flag: the server's first move tells (see `establish`).
+    Detect,
+}
+
+/// The mode from the flags, else from the port.
+pub fn mode(starttls: bool, tls: bool, plain: bool, port: u16) -> Choice {
+    let flagged = [
+        (plain, Mode::Plain),
+        (tls, Mode::Implicit),
+        (starttls, Mode::StartTls),
+    ];
+    if let Some((_, mode)) = flagged.into_iter().find(|(on, _)| *on) {
+        return Choice::Settled(mode);
     }
-    if tls {
-        return (Mode::Implicit, None);
-    }
-    if starttls {
-        return (Mode::StartTls, None);
-    }
-    match port {
-        SUBMISSIONS_PORT => (Mode::Implicit, None),
-        SUBMISSION_PORT => (Mode::StartTls, None),
-        other => (
-            Mode::StartTls,
-            Some(format!(
-                "port {other} is neither 587 (STARTTLS) nor 465 (implicit TLS); assuming STARTTLS \
-                 (give --tls for implicit TLS or --plain for none)"
-            )),
-        ),
+    match KNOWN_PORTS.iter().find(|(known, _)| *known == port) {
+        Some((_, mode)) => Choice::Settled(*mode),
+        None => Choice::Detect,
     }
 }
 
@@ -109,16 +112,16 @@ mod tests {
     #[test]
     fn host_and_port_forms() {
         assert_eq!(
-            parse("mail.example.com").unwrap(),
-            ("mail.example.com".into(), 587)
+            split("mail.example.com").unwrap(),
+            ("mail.example.com".into(), None)
         );
         assert_eq!(
-            parse("mail.example.com:465").unwrap(),
-            ("mail.example.com".into(), 465)
+            split("mail.example.com:465").unwrap(),
+            ("mail.example.com".into(), Some(465))
         );
-        assert_eq!(parse("[::1]:2587").unwrap(), ("::1".into(), 2587));
-        assert_eq!(parse("[::1]").unwrap(), ("::1".into(), 587));
-        assert_eq!(parse("2001:db8::1").unwrap(), ("2001:db8::1".into(), 587));
+        assert_eq!(split("[::1]:2587").unwrap(), ("::1".into(), Some(2587)));
+        assert_eq!(split("[::1]").unwrap(), ("::1".into(), None));
+        assert_eq!(split("2001:db8::1").unwrap(), ("2001:db8::1".into(), None));
         for bad in [
             "",
             ":587",
@@ -129,18 +132,20 @@ mod tests {
             "[::1",
             "[::1]x",
         ] {
-            assert!(parse(bad).is_err(), "{bad:?}");
+            assert!(split(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn mode_follows_flags_then_port() {
-        assert_eq!(mode(false, false, false, 587), (Mode::StartTls, None));
-        assert_eq!(mode(false, false, false, 465), (Mode::Implicit, None));
-        assert_eq!(mode(false, true, false, 587), (Mode::Implicit, None));
-        assert_eq!(mode(false, false, true, 465), (Mode::Plain, None));
-        let (mode, note) = mode(false, false, false, 2525);
-        assert_eq!(mode, Mode::StartTls);
-        assert!(note.unwrap().contains("assuming STARTTLS"));
+        let settled = Choice::Settled;
+        assert_eq!(mode(false, false, false, 587), settled(Mode::StartTls));
+        assert_eq!(mode(false, false, false, 465), settled(Mode::Implicit));
+        assert_eq!(mode(false, false, false, 2587), settled(Mode::StartTls));
+        assert_eq!(mode(false, false, false, 2465), settled(Mode::Implicit));
+        assert_eq!(mode(false, true, false, 587), settled(Mode::Implicit));
+        assert_eq!(mode(false, false, true, 465), settled(Mode::Plain));
+        assert_eq!(mode(true, false, false, 2465), settled(Mode::StartTls));
+        assert_eq!(mode(false, false, false, 10025), Choice::Detect);
     }
 }

@@ -19,8 +19,15 @@ fn config(starttls_available: bool) -> Arc<SessionConfig> {
         check_header_from: false,
         clock: || std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_795_346_563),
         memory: MemoryBudget::new(usize::MAX),
+        ports: PORTS,
     })
 }
+
+/// As in the default configuration, which listens on 2587 and 2465.
+const PORTS: reply::Ports = reply::Ports {
+    own: 2587,
+    implicit_tls: Some(2465),
+};
 
 fn tls_info() -> TlsInfo {
     TlsInfo {
@@ -269,17 +276,29 @@ fn mail_rcpt_data_vrfy_auth_before_tls_are_530_5_7_0_starttls_first() {
         "AUTH PLAIN",
     ] {
         let replies = replies_text(&mut session, &format!("{command}\r\n"));
-        assert_eq!(replies, [reply::MUST_STARTTLS], "{command}");
+        assert_eq!(replies, [reply::must_starttls(PORTS)], "{command}");
         assert_eq!(
             (replies[0].code(), replies[0].status()),
             (530, Some(reply::Status(5, 7, 0)))
         );
-        assert!(
-            replies[0]
-                .text()
-                .starts_with("Must issue a STARTTLS command first")
+        assert_eq!(
+            replies[0].text(),
+            "Must issue a STARTTLS command first. Set the client to use STARTTLS on this port \
+             (2587), or implicit TLS (SSL/TLS) on port 2465"
         );
     }
+}
+
+#[test]
+fn the_530_names_no_implicit_tls_port_when_the_server_has_none() {
+    let reply = reply::must_starttls(reply::Ports {
+        own: 587,
+        implicit_tls: None,
+    });
+    assert_eq!(
+        reply.text(),
+        "Must issue a STARTTLS command first. Set the client to use STARTTLS on this port (587)"
+    );
 }
 
 #[test]
@@ -936,6 +955,36 @@ fn bad_sender_is_501_5_1_7_and_bad_recipient_501_5_1_3() {
         outcome(&mut session, "MAIL FROM:<a@b.c>\r\nRCPT TO:<@@>\r\n"),
         ["250 2.1.0", "501 5.1.3"]
     );
+}
+
+#[test]
+fn a_non_ascii_parameter_is_not_echoed() {
+    let mut session = authenticated();
+    let replies = replies_text(&mut session, "MAIL FROM:<a@b.c> X-\u{202E}é=1\r\n");
+    assert_eq!(
+        replies[0].to_wire(),
+        "555 5.5.4 Parameter X-??=1 not recognized or not implemented\r\n"
+    );
+}
+
+#[test]
+fn a_sender_with_a_text_direction_mark_is_501_5_1_7() {
+    let mut session = authenticated();
+    let replies = replies_text(
+        &mut session,
+        "EHLO c\r\nMAIL FROM:<ad\u{202E}nim@b.c> SMTPUTF8\r\n",
+    );
+    let refusal = replies.last().unwrap();
+    assert_eq!(
+        (refusal.code(), refusal.status()),
+        (501, Some(reply::Status(5, 1, 7)))
+    );
+    assert!(
+        refusal
+            .text()
+            .contains("invisible or text-direction character")
+    );
+    assert!(!refusal.text().contains('\u{202E}'));
 }
 
 #[test]
