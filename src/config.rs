@@ -27,6 +27,7 @@ const FALLBACK_HOSTNAME: &str = "localhost";
 const SYSTEM_HOSTNAME_FILE: &str = "/proc/sys/kernel/hostname";
 const DEFAULT_SUBMISSION: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2587);
 const DEFAULT_SUBMISSIONS: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 2465);
+const DEFAULT_HTTP: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9587);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -46,6 +47,17 @@ pub struct Config {
     pub routes: Vec<crate::routing::Route>,
     pub log: LogConfig,
     pub server: ServerConfig,
+    /// `[http]`: metrics and the read-only API; `None` (no section) keeps it off.
+    pub http: Option<HttpConfig>,
+}
+
+/// The HTTP listener (`[http]`): Prometheus `/metrics` and the read-only JSON API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    pub address: SocketAddr,
+    /// Read from `token_file` at load: every request must carry `Authorization: Bearer TOKEN`.
+    /// `None`: only loopback clients are served.
+    pub token: Option<String>,
 }
 
 /// Whom the server runs as (`[server]`): started as root, it binds its listeners and then
@@ -326,6 +338,7 @@ impl Config {
             routes: Vec::new(),
             log: LogConfig::default(),
             server: ServerConfig::default(),
+            http: None,
         }
     }
 
@@ -625,6 +638,14 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     server: RawServer,
+    http: Option<RawHttp>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    address: Option<Spanned<String>>,
+    token_file: Option<Spanned<PathBuf>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -921,9 +942,13 @@ impl Source<'_> {
         let routes = keep(&mut errors, self.routes(&raw.route));
         let log = keep(&mut errors, self.log(&raw.log));
         let server = keep(&mut errors, self.server(&raw.server));
+        let http = keep(
+            &mut errors,
+            raw.http.as_ref().map(|http| self.http(http)).transpose(),
+        );
         match (
             hostname, data_dir, listeners, tls, limits, timeouts, auth, quotas, delivery, routes,
-            log, server,
+            log, server, http,
         ) {
             (
                 Some(hostname),
@@ -938,6 +963,7 @@ impl Source<'_> {
                 Some(routes),
                 Some(log),
                 Some(server),
+                Some(http),
             ) => Ok(Config {
                 hostname,
                 data_dir,
@@ -952,6 +978,7 @@ impl Source<'_> {
                 routes,
                 log,
                 server,
+                http,
             }),
             _ => Err(errors),
         }
@@ -974,6 +1001,19 @@ impl Source<'_> {
             ));
         }
         Ok(ServerConfig { user, group })
+    }
+
+    fn http(&self, raw: &RawHttp) -> Result<HttpConfig, ConfigError> {
+        let address = match &raw.address {
+            Some(text) => self.socket_address(text, "http.address")?,
+            None => DEFAULT_HTTP,
+        };
+        let token = raw
+            .token_file
+            .as_ref()
+            .map(|file| self.first_line(file, "http.token_file", "the token"))
+            .transpose()?;
+        Ok(HttpConfig { address, token })
     }
 
     fn quotas(&self, raw: &RawQuotas) -> Result<QuotaConfig, ConfigError> {
@@ -1547,6 +1587,16 @@ impl Source<'_> {
     /// The password stays out of the configuration file itself, which is often world-readable
     /// or kept in version control.
     fn password(&self, file: &Spanned<PathBuf>, key: &str) -> Result<String, ConfigError> {
+        self.first_line(file, key, "the password")
+    }
+
+    /// The first line of a secret's file (`what` it holds), relative to the configuration file.
+    fn first_line(
+        &self,
+        file: &Spanned<PathBuf>,
+        key: &str,
+        what: &str,
+    ) -> Result<String, ConfigError> {
         let written = self.path(file, key)?;
         // Relative to the configuration file, so that the pair can be moved together.
         let path = self
@@ -1562,10 +1612,7 @@ impl Source<'_> {
             _ => Err(self.error(
                 file.span(),
                 key,
-                format!(
-                    "{} is empty; its first line must be the password",
-                    path.display()
-                ),
+                format!("{} is empty; its first line must be {what}", path.display()),
             )),
         }
     }
@@ -1881,6 +1928,17 @@ recipients_per_day = 0
 # "json": one JSON object a line (timestamp, level, fields), for log collectors.
 format = "text"
 
+# The HTTP listener: Prometheus metrics at /metrics and a read-only JSON API under /api/ (see
+# the README, "Operations"). Off unless this section is present. Plain HTTP: keep it on
+# loopback or a management network.
+#[http]
+# IP:PORT to listen on.
+#address = "127.0.0.1:9587"
+# Without a token only loopback clients are served (others get 403). With one, every request
+# needs "Authorization: Bearer TOKEN" (401 otherwise), from any address. The token is the first
+# line of the file; a relative path is relative to this file's directory.
+#token_file = "http-token"
+
 # Outbound delivery: how queued mail leaves for the recipients' mail exchangers (MX).
 [delivery]
 # false: accept and queue mail, deliver none of it (maintenance, a staging server); the queue
@@ -2144,6 +2202,47 @@ mod tests {
     }
 
     #[test]
+    fn an_http_section_turns_the_listener_on_at_its_default_address() {
+        assert_eq!(parse("").unwrap().http, None);
+        let config = parse("[http]\n").unwrap();
+        let expected = HttpConfig {
+            address: DEFAULT_HTTP,
+            token: None,
+        };
+        assert_eq!(config.http, Some(expected));
+        let config = parse("[http]\naddress = \"127.0.0.2:8080\"\n").unwrap();
+        assert_eq!(
+            config.http.unwrap().address,
+            "127.0.0.2:8080".parse().unwrap()
+        );
+        assert_refused(
+            "[http]\naddress = \"localhost\"\n",
+            2,
+            11,
+            "http.address",
+            "\"localhost\" is not a socket address; expected IP:PORT such as 127.0.0.1:587 or [::1]:587",
+        );
+    }
+
+    #[test]
+    fn an_http_token_file_must_be_readable_and_not_empty() {
+        let dir = TestDir::new("http-token");
+        dir.write("empty-token", "\n");
+        let refused = Config::parse("[http]\ntoken_file = \"empty-token\"\n", &dir.origin())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            refused.contains("http.token_file")
+                && refused.contains("its first line must be the token"),
+            "{refused}"
+        );
+        let refused = Config::parse("[http]\ntoken_file = \"missing\"\n", &dir.origin())
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("cannot read"), "{refused}");
+    }
+
+    #[test]
     fn example_parses_to_the_defaults() {
         let config = parse(Config::example()).unwrap();
         let expected = Config {
@@ -2157,7 +2256,13 @@ mod tests {
     fn example_optional_settings_parse() {
         let dir = TestDir::new("example");
         dir.write("relay-password", "example secret\n");
+        dir.write("http-token", "scrape secret\n");
         let config = Config::parse(&example_uncommented(), &dir.origin()).unwrap();
+        let http = HttpConfig {
+            address: DEFAULT_HTTP,
+            token: Some("scrape secret".to_owned()),
+        };
+        assert_eq!(config.http, Some(http));
         assert_eq!(
             config.delivery.helo_name.as_deref(),
             Some("mail.example.test")
@@ -2256,6 +2361,8 @@ mod tests {
             "[server]",
             "user",
             "group",
+            "[http]",
+            "token_file",
         ];
         for key in keys {
             assert!(

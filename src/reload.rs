@@ -39,6 +39,8 @@ pub fn plan(running: &Config, new: &Config) -> Plan {
         ("route", running.routes == new.routes),
         ("log", running.log == new.log),
         ("server", running.server == new.server),
+        // Its socket is bound at start, and its token read with the file.
+        ("http", running.http == new.http),
         // One budget holds every session's reservations; swapping it would forget them.
         (
             "limits.max_memory_in_flight",

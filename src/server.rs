@@ -17,6 +17,7 @@ use crate::config::{Config, ListenerConfig, ListenerMode};
 use crate::delivery::Agent;
 use crate::delivery::client::{ClientSettings, PlaintextFallback};
 use crate::dkim;
+use crate::http;
 use crate::listener::{Listener, Phase, ServerSettings, Shared};
 use crate::policy::{ConnectionLimiter, HostPolicy, QuotaBook, StoreHostPolicy, StoreSenderPolicy};
 use crate::privileges;
@@ -73,6 +74,15 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
         })?;
         sockets.push(socket);
     }
+    let http_socket = match &config.http {
+        Some(http) => Some(TcpListener::bind(http.address).await.map_err(|e| {
+            fail(
+                EX_OSERR,
+                format!("http: cannot listen on {}: {e}", http.address),
+            )
+        })?),
+        None => None,
+    };
     drop_privileges(&config)?;
     let data_dir = &config.data_dir;
     fs::create_dir_all(data_dir)
@@ -137,13 +147,34 @@ async fn serve(config: Config, reread: Reread) -> Result<(), StartError> {
         .map_err(|e| fail(EX_OSERR, format!("{}: {e}", listener.address)))?;
         listeners.push(bound);
     }
-    announce(&config, &listeners, &origin, recovery.messages);
+    announce(
+        &config,
+        &listeners,
+        http_socket.as_ref(),
+        &origin,
+        recovery.messages,
+    );
 
     let (phase_sender, phase) = watch::channel(Phase::Running);
     let limiter = ConnectionLimiter::new(
         config.limits.max_connections,
         config.limits.max_connections_per_ip,
     );
+    if let Some(socket) = http_socket {
+        let api = http::Api {
+            data_dir: data_dir.clone(),
+            quotas: config.quotas.clone(),
+            store: Arc::new(
+                SqliteStore::open(data_dir).map_err(|e| fail(EX_CANTCREAT, e.to_string()))?,
+            ),
+            queue: queue.probe(),
+            memory: Arc::clone(&memory),
+            limiter: Arc::clone(&limiter),
+            token: config.http.as_ref().and_then(|http| http.token.clone()),
+            started: std::time::Instant::now(),
+        };
+        tokio::spawn(http::serve(socket, api, phase.clone()));
+    }
     let (shared_sender, shared) = watch::channel(Arc::new(Shared {
         spool: spool.clone(),
         authenticator: Arc::clone(&authenticator),
@@ -459,7 +490,13 @@ fn lock_data_dir(data_dir: &Path) -> Result<File, StartError> {
     }
 }
 
-fn announce(config: &Config, listeners: &[Listener], origin: &tls::Origin, recovered: usize) {
+fn announce(
+    config: &Config,
+    listeners: &[Listener],
+    http: Option<&TcpListener>,
+    origin: &tls::Origin,
+    recovered: usize,
+) {
     println!(
         "Portcullis {} as {} (data in {})",
         env!("CARGO_PKG_VERSION"),
@@ -475,6 +512,16 @@ fn announce(config: &Config, listeners: &[Listener], origin: &tls::Origin, recov
             ListenerMode::Submissions => "submissions: implicit TLS, then AUTH",
         };
         println!("  listening on {address} ({mode})");
+    }
+    if let Some(http) = http {
+        let address = http
+            .local_addr()
+            .map_or_else(|_| "?".into(), |a| a.to_string());
+        let access = match config.http.as_ref().and_then(|h| h.token.as_ref()) {
+            Some(_) => "bearer token required",
+            None => "loopback clients only",
+        };
+        println!("  http on {address}: /metrics and /api/ ({access})");
     }
     match origin {
         tls::Origin::Configured => println!("  TLS: configured certificate"),

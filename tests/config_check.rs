@@ -49,6 +49,38 @@ fn a_good_file_gets_ok_and_a_summary() {
 }
 
 #[test]
+fn the_http_listener_and_its_access_rule_are_summarized() {
+    let dir = TempDir::new("config-check");
+    let data = dir.0.join("data");
+    write(&dir, "http-token", "scrape-token\n");
+    let path = write(
+        &dir,
+        "http.toml",
+        &format!(
+            "hostname = \"mail.example.test\"\ndata_dir = \"{}\"\n[http]\naddress = \"127.0.0.1:9599\"\ntoken_file = \"http-token\"\n",
+            data.display()
+        ),
+    );
+    let output = check(&path);
+    assert_eq!(status(&output), 0, "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains(
+            "\n  http: 127.0.0.1:9599 (/metrics and /api/; bearer token from token_file)\n"
+        ),
+        "{}",
+        stdout(&output)
+    );
+    let path = write(&dir, "no-token.toml", "[http]\ntoken_file = \"missing\"\n");
+    let output = check(&path);
+    assert_eq!(status(&output), 78);
+    assert!(
+        stderr(&output).contains("http.token_file: cannot read"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
 fn every_section_with_a_problem_is_reported_at_once() {
     let dir = TempDir::new("config-check");
     let path = write(

@@ -8,6 +8,7 @@
 
 pub mod csv;
 pub mod provisioning;
+pub mod report;
 mod store;
 
 pub use store::{STORE_FILE, SqliteStore, WriteSummary};

@@ -288,6 +288,13 @@ impl Attempt<'_> {
         let ticket = self.ticket.as_ref().expect("a ticket until dropped");
         let failure = lock(&self.protection.guard).failed(ticket, password, now);
         log_what_it_caused(&self.username, ticket.network(), &failure);
+        let metrics = crate::metrics::global();
+        if failure.locked_until.is_some() {
+            metrics.login_locked();
+        }
+        if failure.network_refused_until.is_some() {
+            metrics.network_refused();
+        }
         self.protection.record(LoginEvent {
             username: self.username.clone(),
             client: self.client,

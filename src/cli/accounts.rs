@@ -12,7 +12,8 @@ use super::{
     EX_CANTCREAT, EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_NOUSER, EX_SOFTWARE, EX_TEMPFAIL, EX_USAGE,
     Failure,
 };
-use crate::accounts::{APP_PASSWORD_PREFIX, Account, CertificateFiles, STORE_FILE, SqliteStore};
+use crate::accounts::report::{AccountReport, report};
+use crate::accounts::{APP_PASSWORD_PREFIX, CertificateFiles, STORE_FILE, SqliteStore};
 use crate::auth::{StoreError, canonical_username, password};
 use crate::config::{Config, ListenerMode};
 use crate::smtp::address;
@@ -39,6 +40,9 @@ pub enum Command {
     Show {
         /// The account's email address
         email: String,
+        /// Print one JSON object (the same as `GET /api/accounts/EMAIL`)
+        #[arg(long)]
+        json: bool,
     },
     /// Clear the account's login locks and failure counts, from every network and address; or
     /// with --network, lift the refusal of the networks within CIDR
@@ -351,7 +355,7 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Show { email } => show(&store, &login_name(&email)?, config),
+        Command::Show { email, json } => show(&store, &login_name(&email)?, config, json),
         Command::Quota {
             email,
             messages_per_hour,
@@ -719,102 +723,90 @@ fn list_locks(store: &SqliteStore) -> Result<(), Failure> {
     Ok(())
 }
 
-/// How many failed logins `accounts show` lists.
-const SHOWN_FAILURES: usize = 20;
+/// `accounts show`: the account's [`report`], as text or JSON.
+fn show(store: &SqliteStore, email: &str, config: &Config, json: bool) -> Result<(), Failure> {
+    let report = report(store, email, &config.quotas, unix_now())
+        .map_err(store_failure)?
+        .ok_or_else(|| store_failure(StoreError::NoSuchAccount(format!("account {email}"))))?;
+    if json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| Failure::new(EX_SOFTWARE, e.to_string()))?;
+        println!("{text}");
+        return Ok(());
+    }
+    print_account(&report);
+    quota::print(&report.quotas);
+    print_logins(&report);
+    Ok(())
+}
+
+fn print_account(report: &AccountReport) {
+    let listed = |items: &[String]| {
+        if items.is_empty() {
+            "none".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    println!("account: {}", report.address);
+    println!("domain: {}", report.domain);
+    println!(
+        "state: {}",
+        if report.enabled {
+            "enabled"
+        } else {
+            "disabled"
+        }
+    );
+    println!("created: {}", report.created);
+    println!(
+        "last login: {}",
+        report.last_login.as_deref().unwrap_or("never")
+    );
+    println!("aliases: {}", listed(&report.aliases));
+    let grants: Vec<String> = report
+        .granted_domains
+        .iter()
+        .map(|d| format!("@{d}"))
+        .collect();
+    println!("granted domains: {}", listed(&grants));
+    for app in &report.app_passwords {
+        let state = app
+            .revoked
+            .as_ref()
+            .map_or_else(|| "active".to_string(), |t| format!("revoked {t}"));
+        println!(
+            "app password: {} (created {}, {state})",
+            app.label, app.created
+        );
+    }
+}
 
 /// Locks, refused networks and the latest failed logins, as the server recorded them.
-fn show_logins(store: &SqliteStore, email: &str) -> Result<(), Failure> {
-    let now = unix_now();
-    for (network, until) in store.login_locks(email, now).map_err(store_failure)? {
-        println!("locked: logins from {network} until {}", time(until));
+fn print_logins(report: &AccountReport) {
+    for lock in &report.locks {
+        println!("locked: logins from {} until {}", lock.network, lock.until);
     }
-    let failures = store
-        .recent_failures(email, SHOWN_FAILURES)
-        .map_err(store_failure)?;
-    for (network, until) in store.refused_networks(now).map_err(store_failure)? {
-        if failures.iter().any(|f| f.network == network) {
-            println!(
-                "refused network: every login from {network} until {} (failed for many user names)",
-                time(until)
-            );
-        }
+    for refused in &report.refused_networks {
+        println!(
+            "refused network: every login from {} until {} (failed for many user names)",
+            refused.network, refused.until
+        );
     }
-    if failures.is_empty() {
+    if report.recent_failures.is_empty() {
         println!("recent failed logins: none");
     }
-    for failure in failures {
+    for failure in &report.recent_failures {
         let repeated = if failure.attempts > 1 {
-            format!(
-                ", {} attempts until {}",
-                failure.attempts,
-                time(failure.last)
-            )
+            format!(", {} attempts until {}", failure.attempts, failure.last)
         } else {
             String::new()
         };
         println!(
             "failed login: {} from {} ({}): {}{repeated}",
-            time(failure.first),
-            failure.network,
-            failure.client,
-            failure.reason
+            failure.first, failure.network, failure.client, failure.reason
         );
     }
-    Ok(())
-}
-
-fn show(store: &SqliteStore, email: &str, config: &Config) -> Result<(), Failure> {
-    let Some(Account {
-        address,
-        domain,
-        enabled,
-        created,
-        last_login,
-        aliases,
-        grants,
-    }) = store.account(email).map_err(store_failure)?
-    else {
-        return Err(store_failure(StoreError::NoSuchAccount(format!(
-            "account {email}"
-        ))));
-    };
-    println!("account: {address}");
-    println!("domain: {domain}");
-    println!("state: {}", if enabled { "enabled" } else { "disabled" });
-    println!("created: {}", time(created));
-    println!(
-        "last login: {}",
-        last_login.map_or_else(|| "never".to_string(), time)
-    );
-    println!(
-        "aliases: {}",
-        if aliases.is_empty() {
-            "none".to_string()
-        } else {
-            aliases.join(", ")
-        }
-    );
-    let grants: Vec<String> = grants.iter().map(|d| format!("@{d}")).collect();
-    println!(
-        "granted domains: {}",
-        if grants.is_empty() {
-            "none".to_string()
-        } else {
-            grants.join(", ")
-        }
-    );
-    for app in store.app_passwords(email).map_err(store_failure)? {
-        let state = app
-            .revoked
-            .map_or_else(|| "active".to_string(), |t| format!("revoked {}", time(t)));
-        println!(
-            "app password: {} (created {}, {state})",
-            app.label,
-            time(app.created)
-        );
-    }
-    quota::show(store, email, &config.quotas)?;
-    show_logins(store, email)
 }
 
 fn app_password(store: &SqliteStore, command: AppPasswordCommand) -> Result<(), Failure> {

@@ -107,6 +107,13 @@ fn summary(config: &Config, file: Option<&Path>) -> String {
             config.data_dir.join("tls").display()
         ),
     };
+    if let Some(http) = &config.http {
+        let access = match http.token {
+            Some(_) => "bearer token from token_file",
+            None => "loopback clients only",
+        };
+        text += &format!("  http: {} (/metrics and /api/; {access})\n", http.address);
+    }
     text += &format!("  data dir: {}\n", config.data_dir.display());
     if let Some(user) = &config.server.user {
         text += &format!("  runs as: {user} (after binding the listeners as root)\n");

@@ -6,9 +6,8 @@ use clap::Subcommand;
 
 use super::{EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_TEMPFAIL, EX_USAGE, Failure};
 use crate::config::Config;
-use crate::queue::{self, Entry, driver, state};
+use crate::queue::{self, Entry, HistoryLine, driver};
 use crate::spool::{QueuedMessage, log};
-use crate::timefmt::rfc3339_unix;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -18,12 +17,26 @@ pub enum Command {
         /// and recipients: address, status, attempts, last_reply, next_attempt_at)
         #[arg(long)]
         json: bool,
+        /// Only messages with a recipient in this status (queued, deferred, held, delivered,
+        /// bounced, expired)
+        #[arg(long)]
+        status: Option<String>,
+        /// Only messages with a recipient at this domain
+        #[arg(long)]
+        domain: Option<String>,
+        /// Only messages submitted by this account
+        #[arg(long)]
+        account: Option<String>,
     },
     /// Print one message: its envelope and delivery history, a blank line, then the message
     /// as stored
     Show {
         /// The queue id (16 hex digits, as `queue list` shows)
         id: String,
+        /// Print one JSON object instead (what `queue list --json` says of the message, and
+        /// its history; not the message itself), the same as `GET /api/queue/ID`
+        #[arg(long)]
+        json: bool,
     },
     /// Try a message's waiting recipients now, whatever their schedule (and lift the back-off
     /// of their destinations)
@@ -63,8 +76,19 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
     let io_failure =
         |e: std::io::Error| Failure::new(EX_IOERR, format!("{}: {e}", spool_dir.display()));
     match command {
-        Command::List { json } => {
-            let messages = queue::entries(&config.data_dir).map_err(io_failure)?;
+        Command::List {
+            json,
+            status,
+            domain,
+            account,
+        } => {
+            let filter = queue::Filter {
+                status,
+                domain,
+                account,
+            };
+            let mut messages = queue::entries(&config.data_dir).map_err(io_failure)?;
+            messages.retain(|entry| filter.matches(entry));
             if json {
                 let text = serde_json::to_string_pretty(&messages)
                     .map_err(|e| Failure::new(EX_IOERR, e.to_string()))?;
@@ -98,10 +122,19 @@ pub fn run(command: Command, config: &Config) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Show { id } => {
-            let (message, body) = spooled(config, &id)?;
-            print_envelope(&message);
-            print_history(&config.data_dir, &message)?;
+        Command::Show { id, json } => {
+            let id = queue_id(&id)?;
+            let (detail, body) = queue::detail(&config.data_dir, &id)
+                .map_err(io_failure)?
+                .ok_or_else(|| not_in_spool(&id))?;
+            if json {
+                let text = serde_json::to_string_pretty(&detail)
+                    .map_err(|e| Failure::new(EX_IOERR, e.to_string()))?;
+                println!("{text}");
+                return Ok(());
+            }
+            print_envelope(&detail.entry.message);
+            print_history(&detail.history);
             println!();
             let mut stdout = std::io::stdout().lock();
             stdout
@@ -180,28 +213,21 @@ fn print_envelope(message: &QueuedMessage) {
 }
 
 /// Every state change of the message, oldest first: the attempt history.
-fn print_history(data_dir: &std::path::Path, message: &QueuedMessage) -> Result<(), Failure> {
-    let replay = state::load(&queue::dir(data_dir))
-        .map_err(|e| Failure::new(EX_IOERR, format!("{}: {e}", queue::dir(data_dir).display())))?;
-    for record in replay.records.iter().filter(|r| r.id == message.id) {
-        let recipient = record
-            .rcpt
-            .and_then(|i| message.envelope.to.get(i as usize))
+fn print_history(history: &[HistoryLine]) {
+    for change in history {
+        let recipient = change
+            .recipient
+            .as_ref()
             .map_or("(message)".to_string(), |a| format!("<{a}>"));
-        let event = serde_json::to_value(&record.event)
-            .ok()
-            .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(String::from))
-            .unwrap_or_default();
-        let mut line = format!("history: {} {recipient} {event}", rfc3339_unix(record.at));
-        if let Some(relay) = &record.relay {
+        let mut line = format!("history: {} {recipient} {}", change.at, change.event);
+        if let Some(relay) = &change.relay {
             line.push_str(&format!(" relay={relay}"));
         }
-        if let Some(reply) = &record.reply {
+        if let Some(reply) = &change.reply {
             line.push_str(&format!(" reply=\"{reply}\""));
         }
         println!("{line}");
     }
-    Ok(())
 }
 
 /// A well-formed queue id (16 hex digits, in either case) in the spool's spelling; anything else
@@ -226,12 +252,14 @@ fn spooled(config: &Config, id: &str) -> Result<(QueuedMessage, Vec<u8>), Failur
     let spool_dir = config.data_dir.join("spool");
     log::read(&spool_dir, &id)
         .map_err(|e| Failure::new(EX_IOERR, format!("{}: {e}", spool_dir.display())))?
-        .ok_or_else(|| {
-            Failure::new(
-                EX_NOINPUT,
-                format!("no message {id} in the spool (see `portcullis queue list`)"),
-            )
-        })
+        .ok_or_else(|| not_in_spool(&id))
+}
+
+fn not_in_spool(id: &str) -> Failure {
+    Failure::new(
+        EX_NOINPUT,
+        format!("no message {id} in the spool (see `portcullis queue list`)"),
+    )
 }
 
 fn steer(config: &Config, verb: &str, id: Option<&str>) -> Result<(), Failure> {

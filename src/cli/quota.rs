@@ -4,10 +4,10 @@ use crate::timefmt::unix_now;
 use std::str::FromStr;
 
 use super::Failure;
-use super::accounts::{store_failure, time};
+use super::accounts::store_failure;
 use crate::accounts::SqliteStore;
+use crate::accounts::report::{self, QuotaView};
 use crate::config::QuotaConfig;
-use crate::policy::quotas::{self, DAY, HOUR, QuotaOverrides, Window};
 
 /// A quota as given on the command line: a number (0 for no limit) or `default`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,59 +62,36 @@ pub fn set(
     show(store, email, defaults)
 }
 
-/// `quota: messages per hour: 3 of 100 used, resets 2026-11-22T15:02:11Z (server default)`.
+/// Prints both quotas of the account as they stand now.
 pub fn show(store: &SqliteStore, email: &str, defaults: &QuotaConfig) -> Result<(), Failure> {
-    let own = store
-        .account_quota_overrides(email)
-        .map_err(store_failure)?;
-    let usage = store.quota_usage_of(email).map_err(store_failure)?;
-    let limits = quotas::effective_limits(defaults, own);
-    let now = unix_now();
-    let QuotaOverrides {
-        messages_per_hour,
-        recipients_per_day,
-    } = own;
-    println!(
-        "quota: {}",
-        describe(
-            "messages per hour",
-            limits.messages_per_hour,
-            messages_per_hour.is_some(),
-            &usage.messages,
-            HOUR,
-            now
-        )
-    );
-    println!(
-        "quota: {}",
-        describe(
-            "recipients per day",
-            limits.recipients_per_day,
-            recipients_per_day.is_some(),
-            &usage.recipients,
-            DAY,
-            now
-        )
-    );
+    let views = report::quota_views(store, email, defaults, unix_now()).map_err(store_failure)?;
+    print(&views);
     Ok(())
 }
 
-fn describe(name: &str, limit: u64, own: bool, window: &Window, length: u64, now: u64) -> String {
-    let origin = if own {
+/// `quota: messages per hour: 3 of 100 used, resets 2026-11-22T15:02:11Z (server default)`.
+pub fn print(views: &[QuotaView]) {
+    for view in views {
+        println!("quota: {}", describe(view));
+    }
+}
+
+fn describe(view: &QuotaView) -> String {
+    let name = view.quota.replace('_', " ");
+    let origin = if view.own {
         "the account's own"
     } else {
         "server default"
     };
-    let used = window.used_at(now, length);
-    if limit == 0 {
+    let used = view.used;
+    if view.limit == 0 {
         return format!("{name}: no limit ({origin}); {used} used in the current window");
     }
-    let resets = if used == 0 {
-        "window not started".to_string()
-    } else {
-        format!("resets {}", time(window.resets_at(now, length)))
-    };
-    format!("{name}: {used} of {limit} used, {resets} ({origin})")
+    let resets = view.resets_at.as_ref().map_or_else(
+        || "window not started".to_string(),
+        |at| format!("resets {at}"),
+    );
+    format!("{name}: {used} of {} used, {resets} ({origin})", view.limit)
 }
 
 #[cfg(test)]
@@ -135,20 +112,35 @@ mod tests {
 
     #[test]
     fn a_quota_line_says_use_limit_reset_and_origin() {
-        let window = Window {
-            start: 1000,
-            used: 3,
+        let view = |quota, limit, own, used, resets_at: Option<&str>| QuotaView {
+            quota,
+            limit,
+            own,
+            used,
+            resets_at: resets_at.map(String::from),
         };
         assert_eq!(
-            describe("messages per hour", 100, false, &window, HOUR, 2000),
+            describe(&view(
+                "messages_per_hour",
+                100,
+                false,
+                3,
+                Some("1970-01-01T01:16:40Z")
+            )),
             "messages per hour: 3 of 100 used, resets 1970-01-01T01:16:40Z (server default)"
         );
         assert_eq!(
-            describe("messages per hour", 100, true, &window, HOUR, 1000 + HOUR),
+            describe(&view("messages_per_hour", 100, true, 0, None)),
             "messages per hour: 0 of 100 used, window not started (the account's own)"
         );
         assert_eq!(
-            describe("recipients per day", 0, false, &window, DAY, 2000),
+            describe(&view(
+                "recipients_per_day",
+                0,
+                false,
+                3,
+                Some("1970-01-02T00:16:40Z")
+            )),
             "recipients per day: no limit (server default); 3 used in the current window"
         );
     }

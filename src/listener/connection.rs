@@ -74,6 +74,7 @@ async fn converse(
     match (context.mode, &context.tls) {
         (ListenerMode::Submissions, Some(acceptor)) => {
             let (stream, tls) = implicit_handshake(acceptor, stream, shared, peer).await?;
+            context.metrics.tls_handshakes.inc();
             let asked_host = hosts::asked_host(tls.server_name.as_deref(), &listener_host);
             let mut session = Session::new(session_config, client_ip, trusted, Some(tls.info));
             drive(stream, &mut session, shared, peer, &asked_host).await;
@@ -86,6 +87,7 @@ async fn converse(
             if let (Ended::StartTls(stream), Some(acceptor)) = (ended, acceptor)
                 && let Some((stream, tls)) = handshake(acceptor, stream, shared, peer).await
             {
+                context.metrics.tls_handshakes.inc();
                 let asked_host = hosts::asked_host(tls.server_name.as_deref(), &listener_host);
                 session.tls_established(tls.info);
                 drive(stream, &mut session, shared, peer, &asked_host).await;
@@ -135,6 +137,8 @@ pub(super) fn log_refusal(client: SocketAddr, command: &str, reply: &Reply) {
     if reply.code() < 400 {
         return;
     }
+    let enhanced = reply.status().map(|s| s.to_string()).unwrap_or_default();
+    crate::metrics::global().refused(reply.code(), enhanced);
     tracing::info!(
         %client,
         %command,
@@ -215,8 +219,9 @@ async fn handshake(
 /// (silence: a plaintext client waiting for a greeting), `tls-on-starttls-port` (a ClientHello
 /// instead of a command), `not-tls`, `closed`, `read-error`, `timeout` and `handshake-error`.
 /// A connection closed before sending anything (a port check) is only info; the rest warn.
-fn log_tls_failure(peer: Peer, cause: &str, error: Option<&str>) {
+fn log_tls_failure(peer: Peer, cause: &'static str, error: Option<&str>) {
     let (client, listener) = (peer.client, peer.listener);
+    crate::metrics::global().tls_failed(&listener.to_string(), cause);
     if cause == "closed" {
         tracing::info!(%client, %listener, %cause, error, "TLS handshake failed");
     } else {
@@ -267,6 +272,7 @@ async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
                 }
                 Action::AuthDenied { username, reason } => {
                     log_failure(session.client_ip(), &username, reason);
+                    crate::metrics::global().auth(reason);
                 }
                 Action::AuthorizeMail { user, sender } => {
                     let (decision, allowance) =
@@ -344,6 +350,7 @@ async fn authenticate(
         Ok(attempt) => attempt,
         Err(Refusal::Locked { until }) => {
             log_failure(client_ip, &username, FailureReason::Locked.as_str());
+            crate::metrics::global().auth(FailureReason::Locked.as_str());
             return AuthOutcome::Locked(UNIX_EPOCH + Duration::from_secs(until));
         }
         // `admit_in_turn` waits `Busy` out; were one passed on, it would be a refusal for now.
@@ -358,6 +365,7 @@ async fn authenticate(
         }
         Err(Refusal::NetworkRefused { .. }) => {
             log_failure(client_ip, &username, FailureReason::NetworkRefused.as_str());
+            crate::metrics::global().auth(FailureReason::NetworkRefused.as_str());
             return AuthOutcome::NetworkRefused;
         }
     };
@@ -371,6 +379,7 @@ async fn authenticate(
         }
         other => other,
     };
+    crate::metrics::global().auth(auth_label(&outcome, reason));
     match &outcome {
         AuthOutcome::Accepted(user) => {
             tracing::info!(client = %client_ip, %user, "authenticated");
@@ -399,6 +408,19 @@ async fn authenticate(
     }
     drop(attempt);
     outcome
+}
+
+/// How `/metrics` counts a checked login: `accepted`, the failure's reason (as logged),
+/// `unavailable` or `wrong-host`.
+fn auth_label(outcome: &AuthOutcome, reason: Option<FailureReason>) -> &'static str {
+    match outcome {
+        AuthOutcome::Accepted(_) => "accepted",
+        AuthOutcome::Rejected => reason.unwrap_or(FailureReason::WrongPassword).as_str(),
+        AuthOutcome::Unavailable => "unavailable",
+        AuthOutcome::ServedElsewhere { .. } => "wrong-host",
+        AuthOutcome::Locked(_) => FailureReason::Locked.as_str(),
+        AuthOutcome::NetworkRefused => FailureReason::NetworkRefused.as_str(),
+    }
 }
 
 /// The outcome for `user`, whose password was right, at `asked_host`: accepted unless the host
@@ -508,6 +530,7 @@ async fn spool(shared: &Shared, peer: Peer, submission: crate::smtp::Submission)
             if let Some(user) = &user {
                 shared.quotas.charge(user, recipients);
             }
+            crate::metrics::global().accepted(recipients, size);
             SpoolOutcome::Queued(id)
         }
         Ok(Err(error)) => {

@@ -16,6 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::auth::Authenticator;
 use crate::auth::guard::LoginProtection;
 use crate::config::{Cidr, ListenerConfig, ListenerMode, Timeouts};
+use crate::metrics::{self, ListenerMetrics};
 use crate::policy::{self, ConnectionLimiter, HostPolicy, QuotaBook, Refusal, SenderPolicy};
 use crate::smtp::budget::MemoryBudget;
 use crate::smtp::{Limits, SessionConfig, reply};
@@ -69,6 +70,7 @@ struct ListenerContext {
     trusted_networks: Vec<Cidr>,
     session: Arc<SessionConfig>,
     tls: Option<TlsAcceptor>,
+    metrics: ListenerMetrics,
 }
 
 impl Listener {
@@ -134,8 +136,12 @@ impl Listener {
         let context = Arc::clone(&self.context.borrow());
         match shared.limiter.admit(client_ip) {
             Ok(slot) => {
+                let counters = context.metrics.clone();
+                counters.accepted.inc();
+                counters.open.inc();
                 tokio::spawn(async move {
                     connection::serve(stream, client, context, shared).await;
+                    counters.open.dec();
                     drop(slot);
                 });
             }
@@ -214,6 +220,8 @@ impl ListenerContext {
             trusted_networks: config.trusted_networks.clone(),
             session: Arc::new(session),
             tls: tls.filter(|_| starttls_available || config.mode == ListenerMode::Submissions),
+            // The same counters again after a reload: they are the address's.
+            metrics: metrics::global().listener(&address.to_string()),
         }
     }
 

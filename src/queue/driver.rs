@@ -37,6 +37,8 @@ enum Message {
     Input(Input),
     /// A worker's report and where to send its next job.
     Attempt(Attempt, oneshot::Sender<Option<Job>>),
+    /// A scrape of `/metrics` asks what the queue holds.
+    Census(oneshot::Sender<crate::metrics::Census>),
     Shutdown,
 }
 
@@ -198,6 +200,11 @@ impl QueueManager {
         })
     }
 
+    /// A handle that asks the running manager for its [`Queue::census`].
+    pub fn probe(&self) -> QueueProbe {
+        QueueProbe(self.sender.clone())
+    }
+
     /// Stops scheduling and waits for the manager's last records to be on disk. Connections
     /// still running are abandoned: what they did not report stays queued and is tried again
     /// after the restart (at worst a message is delivered twice, never lost).
@@ -206,6 +213,20 @@ impl QueueManager {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Asks the queue manager what it holds, from another thread (the HTTP listener).
+#[derive(Clone)]
+pub struct QueueProbe(mpsc::Sender<Message>);
+
+impl QueueProbe {
+    /// The census, or `None` when the manager has stopped or takes longer than `patience`
+    /// (a batch with a slow disk sync in progress).
+    pub async fn census(&self, patience: Duration) -> Option<crate::metrics::Census> {
+        let (reply, answer) = oneshot::channel();
+        self.0.send(Message::Census(reply)).ok()?;
+        tokio::time::timeout(patience, answer).await.ok()?.ok()
     }
 }
 
@@ -273,6 +294,9 @@ impl Runner {
                     Message::Attempt(attempt, reply) => {
                         self.replies.insert(attempt.worker, reply);
                         self.queue.handle(Input::Attempt(attempt), now);
+                    }
+                    Message::Census(reply) => {
+                        let _ = reply.send(self.queue.census());
                     }
                     Message::Shutdown => stop = true,
                 }

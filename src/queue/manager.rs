@@ -466,6 +466,20 @@ impl Queue {
         self.messages.len()
     }
 
+    /// The unfinished messages and their recipients by status, for `/metrics`.
+    pub fn census(&self) -> crate::metrics::Census {
+        let mut by_status: BTreeMap<&'static str, u64> = BTreeMap::new();
+        for recipient in self.messages.values().flat_map(|m| m.recipients.iter()) {
+            *by_status
+                .entry(super::status_name(&recipient.state))
+                .or_default() += 1;
+        }
+        crate::metrics::Census {
+            messages: self.messages.len() as u64,
+            recipients: by_status.into_iter().collect(),
+        }
+    }
+
     fn store(&mut self, message: &QueuedMessage, now: u64) {
         let segment = segment_of(&message.id);
         if segment > self.sealed_below {
@@ -718,7 +732,8 @@ impl Queue {
             entry.resume_timer = Some(self.timers.schedule(until, timer));
         }
         for result in &attempt.results {
-            self.recipient_result(&attempt.job.id, result, attempt.elapsed_ms, now, now);
+            let (id, destination) = (&attempt.job.id, &attempt.job.destination);
+            self.recipient_result(id, destination, result, attempt.elapsed_ms, now, now);
         }
         self.schedule_retry(&attempt.job.id, now);
         self.finish_if_done(&attempt.job.id);
@@ -763,6 +778,7 @@ impl Queue {
     fn recipient_result(
         &mut self,
         id: &str,
+        destination: &str,
         result: &RecipientResult,
         elapsed_ms: u64,
         now: u64,
@@ -789,6 +805,7 @@ impl Queue {
             (Outcome::Temporary, Verdict::Expire) => "expired",
             (Outcome::Temporary, Verdict::RetryAt(_)) => "deferred",
         };
+        count_attempt(verdict, destination, now.saturating_sub(received_at));
         log_attempt(
             id,
             &recipient.address,
@@ -882,6 +899,14 @@ impl Queue {
     }
 
     fn bounce_spooled(&mut self, job: BounceJob, ok: bool, now: u64) {
+        if ok {
+            let kind = match job.kind {
+                Kind::Failure => "failure",
+                Kind::Delay => "delay",
+                Kind::Success => "success",
+            };
+            crate::metrics::global().notified(kind);
+        }
         for recipient in &job.recipients {
             let Some(event) = recipient.then.clone() else {
                 continue;
@@ -1053,7 +1078,7 @@ impl Queue {
                     relay: None,
                     dsn_forwarded: false,
                 };
-                self.recipient_result(&id, &result, 0, now, until);
+                self.recipient_result(&id, destination, &result, 0, now, until);
             }
             self.schedule_retry(&id, now);
             self.finish_if_done(&id);
@@ -1140,6 +1165,21 @@ impl Queue {
 }
 
 /// The record of an attempt's outcome for one recipient, with the reply and relay.
+/// One recipient's attempt for `/metrics`; a delivery's latency counts from acceptance.
+fn count_attempt(verdict: &str, destination: &str, since_accepted: u64) {
+    let metrics = crate::metrics::global();
+    let outcome = match verdict {
+        "sent" => {
+            metrics.delivered_after(since_accepted);
+            "delivered"
+        }
+        "bounced" => "bounced",
+        "expired" => "expired",
+        _ => "deferred",
+    };
+    metrics.delivery_attempt(outcome, destination);
+}
+
 fn result_record(id: &str, now: u64, event: Event, result: &RecipientResult) -> Record {
     Record {
         reply: Some(result.reply.clone()),

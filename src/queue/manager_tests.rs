@@ -804,3 +804,40 @@ fn a_compacted_log_keeps_each_unfinished_state_and_finished_messages_still_spool
     // ID is finished but its segment is still the active one: its records must stay.
     assert!(queue.finished_but_spooled(ID) && !queue.finished_but_spooled(ID2));
 }
+
+#[test]
+fn the_census_counts_unfinished_messages_and_their_recipients_by_status() {
+    let mut queue = queue();
+    queue.handle(
+        Input::Stored(vec![
+            message(ID, "a@example.com", &["b@example.org", "c@example.net"]),
+            message(ID2, "a@example.com", &["d@example.org"]),
+        ]),
+        NOW,
+    );
+    queue.handle(Input::Command(Command::Hold(ID2.into())), NOW);
+    queue.tick(NOW);
+    let started = connects(&queue.take_effects());
+    let (worker, job) = started
+        .into_iter()
+        .find(|(_, job)| job.id == ID && job.domain == "example.org")
+        .expect("a connection for b@example.org");
+    queue.handle(
+        attempt(
+            worker,
+            job,
+            vec![result(0, Outcome::Delivered, "250 2.0.0 ok")],
+            Signal::Reachable,
+        ),
+        NOW,
+    );
+    let census = queue.census();
+    assert_eq!(census.messages, 2);
+    assert_eq!(
+        census.recipients,
+        [("delivered", 1), ("held", 1), ("queued", 1)]
+    );
+    // A finished message leaves the census.
+    queue.handle(Input::Command(Command::Delete(ID2.into())), NOW);
+    assert_eq!(queue.census().messages, 1);
+}

@@ -42,6 +42,10 @@ impl MemoryBudget {
         })
     }
 
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn reserved(&self) -> usize {
         self.reserved.load(Ordering::Acquire)
     }

@@ -754,6 +754,7 @@ impl Session {
         let refusal = match decision {
             SenderDecision::Allowed => match allowance.messages {
                 Some(quota) if quota.left == 0 => {
+                    crate::metrics::global().quota_refused("messages_per_hour");
                     reply::message_quota_reached(user, quota.limit, &timefmt::rfc3339(quota.resets))
                 }
                 _ => return self.open_transaction(*mail, allowance.recipients),
@@ -811,6 +812,7 @@ impl Session {
             return reply::too_many_recipients(max_recipients);
         }
         if let Some(quota) = exhausted_recipient_quota(transaction) {
+            crate::metrics::global().quota_refused("recipients_per_day");
             return reply::recipient_quota_reached(
                 self.auth_user.as_deref().unwrap_or(""),
                 quota.limit,

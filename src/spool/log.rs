@@ -218,9 +218,11 @@ impl Writer {
                 ]
             })
             .collect();
+        let started = std::time::Instant::now();
         match segment.append(&mut parts) {
             Ok(_) => {
                 drop(parts);
+                crate::metrics::global().spool_synced(started.elapsed(), batch.len());
                 let (answers, stored) = stored(batch, &ids);
                 if let Some(notify) = &self.notifier {
                     notify(stored);
@@ -355,6 +357,19 @@ fn segment_numbers(dir: &Path) -> io::Result<Vec<u32>> {
     }
     numbers.sort_unstable();
     Ok(numbers)
+}
+
+/// The segment files in `dir` and their total size, for `/metrics`.
+pub fn usage(dir: &Path) -> io::Result<crate::metrics::SpoolUsage> {
+    let mut usage = crate::metrics::SpoolUsage::default();
+    for number in segment_numbers(dir)? {
+        // A segment reclaimed since the listing is simply no longer counted.
+        if let Ok(metadata) = fs::metadata(segment_path(dir, number)) {
+            usage.segments += 1;
+            usage.bytes += metadata.len();
+        }
+    }
+    Ok(usage)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -74,6 +74,8 @@ pub struct Server {
     pub dir: TempDir,
     pub submission: SocketAddr,
     pub submissions: SocketAddr,
+    /// The `[http]` listener's address, when the configuration has one.
+    pub http: Option<SocketAddr>,
     pub config_path: PathBuf,
     log: Option<&'static str>,
     env: Vec<(&'static str, PathBuf)>,
@@ -108,6 +110,7 @@ mode = "submissions"
             dir,
             submission: "127.0.0.1:1".parse().unwrap(),
             submissions: "127.0.0.1:1".parse().unwrap(),
+            http: None,
             config_path,
             log: options.log,
             env: options.env,
@@ -140,11 +143,19 @@ mode = "submissions"
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let mut found = Vec::new();
-        while found.len() < 2 {
+        // The announcement ends with how to stop the server.
+        loop {
             let line = lines
                 .next()
                 .expect("server exited before listening")
                 .unwrap();
+            if line.starts_with("Stop with") {
+                break;
+            }
+            if let Some(rest) = line.trim().strip_prefix("http on ") {
+                let address = rest.split(':').take(2).collect::<Vec<_>>().join(":");
+                self.http = Some(address.parse().unwrap());
+            }
             if let Some(rest) = line.trim().strip_prefix("listening on ") {
                 let address = rest
                     .split(' ')
