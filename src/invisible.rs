@@ -3,6 +3,8 @@
 //! be"; in an address they make two different mailboxes look alike, or make a reply, a log
 //! line or `queue list` show something else than what is there.
 
+use std::borrow::Cow;
+
 /// What `c` is, in plain words, if it is one of those characters.
 pub fn invisible(c: char) -> Option<&'static str> {
     let name = match c {
@@ -33,9 +35,36 @@ pub fn invisible(c: char) -> Option<&'static str> {
     Some(name)
 }
 
+/// `text` for a terminal: each invisible or reordering character (see [`invisible`]) written as
+/// `\u{XXXX}`, so what is shown is what is there (an address accepted before such characters
+/// were refused, a reply from a remote server).
+pub fn escaped(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| invisible(c).is_some()) {
+        return Cow::Borrowed(text);
+    }
+    let mut shown = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match invisible(c) {
+            Some(_) => shown.push_str(&format!("\\u{{{:04X}}}", c as u32)),
+            None => shown.push(c),
+        }
+    }
+    Cow::Owned(shown)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_text_shows_what_is_there() {
+        assert_eq!(escaped("a@b.example"), "a@b.example");
+        assert_eq!(
+            escaped("ad\u{202E}nim@b.example\r"),
+            "ad\\u{202E}nim@b.example\\u{000D}"
+        );
+        assert_eq!(escaped("jürgen@b.example"), "jürgen@b.example");
+    }
 
     #[test]
     fn invisible_and_reordering_characters_are_named() {

@@ -6,6 +6,7 @@ use clap::Subcommand;
 
 use super::{EX_DATAERR, EX_IOERR, EX_NOINPUT, EX_TEMPFAIL, EX_USAGE, Failure};
 use crate::config::Config;
+use crate::invisible::escaped;
 use crate::queue::{self, Entry, HistoryLine, driver};
 use crate::spool::{QueuedMessage, log};
 
@@ -157,9 +158,9 @@ fn print_table(messages: &[Entry]) {
         let message = &entry.message;
         let envelope = &message.envelope;
         let from = if envelope.from.is_empty() {
-            "<>"
+            "<>".into()
         } else {
-            &envelope.from
+            escaped(&envelope.from)
         };
         println!(
             "{:<16}  {:<20}  {:>9}  {:<30}  {}",
@@ -179,8 +180,8 @@ fn recipients(entry: &Entry) -> String {
         .recipients
         .iter()
         .map(|r| match r.status {
-            "queued" => r.address.clone(),
-            status => format!("{} ({status})", r.address),
+            "queued" => escaped(&r.address).into_owned(),
+            status => format!("{} ({status})", escaped(&r.address)),
         })
         .collect();
     described.join(", ")
@@ -190,20 +191,23 @@ fn print_envelope(message: &QueuedMessage) {
     let envelope = &message.envelope;
     println!("id: {}", message.id);
     println!("received_at: {}", envelope.received_at);
-    println!("from: <{}>", envelope.from);
+    println!("from: <{}>", escaped(&envelope.from));
     for recipient in &envelope.to {
-        println!("to: <{recipient}>");
+        println!("to: <{}>", escaped(recipient));
     }
     println!(
         "auth_user: {}",
-        envelope
-            .auth_user
-            .as_deref()
-            .unwrap_or("(none: trusted network)")
+        escaped(
+            envelope
+                .auth_user
+                .as_deref()
+                .unwrap_or("(none: trusted network)")
+        )
     );
     println!(
         "client: {} (EHLO {})",
-        envelope.client_ip, envelope.client_helo
+        envelope.client_ip,
+        escaped(&envelope.client_helo)
     );
     match &envelope.tls {
         Some(tls) => println!("tls: {} {}", tls.version, tls.cipher),
@@ -218,13 +222,13 @@ fn print_history(history: &[HistoryLine]) {
         let recipient = change
             .recipient
             .as_ref()
-            .map_or("(message)".to_string(), |a| format!("<{a}>"));
+            .map_or("(message)".to_string(), |a| format!("<{}>", escaped(a)));
         let mut line = format!("history: {} {recipient} {}", change.at, change.event);
         if let Some(relay) = &change.relay {
-            line.push_str(&format!(" relay={relay}"));
+            line.push_str(&format!(" relay={}", escaped(relay)));
         }
         if let Some(reply) = &change.reply {
-            line.push_str(&format!(" reply=\"{reply}\""));
+            line.push_str(&format!(" reply=\"{}\"", escaped(reply)));
         }
         println!("{line}");
     }
